@@ -1,0 +1,149 @@
+"""One self-describing checkpoint file: save atomically, load safely.
+
+A checkpoint holds the format version, model and train configs, the vocabulary,
+float32 CPU weights, optimizer state, step, epoch, data position, carried hidden
+state, RNG states and the best validation loss, so it needs nothing beside it.
+Loading uses `torch.load(weights_only=True)`: a checkpoint is data, never code.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import pickle
+import zipfile
+from pathlib import Path
+
+import torch
+
+from charrnn.config import ModelConfig, TrainConfig
+from charrnn.errors import CheckpointError, TrainingError
+from charrnn.vocab import Vocab
+
+FORMAT = "charrnn-checkpoint"
+VERSION = 1
+
+
+def save(payload: dict, path: Path) -> None:
+    """Write to a temporary file beside `path`, fsync, then rename over it: a crash or a full
+    disk mid-write leaves the previous file at `path` intact."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    payload = {"format": FORMAT, "version": VERSION, **payload}
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(payload, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        what = "the disk is full" if e.errno == errno.ENOSPC else e.strerror or str(e)
+        raise TrainingError(f"could not write checkpoint {path}: {what}; the previous checkpoint is intact") from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(d: Path) -> None:
+    try:
+        fd = os.open(d, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def resolve(path: Path, prefer: str = "best.pt") -> Path:
+    """A checkpoint file, or a run directory (its `prefer` file, else the other one)."""
+    path = Path(path)
+    if path.is_dir():
+        for name in (prefer, "last.pt", "best.pt"):
+            if (path / name).is_file():
+                return path / name
+        raise CheckpointError(f"{path}: run directory holds no best.pt or last.pt")
+    if not path.exists():
+        raise CheckpointError(f"{path}: no such checkpoint or run directory")
+    return path
+
+
+def latest_run(root: Path) -> Path:
+    """The run directory in `root` whose checkpoint was written most recently."""
+    root = Path(root)
+    found = [p for p in root.glob("*/*.pt") if p.name in ("best.pt", "last.pt")] if root.is_dir() else []
+    if not found:
+        raise CheckpointError(
+            f"no trained model found in {root}/; train one with `charrnn train FILE` or name a checkpoint"
+        )
+    return max(found, key=lambda p: p.stat().st_mtime).parent
+
+
+def load(path: Path) -> dict:
+    """Load and validate a checkpoint on the CPU; every failure is a one-line CheckpointError."""
+    path = Path(path)
+    try:
+        if path.stat().st_size == 0:
+            raise CheckpointError(f"{path}: empty file, not a checkpoint")
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except CheckpointError:
+        raise
+    except pickle.UnpicklingError as e:
+        if "weights_only" in str(e) or "Unsupported global" in str(e) or "GLOBAL" in str(e):
+            raise CheckpointError(
+                f"{path}: refused: the file asks to run code or build objects a checkpoint never holds "
+                "(it is not a charrnn checkpoint, or it was tampered with)"
+            ) from None
+        raise CheckpointError(f"{path}: corrupt checkpoint ({_first_line(e)})") from None
+    except (zipfile.BadZipFile, EOFError, RuntimeError, ValueError) as e:
+        raise CheckpointError(f"{path}: truncated or corrupt checkpoint ({_first_line(e)})") from None
+    except OSError as e:
+        raise CheckpointError(f"{path}: cannot read checkpoint ({e.strerror or e})") from None
+    except Exception as e:  # anything else torch.load can raise on garbage
+        raise CheckpointError(f"{path}: truncated or corrupt checkpoint ({type(e).__name__}: {_first_line(e)})") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not a charrnn checkpoint")
+    version = ckpt.get("version")
+    if not isinstance(version, int) or version > VERSION:
+        raise CheckpointError(
+            f"{path}: checkpoint format version {version} is newer than this charrnn reads ({VERSION}); upgrade charrnn"
+        )
+    for key in ("model_config", "train_config", "vocab", "model"):
+        if key not in ckpt:
+            raise CheckpointError(f"{path}: checkpoint is missing {key!r}")
+    return ckpt
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return text[0][:200] if text else type(e).__name__
+
+
+def model_config(ckpt: dict) -> ModelConfig:
+    return ModelConfig.from_dict(ckpt["model_config"])
+
+
+def train_config(ckpt: dict) -> TrainConfig:
+    return TrainConfig.from_dict(ckpt["train_config"])
+
+
+def vocab(ckpt: dict) -> Vocab:
+    return Vocab(ckpt["vocab"])
+
+
+def load_model(path: Path, device: torch.device = torch.device("cpu")):
+    """(model in eval mode on `device`, vocab, checkpoint dict)."""
+    from charrnn.model import CharRNN
+
+    ckpt = load(path)
+    model = CharRNN(model_config(ckpt))
+    try:
+        model.load_state_dict(ckpt["model"])
+    except (RuntimeError, KeyError) as e:
+        raise CheckpointError(f"{path}: weights do not match the model config ({_first_line(e)})") from None
+    return model.to(device).eval(), vocab(ckpt), ckpt

@@ -1,0 +1,105 @@
+"""Typed configuration: every default of the model and of training lives here.
+
+The CLI maps its options one-to-one onto these fields; presets are partial
+overrides of `TrainConfig` and `ModelConfig` fields, and explicit flags win over them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any
+
+MODEL_TYPES = ("lstm", "gru", "rnn")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    vocab_size: int
+    model: str = "lstm"  # lstm | gru | rnn
+    hidden: int = 512
+    layers: int = 3
+    dropout: float = 0.0  # between recurrent layers and before the output layer
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
+        return _from_dict(cls, d)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    batch_size: int = 64  # contiguous streams per batch
+    seq_len: int = 128  # truncated-BPTT window in characters
+    lr: float = 2e-3  # peak learning rate (AdamW)
+    min_lr_frac: float = 0.1  # the schedule decays to lr * min_lr_frac
+    warmup_steps: int = 100
+    schedule: str = "cosine"  # cosine | constant
+    decay_steps: int | None = None  # cosine horizon in steps (default: the run's step or time limit)
+    weight_decay: float = 0.0  # decoupled (AdamW), applied to matrices only
+    grad_clip: float = 1.0  # max global gradient norm; 0 disables
+    max_steps: int | None = None  # total optimizer steps, counted across resumes
+    max_epochs: float | None = None  # total passes over the training split
+    time_limit: float | None = None  # total seconds of training, counted across resumes
+    eval_every: int = 500  # steps between full-validation evaluations (0: only at the end)
+    checkpoint_every: int = 500  # steps between writes of last.pt (0: only at the end)
+    sample_every: int = 0  # steps between progress samples (0: never)
+    sample_length: int = 200
+    sample_temp: float = 0.8
+    log_every: int = 10  # steps between metrics.jsonl lines
+    patience: int = 0  # stop after this many evals without improvement (0: never)
+    eval_batch_size: int = 32  # streams used to evaluate a split
+    seed: int = 1337
+    device: str = "auto"
+    precision: str = "auto"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        return _from_dict(cls, d)
+
+    def with_overrides(self, overrides: dict[str, Any]) -> TrainConfig:
+        return replace(self, **{k: v for k, v in overrides.items() if k in _names(TrainConfig)})
+
+
+# When a run sets no limit at all it trains this many epochs.
+DEFAULT_MAX_EPOCHS = 20
+
+
+def _names(cls) -> set[str]:
+    return {f.name for f in fields(cls)}
+
+
+def _from_dict(cls, d: dict[str, Any]):
+    # Unknown keys are ignored so that a newer checkpoint's extra fields do not break loading.
+    return cls(**{k: v for k, v in d.items() if k in _names(cls)})
+
+
+MODEL_FIELDS = tuple(sorted(_names(ModelConfig) - {"vocab_size"}))
+TRAIN_FIELDS = tuple(sorted(_names(TrainConfig)))
+
+
+# Named presets: partial overrides of ModelConfig and TrainConfig fields. Explicit flags win.
+PRESETS: dict[str, dict[str, Any]] = {
+    "tiny": dict(hidden=128, layers=2, dropout=0.0, batch_size=32, seq_len=64, lr=3e-3, warmup_steps=50),
+    "small": dict(hidden=256, layers=2, dropout=0.0, batch_size=64, seq_len=64, lr=3e-3, warmup_steps=100),
+    "medium": dict(hidden=384, layers=2, dropout=0.1, batch_size=64, seq_len=128, lr=2e-3, warmup_steps=100),
+    "large": dict(hidden=512, layers=3, dropout=0.2, batch_size=64, seq_len=128, lr=2e-3, warmup_steps=200),
+}
+PRESET_NAMES = ("auto", *PRESETS)
+
+
+def auto_preset(time_limit: float | None, device_type: str) -> str:
+    """The preset that learns most in the time given on this kind of device."""
+    if device_type == "cuda" or time_limit is None:
+        return "large"
+    if time_limit <= 120:
+        return "small"
+    if time_limit <= 1200:
+        return "medium"
+    return "large"

@@ -1,0 +1,319 @@
+"""Corpus -> compact id file, train/val/test splits, and batches of contiguous streams.
+
+    charrnn preprocess corpus.txt --out corpora/corpus
+
+The text is read twice in chunks (vocabulary first, then ids), so memory stays bounded
+whatever the file size. Ids are stored raw in the smallest unsigned dtype that fits and
+read back through a memory map, so training's resident memory does not grow with the corpus.
+"""
+
+from __future__ import annotations
+
+import codecs
+import hashlib
+import json
+import math
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from charrnn.errors import BadValueError, InputError
+from charrnn.vocab import Vocab
+
+CORPUS_FORMAT = "charrnn-corpus"
+CORPUS_VERSION = 1
+CHUNK_BYTES = 16 << 20
+BOM = codecs.BOM_UTF8
+MAX_CODEPOINT = 0x110000
+MIN_EVAL_STREAM = 512  # characters
+
+
+@dataclass(frozen=True)
+class TextOptions:
+    """How raw bytes become text."""
+
+    encoding_errors: str = "strict"  # strict | replace | ignore
+    newline: str = "keep"  # keep | lf
+    force: bool = False  # accept files that look binary
+
+    def __post_init__(self):
+        if self.encoding_errors not in ("strict", "replace", "ignore"):
+            raise BadValueError(f"--encoding-errors must be strict, replace or ignore, not {self.encoding_errors!r}")
+        if self.newline not in ("keep", "lf"):
+            raise BadValueError(f"--newline must be keep or lf, not {self.newline!r}")
+
+
+def check_text_file(path: Path) -> Path:
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: no such file")
+    if path.is_dir():
+        raise InputError(f"{path}: is a directory, not a text file")
+    if not os.access(path, os.R_OK):
+        raise InputError(f"{path}: permission denied")
+    return path
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(CHUNK_BYTES):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _looks_binary(head: bytes) -> str | None:
+    if b"\x00" in head:
+        return "it contains NUL bytes"
+    text = head.decode("utf-8", errors="replace")
+    if not text:
+        return None
+    good = sum(1 for c in text if c.isprintable() or c in "\n\r\t\f\v")
+    if good / len(text) < 0.8:
+        return f"only {100 * good / len(text):.0f}% of its first characters are printable text"
+    return None
+
+
+def iter_text(path: Path, opts: TextOptions = TextOptions(), chunk_bytes: int = CHUNK_BYTES) -> Iterator[str]:
+    """Decode a UTF-8 file chunk by chunk: BOM dropped, errors reported by byte offset and line."""
+    decoder = codecs.getincrementaldecoder("utf-8")(errors=opts.encoding_errors)
+    offset = 0  # bytes of the file consumed before this chunk
+    lines = 0  # newlines seen before this chunk
+    held = ""  # a trailing "\r" kept back so that a CRLF split across chunks is still seen
+    with open(path, "rb") as f:
+        while True:
+            raw = f.read(chunk_bytes)
+            final = not raw
+            data = raw
+            if offset == 0 and data.startswith(BOM):
+                data = data[len(BOM):]
+                offset = len(BOM)
+            if offset <= len(BOM) and raw and not opts.force:
+                why = _looks_binary(data[:8192])
+                if why:
+                    raise InputError(f"{path}: looks like a binary file ({why}); pass --force to use it anyway")
+            pending = decoder.getstate()[0]  # bytes of a character split across chunks
+            try:
+                text = decoder.decode(data, final=final)
+            except UnicodeDecodeError as e:
+                # e.start counts from the start of pending + data
+                bad = offset - len(pending) + e.start
+                line = lines + (pending + data)[: e.start].count(b"\n") + 1
+                raise InputError(
+                    f"{path}: invalid UTF-8 at byte {bad} (line {line}): {e.reason}; "
+                    "pass --encoding-errors replace or ignore to proceed anyway"
+                ) from None
+            offset += len(data)
+            lines += data.count(b"\n")
+            if opts.newline == "lf":
+                text = held + text
+                held = ""
+                if text.endswith("\r") and not final:
+                    held, text = "\r", text[:-1]
+                text = text.replace("\r\n", "\n")
+            if text:
+                yield text
+            if final:
+                return
+
+
+def _codepoints(text: str) -> np.ndarray:
+    return np.frombuffer(text.encode("utf-32-le", errors="surrogatepass"), dtype=np.uint32)
+
+
+@dataclass
+class Corpus:
+    """A preprocessed corpus: `ids` is a read-only memory map of the whole text."""
+
+    path: Path
+    meta: dict
+    vocab: Vocab
+    ids: np.ndarray
+
+    @classmethod
+    def load(cls, path: Path) -> Corpus:
+        path = Path(path)
+        try:
+            meta = json.loads((path / "meta.json").read_text(encoding="utf-8"))
+            if meta.get("format") != CORPUS_FORMAT:
+                raise ValueError("not a charrnn corpus")
+            vocab = Vocab.load(path / "vocab.json")
+            n = int(meta["chars"])
+            dtype = np.dtype(meta["dtype"])
+            if (path / "ids.bin").stat().st_size != n * dtype.itemsize:
+                raise ValueError("ids.bin has the wrong size")
+            ids = np.memmap(path / "ids.bin", dtype=dtype, mode="r", shape=(n,)) if n else np.zeros(0, dtype)
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise InputError(f"{path}: not a usable preprocessed corpus ({e}); run charrnn preprocess again") from None
+        return cls(path, meta, vocab, ids)
+
+    @property
+    def name(self) -> str:
+        return self.meta.get("name", self.path.name)
+
+    def split(self, name: str) -> np.ndarray:
+        if name not in self.meta["splits"]:
+            raise BadValueError(f"split must be one of {', '.join(self.meta['splits'])}, not {name!r}")
+        a, b = self.meta["splits"][name]
+        return self.ids[a:b]
+
+
+def split_bounds(n: int, val_frac: float, test_frac: float) -> dict[str, list[int]]:
+    """Contiguous splits: val is the last `val_frac` of the text, test just before it."""
+    val_start = int(n * (1 - val_frac))
+    test_start = int(n * (1 - val_frac - test_frac))
+    return {"train": [0, test_start], "test": [test_start, val_start], "val": [val_start, n]}
+
+
+def preprocess(
+    src: Path,
+    out_dir: Path,
+    val_frac: float = 0.1,
+    test_frac: float = 0.0,
+    opts: TextOptions = TextOptions(),
+    chunk_bytes: int = CHUNK_BYTES,
+) -> Corpus:
+    """Write `out_dir/` with ids.bin, vocab.json and meta.json; replaces it atomically."""
+    if not 0 <= val_frac < 1:
+        raise BadValueError(f"--val-frac must be in [0, 1), not {val_frac}")
+    if not 0 <= test_frac < 1 or val_frac + test_frac >= 1:
+        raise BadValueError(f"--test-frac must be in [0, 1) and leave some text for training, not {test_frac}")
+    src = check_text_file(src)
+    t0 = time.perf_counter()
+
+    # pass 1: hash, character count and the set of code points
+    sha = hashlib.sha256()
+    with open(src, "rb") as f:
+        while chunk := f.read(chunk_bytes):
+            sha.update(chunk)
+    present = np.zeros(MAX_CODEPOINT, dtype=bool)
+    n = 0
+    for text in iter_text(src, opts, chunk_bytes):
+        present[_codepoints(text)] = True
+        n += len(text)
+    if n == 0:
+        raise InputError(f"{src}: is empty")
+    vocab = Vocab.from_codepoints(np.flatnonzero(present))
+    if all(c.isspace() for c in vocab.chars):
+        raise InputError(f"{src}: holds only whitespace")
+    table = vocab.lookup_table()
+    dtype = vocab.dtype
+
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; a corpus folder is ordinary
+    try:
+        # pass 2: ids, written sequentially
+        with open(tmp / "ids.bin", "wb") as f:
+            for text in iter_text(src, opts, chunk_bytes):
+                f.write(table[_codepoints(text)].astype(dtype).tobytes())
+            f.flush()
+            os.fsync(f.fileno())
+        vocab.save(tmp / "vocab.json")
+        splits = split_bounds(n, val_frac, test_frac)
+        meta = {
+            "format": CORPUS_FORMAT,
+            "version": CORPUS_VERSION,
+            "name": src.stem,
+            "source": src.name,
+            "source_sha256": sha.hexdigest(),
+            "source_bytes": src.stat().st_size,
+            "chars": n,
+            "vocab_size": len(vocab),
+            "dtype": dtype.name,
+            "val_frac": val_frac,
+            "test_frac": test_frac,
+            "newline": opts.newline,
+            "encoding_errors": opts.encoding_errors,
+            "splits": splits,
+            "split_sizes": {k: b - a for k, (a, b) in splits.items()},
+            "seconds": round(time.perf_counter() - t0, 3),
+        }
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=2, ensure_ascii=False), encoding="utf-8")
+        _replace_dir(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return Corpus.load(out_dir)
+
+
+def _replace_dir(new: Path, dest: Path) -> None:
+    if dest.exists():
+        old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
+        os.replace(dest, old)
+        os.replace(new, dest)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(new, dest)
+
+
+def cached_corpus(src: Path, root: Path, val_frac: float = 0.1, test_frac: float = 0.0,
+                  opts: TextOptions = TextOptions()) -> Corpus:
+    """Preprocess `src` into `root/<stem>-<hash>/` unless an identical cache entry exists."""
+    src = check_text_file(src)
+    key = f"{file_sha256(src)}|{val_frac}|{test_frac}|{opts.newline}|{opts.encoding_errors}"
+    out = Path(root) / f"{src.stem}-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
+    if (out / "meta.json").exists():
+        try:
+            return Corpus.load(out)
+        except InputError:
+            pass  # a damaged cache entry is rebuilt
+    return preprocess(src, out, val_frac, test_frac, opts)
+
+
+class StreamBatcher:
+    """Batches of B contiguous streams, as in char-rnn: batch k of an epoch holds, for each
+    stream b, the characters [b*L + k*T, b*L + (k+1)*T] (inputs, and targets shifted by one),
+    so a hidden state carried from batch k to k+1 continues the same text."""
+
+    def __init__(self, ids: np.ndarray, batch_size: int, seq_len: int):
+        n = len(ids)
+        need = batch_size * seq_len + 1
+        if n < need:
+            raise InputError(
+                f"the training split has {n} characters but --batch-size {batch_size} x "
+                f"--seq-len {seq_len} needs at least {need}; lower --batch-size or --seq-len"
+            )
+        self.ids = ids
+        self.batch_size = batch_size
+        self.seq_len = seq_len
+        self.stream_len = (n - 1) // batch_size
+        self.steps_per_epoch = self.stream_len // seq_len
+        self.starts = np.arange(batch_size, dtype=np.int64) * self.stream_len
+
+    def batch(self, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Inputs and targets of the k-th batch of an epoch, each (B, T) int64."""
+        t = self.seq_len
+        off = k * t
+        chunk = np.stack([self.ids[s + off : s + off + t + 1] for s in self.starts]).astype(np.int64)
+        return chunk[:, :-1], chunk[:, 1:]
+
+
+def eval_batches(ids: np.ndarray, batch_size: int, seq_len: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Every prediction of a split exactly once: the split is cut into at most `batch_size`
+    contiguous streams of at least MIN_EVAL_STREAM characters (the last one padded with target -1, to be ignored), walked in
+    windows of `seq_len` with the hidden state carried by the caller."""
+    n_pred = len(ids) - 1
+    if n_pred <= 0:
+        return
+    # Each stream starts from a zero state, so keep streams long enough for that to wash out.
+    streams = max(1, min(batch_size, n_pred // MIN_EVAL_STREAM))
+    length = math.ceil(n_pred / streams)
+    rows = math.ceil(n_pred / length)
+    x = np.zeros(rows * length, dtype=np.int64)
+    y = np.full(rows * length, -1, dtype=np.int64)
+    x[:n_pred] = ids[:-1]
+    y[:n_pred] = ids[1:]
+    x = x.reshape(rows, length)
+    y = y.reshape(rows, length)
+    for a in range(0, length, seq_len):
+        yield x[:, a : a + seq_len], y[:, a : a + seq_len]

@@ -1,0 +1,52 @@
+"""Errors a user can cause or meet, each with its own exit code.
+
+The CLI prints `charrnn: error: <message>` on one line of stderr and exits with
+`exit_code`; library callers catch `CharRNNError`.
+"""
+
+
+class CharRNNError(Exception):
+    exit_code = 1
+
+
+class BadValueError(CharRNNError):
+    """An option value that makes no sense (same code as click's usage errors)."""
+
+    exit_code = 2
+
+
+class InputError(CharRNNError):
+    """A text file or corpus that cannot be used: missing, empty, not UTF-8, binary, too short."""
+
+    exit_code = 3
+
+
+class CheckpointError(CharRNNError):
+    """A checkpoint that is missing, corrupt, unsafe, from a newer format, or mismatched."""
+
+    exit_code = 4
+
+
+class DeviceError(CharRNNError):
+    """A device or precision that this machine does not have."""
+
+    exit_code = 5
+
+
+class TrainingError(CharRNNError):
+    """Training cannot go on: the loss diverged, or a checkpoint could not be written."""
+
+    exit_code = 6
+
+
+class UnknownCharacterError(CharRNNError):
+    """Text holds characters the model's vocabulary lacks."""
+
+    exit_code = 7
+
+    def __init__(self, chars: list[str], context: str = "text"):
+        self.chars = chars
+        shown = ", ".join(repr(c) for c in chars[:10]) + (" ..." if len(chars) > 10 else "")
+        super().__init__(
+            f"{context} has {len(chars)} character(s) not in the model's vocabulary: {shown}"
+        )

@@ -1,0 +1,99 @@
+"""Device and precision choice, seeding, and RNG state capture.
+
+`--device auto` picks cuda, then mps, then cpu. `--precision auto` picks bf16 autocast
+where the hardware runs it fast (CUDA with bf16 support; a CPU with AMX or AVX512-BF16),
+and float32 elsewhere.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from charrnn.errors import DeviceError
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise DeviceError("--device cuda: no CUDA device is available on this machine (try --device cpu)")
+    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise DeviceError("--device mps: Apple's MPS backend is not available on this machine (try --device cpu)")
+    if name not in ("cpu", "cuda", "mps"):
+        raise DeviceError(f"--device must be auto, cpu, cuda or mps, not {name!r}")
+    return torch.device(name)
+
+
+@lru_cache(maxsize=1)
+def cpu_has_fast_bf16() -> bool:
+    """AMX-BF16 or AVX512-BF16: where bf16 matrix products beat float32 several times."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return " amx_bf16" in flags or " avx512_bf16" in flags
+
+
+def pick_precision(name: str, device: torch.device) -> str:
+    """Resolve auto and refuse what the device cannot do."""
+    if name == "auto":
+        if device.type == "cuda":
+            return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        if device.type == "cpu":
+            return "bf16" if cpu_has_fast_bf16() else "fp32"
+        return "fp32"
+    if name == "fp16" and device.type != "cuda":
+        raise DeviceError(f"--precision fp16 needs a CUDA device, not {device.type} (use bf16 or fp32)")
+    if name == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise DeviceError("--precision bf16: this GPU does not support bfloat16 (use fp16 or fp32)")
+    if name == "bf16" and device.type == "mps":
+        raise DeviceError("--precision bf16 is not supported on mps (use fp32)")
+    if name not in ("fp32", "bf16", "fp16"):
+        raise DeviceError(f"--precision must be auto, fp32, bf16 or fp16, not {name!r}")
+    return name
+
+
+def autocast(device: torch.device, precision: str):
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def rng_state() -> dict:
+    state = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        with contextlib.suppress(RuntimeError):  # a different GPU count: keep the fresh seed
+            torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def generator(seed: int | None, device: torch.device = torch.device("cpu")) -> torch.Generator:
+    g = torch.Generator(device=device)
+    if seed is None:
+        g.seed()
+    else:
+        g.manual_seed(seed)
+    return g

@@ -1,0 +1,363 @@
+"""The training loop: AdamW, warm-up + cosine schedule, clipping, evaluation,
+checkpoint cadence and progress samples. It reports through `Callbacks` and knows
+nothing of the terminal.
+
+    result = train(Corpus.load("corpora/tinyshakespeare"), ModelConfig(vocab_size=65),
+                   TrainConfig(max_steps=500), Path("checkpoints/run"))
+
+Truncated BPTT over contiguous streams: the hidden state carries from batch to batch
+within an epoch. Everything a step depends on (weights, optimizer moments, step,
+data position, carried state, RNG) is in the checkpoint, so a resumed run on the CPU
+is bitwise the same as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from charrnn import __version__, checkpoint
+from charrnn.config import DEFAULT_MAX_EPOCHS, ModelConfig, TrainConfig
+from charrnn.data import Corpus, StreamBatcher, eval_batches
+from charrnn.errors import CheckpointError, TrainingError
+from charrnn.model import CharRNN, State, cross_entropy
+from charrnn.runtime import autocast, pick_device, pick_precision, rng_state, seed_everything, set_rng_state
+from charrnn.sample import sample_text
+
+LN2 = math.log(2)
+MAX_BAD_STEPS = 8  # consecutive non-finite steps before training gives up
+
+
+class Callbacks:
+    """Override what you need; every hook is optional."""
+
+    def on_start(self, info: dict) -> None: ...
+    def on_step(self, m: dict, logged: bool) -> None: ...
+    def on_eval(self, m: dict) -> None: ...
+    def on_sample(self, step: int, text: str, m: dict) -> None: ...
+    def on_checkpoint(self, path: Path, kind: str) -> None: ...
+    def on_warning(self, message: str) -> None: ...
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    step: int
+    epoch: int
+    best_val_loss: float
+    best_step: int
+    val_loss: float
+    elapsed_s: float
+    stopped: str  # max_steps | max_epochs | time_limit | patience | interrupted
+
+
+def lr_at(cfg: TrainConfig, step: int, progress: float) -> float:
+    """Linear warm-up over `warmup_steps`, then cosine decay to `lr * min_lr_frac` as
+    progress (the fraction of the step, epoch or time budget used) goes from 0 to 1."""
+    if cfg.warmup_steps and step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    if cfg.schedule == "constant":
+        return cfg.lr
+    p = min(max(progress, 0.0), 1.0)
+    low = cfg.lr * cfg.min_lr_frac
+    return low + (cfg.lr - low) * 0.5 * (1 + math.cos(math.pi * p))
+
+
+@torch.no_grad()
+def evaluate(model: CharRNN, ids: np.ndarray, batch_size: int, seq_len: int,
+             device: torch.device, precision: str) -> float:
+    """Mean loss in nats per character over every prediction of `ids`, deterministic."""
+    was_training = model.training
+    model.eval()
+    total, count = 0.0, 0
+    state = None
+    for x, y in eval_batches(ids, batch_size, seq_len):
+        x = torch.from_numpy(x).to(device)
+        y = torch.from_numpy(y).to(device)
+        with autocast(device, precision):
+            logits, state = model(x, state)
+        total += float(cross_entropy(logits, y, reduction="sum"))
+        count += int((y >= 0).sum())
+    model.train(was_training)
+    return total / count if count else float("nan")
+
+
+def _to_cpu(obj):
+    if torch.is_tensor(obj):
+        return obj.detach().cpu()
+    if isinstance(obj, dict):
+        return {k: _to_cpu(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_to_cpu(v) for v in obj)
+    return obj
+
+
+def _param_groups(model: CharRNN, weight_decay: float) -> list[dict]:
+    # Decay weight matrices only; biases and the embedding table stay free.
+    decay, free = [], []
+    for name, p in model.named_parameters():
+        (decay if p.dim() >= 2 and not name.startswith("embed") else free).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": free, "weight_decay": 0.0}]
+
+
+def train(
+    corpus: Corpus,
+    model_cfg: ModelConfig | None,
+    cfg: TrainConfig,
+    run_dir: Path,
+    callbacks: Callbacks | None = None,
+    resume: dict | None = None,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> TrainResult:
+    cb = callbacks or Callbacks()
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    device = pick_device(cfg.device)
+    precision = pick_precision(cfg.precision, device)
+    vocab = corpus.vocab
+
+    if resume is not None:
+        model_cfg = checkpoint.model_config(resume)
+        if checkpoint.vocab(resume) != vocab:
+            raise CheckpointError(
+                f"the checkpoint was made for a different vocabulary ({len(resume['vocab'])} characters) "
+                f"than corpus {corpus.name} ({len(vocab)} characters); it cannot be resumed on this corpus"
+            )
+        old = checkpoint.train_config(resume)
+        if old.batch_size != cfg.batch_size:
+            raise CheckpointError(
+                f"--batch-size cannot change on resume ({old.batch_size} -> {cfg.batch_size}): "
+                "the data position is defined by it"
+            )
+    assert model_cfg is not None and model_cfg.vocab_size == len(vocab)
+
+    seed_everything(cfg.seed)
+    model = CharRNN(model_cfg).to(device)
+    opt = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.99),
+                            fused=device.type == "cuda")
+    scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+    train_ids, val_ids = corpus.split("train"), corpus.split("val")
+    batcher = StreamBatcher(train_ids, cfg.batch_size, cfg.seq_len)
+    spe = batcher.steps_per_epoch
+
+    step, epoch, k = 0, 0, 0
+    best, best_step, last_val = float("inf"), 0, float("nan")
+    stale = 0  # evals without improvement
+    elapsed0 = 0.0
+    lr_scale = 1.0  # lowered after non-finite steps
+    state: State | None = None
+    if resume is not None:
+        model.load_state_dict(resume["model"])
+        opt.load_state_dict(resume["optimizer"])
+        if "scaler" in resume and resume["scaler"]:
+            scaler.load_state_dict(resume["scaler"])
+        step, epoch, k = resume["step"], resume["epoch"], resume["data"]["batch"]
+        best = resume.get("best_val_loss", best)
+        best_step = resume.get("best_step", 0)
+        last_val = resume.get("val_loss", last_val)
+        stale = resume.get("stale_evals", 0)
+        elapsed0 = resume.get("elapsed_s", 0.0)
+        lr_scale = resume.get("lr_scale", 1.0)
+        if resume.get("hidden") is not None and resume["data"].get("seq_len") == cfg.seq_len:
+            state = tuple(h.to(device) for h in resume["hidden"])
+        set_rng_state(resume["rng"])
+        _truncate_metrics(run_dir / "metrics.jsonl", step)
+
+    limits = [cfg.max_steps, cfg.max_epochs, cfg.time_limit]
+    max_epochs = DEFAULT_MAX_EPOCHS if all(v is None for v in limits) else cfg.max_epochs
+    step_limits = [cfg.max_steps] if cfg.max_steps is not None else []
+    if max_epochs is not None:
+        step_limits.append(math.ceil(max_epochs * spe))
+    total_steps = min(step_limits) if step_limits else None
+
+    def progress(elapsed: float) -> float:
+        if cfg.decay_steps:
+            return step / cfg.decay_steps
+        p = step / total_steps if total_steps else 0.0
+        return max(p, elapsed / cfg.time_limit) if cfg.time_limit else p
+
+    meta = corpus.meta
+    corpus_info = {"name": corpus.name, "sha256": meta.get("source_sha256"), "path": str(corpus.path),
+                   "chars": meta.get("chars"), "split_sizes": meta.get("split_sizes")}
+    history: list[dict] = list(resume.get("history", [])) if resume else []
+
+    def payload() -> dict:
+        return {
+            "model_config": model_cfg.to_dict(),
+            "train_config": cfg.to_dict(),
+            "vocab": vocab.chars,
+            "model": _to_cpu({k2: v.float() for k2, v in model.state_dict().items()}),
+            "optimizer": _to_cpu(opt.state_dict()),
+            "scaler": scaler.state_dict() if scaler.is_enabled() else None,
+            "step": step, "epoch": epoch,
+            "data": {"batch": k, "batch_size": cfg.batch_size, "seq_len": cfg.seq_len},
+            "hidden": None if state is None else _to_cpu(list(state)),
+            "rng": _to_cpu(rng_state()),
+            "best_val_loss": best, "best_step": best_step, "val_loss": last_val,
+            "stale_evals": stale, "elapsed_s": elapsed, "lr_scale": lr_scale,
+            "precision": precision, "device": device.type,
+            "corpus": corpus_info, "history": history[-2000:],
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "charrnn_version": __version__, "torch_version": str(torch.__version__),
+        }
+
+    def save(kind: str) -> None:
+        path = run_dir / f"{kind}.pt"
+        checkpoint.save(payload(), path)
+        cb.on_checkpoint(path, kind)
+
+    metrics_f = open(run_dir / "metrics.jsonl", "a", encoding="utf-8")
+
+    def log(m: dict) -> None:
+        metrics_f.write(json.dumps(m) + "\n")
+        metrics_f.flush()
+
+    last_eval_step = -1
+
+    def do_eval() -> float:
+        nonlocal best, best_step, last_val, stale, last_eval_step
+        last_eval_step = step
+        last_val = evaluate(model, val_ids, cfg.eval_batch_size, cfg.seq_len, device, precision)
+        improved = math.isfinite(last_val) and last_val < best
+        if improved:
+            best, best_step, stale = last_val, step, 0
+        else:
+            stale += 1
+        m = {"step": step, "epoch": epoch, "val_loss": last_val, "val_bpc": last_val / LN2,
+             "best_val_loss": best, "elapsed_s": round(elapsed, 3)}
+        history.append({"step": step, "val_loss": last_val})
+        log(m)
+        cb.on_eval(m)
+        if improved:
+            save("best")
+        return last_val
+
+    cb.on_start({
+        "run_dir": run_dir, "device": device.type, "precision": precision, "params": model.num_params(),
+        "total_steps": total_steps, "time_limit": cfg.time_limit, "steps_per_epoch": spe,
+        "start_step": step, "model_config": model_cfg, "train_config": cfg, "corpus": corpus_info,
+        "resumed": resume is not None,
+    })
+
+    model.train()
+    t_start = time.perf_counter()
+    elapsed = elapsed0
+    t_log, chars_log, loss_sum, loss_n, bad = t_start, 0, 0.0, 0, 0
+    train_loss = float("nan")
+    stopped = "max_epochs"
+    params = [p for p in model.parameters()]
+    try:
+        while True:
+            if total_steps is not None and step >= total_steps:
+                stopped = "max_steps" if cfg.max_steps is not None and step >= cfg.max_steps else "max_epochs"
+                break
+            if cfg.time_limit is not None and elapsed >= cfg.time_limit:
+                stopped = "time_limit"
+                break
+            if cfg.patience and stale >= cfg.patience:
+                stopped = "patience"
+                break
+            if should_stop():
+                stopped = "interrupted"
+                break
+            if k >= spe:
+                epoch, k, state = epoch + 1, 0, None
+
+            xb, yb = batcher.batch(k)
+            x = torch.from_numpy(xb).to(device, non_blocking=True)
+            y = torch.from_numpy(yb).to(device, non_blocking=True)
+            lr = lr_at(cfg, step, progress(elapsed)) * lr_scale
+            for group in opt.param_groups:
+                group["lr"] = lr
+            with autocast(device, precision):
+                logits, new_state = model(x, state)
+            loss = cross_entropy(logits, y)
+            opt.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.unscale_(opt)
+            gnorm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip if cfg.grad_clip > 0 else float("inf"))
+            loss_v = float(loss.detach())
+            if math.isfinite(loss_v) and (math.isfinite(float(gnorm)) or scaler.is_enabled()):
+                scaler.step(opt)
+                scaler.update()
+                bad = 0
+                state = tuple(s.detach() for s in new_state)
+                loss_sum += loss_v
+                loss_n += 1
+            else:
+                # A non-finite loss: skip the update, restart the carried state, halve the rate.
+                bad += 1
+                lr_scale *= 0.5
+                state = None
+                cb.on_warning(f"step {step + 1}: non-finite loss or gradient, step skipped, learning rate halved")
+                if bad >= MAX_BAD_STEPS:
+                    raise TrainingError(
+                        f"training diverged: {bad} non-finite steps in a row at step {step + 1}; "
+                        f"try a lower --lr (now {cfg.lr}) or --grad-clip; last.pt and best.pt hold the last good weights"
+                    )
+            step += 1
+            k += 1
+            chars_log += x.numel()
+            elapsed = elapsed0 + time.perf_counter() - t_start
+
+            logged = step % cfg.log_every == 0 or step == 1
+            m = {"step": step, "epoch": epoch, "lr": lr, "elapsed_s": round(elapsed, 3)}
+            if logged:
+                now = time.perf_counter()
+                train_loss = loss_sum / max(loss_n, 1)
+                m.update(train_loss=train_loss, chars_per_sec=round(chars_log / max(now - t_log, 1e-9), 1),
+                         grad_norm=float(gnorm))
+                history.append({"step": step, "train_loss": train_loss})
+                log(m)
+                t_log, chars_log, loss_sum, loss_n = now, 0, 0.0, 0
+            cb.on_step(m | {"train_loss": train_loss, "val_loss": last_val, "epoch_frac": epoch + k / spe}, logged)
+
+            if cfg.eval_every and step % cfg.eval_every == 0:
+                do_eval()
+            if cfg.sample_every and step % cfg.sample_every == 0:
+                text = sample_text(model, vocab, length=cfg.sample_length, temp=cfg.sample_temp,
+                                   seed=cfg.seed + step)
+                _write_sample(run_dir / "samples.txt", step, train_loss, last_val, text)
+                cb.on_sample(step, text, {"step": step, "train_loss": train_loss, "val_loss": last_val})
+            if cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
+                save("last")
+
+        if stopped == "interrupted":
+            save("last")
+        else:
+            if last_eval_step != step:
+                do_eval()
+            save("last")
+            if not (run_dir / "best.pt").exists():
+                save("best")  # every eval so far was non-finite: still leave a model to sample
+    finally:
+        metrics_f.close()
+    return TrainResult(run_dir, step, epoch, best, best_step, last_val, elapsed, stopped)
+
+
+def _write_sample(path: Path, step: int, train_loss: float, val_loss: float, text: str) -> None:
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(f"===== step {step} | train loss {train_loss:.4f} | val loss {val_loss:.4f} =====\n")
+        f.write(text.lstrip("\n") + "\n\n")
+
+
+def _truncate_metrics(path: Path, step: int) -> None:
+    """Drop lines logged after the checkpoint being resumed, so steps are not repeated."""
+    if not path.exists():
+        return
+    keep = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            if json.loads(line).get("step", 0) <= step:
+                keep.append(line)
+        except json.JSONDecodeError:
+            continue  # a line cut short by a crash
+    path.write_text("".join(line + "\n" for line in keep), encoding="utf-8")

@@ -1,0 +1,175 @@
+"""The command line as a user meets it: CliRunner for each command, and the installed
+`charrnn` script in a real shell pipeline."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from charrnn.cli import app
+from tests.conftest import MIXED_TEXT, SHARED
+
+TINY_FLAGS = ["--hidden", "16", "--layers", "2", "--batch-size", "4", "--seq-len", "16", "--lr", "0.01",
+              "--warmup-steps", "5", "--device", "cpu", "--precision", "fp32", "--quiet"]
+
+
+@pytest.fixture
+def cli(tmp_path, monkeypatch):
+    """Run charrnn in a fresh working directory (corpora/ and checkpoints/ land there)."""
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner()
+
+    def run(*args, input=None):
+        return runner.invoke(app, [str(a) for a in args], input=input)
+
+    return run
+
+
+@pytest.fixture
+def cli_run(cli, mixed_file):
+    r = cli("train", mixed_file, *TINY_FLAGS, "--max-steps", 40, "--out", "checkpoints/mixed")
+    assert r.exit_code == 0, r.stderr
+    return r
+
+
+def test_every_command_has_help_with_examples(cli):
+    for cmd in ("preprocess", "train", "sample", "eval", "info"):
+        r = cli(cmd, "--help")
+        assert r.exit_code == 0
+        assert "Example" in r.stdout, cmd
+    assert "tiny" in cli("train", "--help").stdout  # the presets table
+
+
+def test_preprocess_writes_corpus_and_summary(cli, mixed_file, tmp_path):
+    r = cli("preprocess", mixed_file, "--val-frac", "0.2")
+    assert r.exit_code == 0, r.stderr
+    meta = json.loads((tmp_path / "corpora" / "mixed" / "meta.json").read_text())
+    assert meta["vocab_size"] == len(set(MIXED_TEXT))
+    assert "characters" in r.stderr and r.stdout == ""
+
+
+def test_train_then_sample_info_eval(cli, cli_run, tmp_path):
+    run = tmp_path / "checkpoints" / "mixed"
+    assert "best val loss" in cli_run.stderr and "bits/char" in cli_run.stderr
+    assert cli_run.stdout == ""
+    # no checkpoint argument: the newest run
+    r = cli("sample", "--prime", "床前", "--length", 50, "--seed", 3)
+    assert r.exit_code == 0, r.stderr
+    assert r.stdout.startswith("床前") and len(r.stdout) == 2 + 50 + 1
+    assert r.stdout == cli("sample", run, "--prime", "床前", "--length", 50, "--seed", 3).stdout
+    info = cli("info", run)
+    assert info.exit_code == 0 and "parameters" in info.stdout and "lstm 2 x 16" in info.stdout
+    ev = cli("eval", run)
+    assert ev.exit_code == 0 and "nats/char" in ev.stdout and "bits/char" in ev.stdout
+    holdout = tmp_path / "holdout.txt"
+    holdout.write_text(MIXED_TEXT[:300], encoding="utf-8")
+    assert "nats/char" in cli("eval", run, "--file", holdout).stdout
+
+
+def test_sample_reads_prime_from_stdin(cli, cli_run):
+    r = cli("sample", "--length", 20, "--seed", 1, input="The ")
+    assert r.exit_code == 0 and r.stdout.startswith("The ")
+
+
+def test_sample_unknown_prime_character(cli, cli_run):
+    r = cli("sample", "--prime", "Zж", "--length", 5)
+    assert r.exit_code == 7
+    assert r.stderr.count("\n") == 1 and "'Z'" in r.stderr and "'ж'" in r.stderr
+    r = cli("sample", "--prime", "Zhe", "--length", 5, "--unknown", "skip")
+    assert r.exit_code == 0 and r.stdout.startswith("he")
+
+
+def test_num_samples_and_stop(cli, cli_run):
+    r = cli("sample", "--num-samples", 3, "--length", 30, "--seed", 2, "--separator", "\n--\n")
+    assert r.exit_code == 0 and r.stdout.count("\n--\n") == 2
+
+
+def test_resume_trains_to_total_steps(cli, cli_run, tmp_path):
+    r = cli("train", "--resume", "checkpoints/mixed", "--max-steps", 60, "--quiet")
+    assert r.exit_code == 0, r.stderr
+    assert "60 steps" in r.stderr
+    r = cli("train", "--resume", "checkpoints/mixed", "--hidden", 32)
+    assert r.exit_code == 2 and "cannot change on resume" in r.stderr
+
+
+@pytest.mark.parametrize("args, code, words", [
+    (["train", "nope.txt"], 3, "no such file"),
+    (["sample", "--temp", "-1"], 2, "--temp"),
+    (["sample", "--top-p", "1.5"], 2, "--top-p"),
+    (["sample", "--length", "-5"], 2, "--length"),
+    (["train", "x.txt", "--hidden", "0"], 2, "--hidden"),
+    (["preprocess", "x.txt", "--val-frac", "1.2"], 2, "--val-frac"),
+    (["sample", "missing.pt"], 4, "no such checkpoint"),
+    (["sample"], 4, "no trained model"),
+])
+def test_bad_input_is_one_line_and_nonzero(cli, args, code, words):
+    r = cli(*args)
+    assert r.exit_code == code, (r.stdout, r.stderr)
+    assert r.stderr.startswith("charrnn: error:") and r.stderr.count("\n") == 1
+    assert words in r.stderr
+
+
+def test_bad_files(cli, tmp_path):
+    (tmp_path / "empty.txt").write_bytes(b"")
+    (tmp_path / "space.txt").write_bytes(b"  \n\t\n")
+    (tmp_path / "latin1.txt").write_bytes("first line\nna\xefve\n".encode("utf-8").replace(b"\xc3\xaf", b"\xef"))
+    (tmp_path / "bad.pt").write_bytes(b"this is not a checkpoint")
+    for args, code, words in [
+        (["preprocess", "empty.txt"], 3, "is empty"),
+        (["preprocess", "space.txt"], 3, "only whitespace"),
+        (["preprocess", "latin1.txt"], 3, "byte 13 (line 2)"),
+        (["preprocess", tmp_path], 3, "is a directory"),
+        (["sample", "bad.pt"], 4, "corrupt"),
+        (["info", "bad.pt"], 4, "corrupt"),
+    ]:
+        r = cli(*args)
+        assert r.exit_code == code and words in r.stderr, (args, r.stderr)
+    assert cli("preprocess", "latin1.txt", "--encoding-errors", "replace").exit_code == 0
+
+
+def test_corpus_too_short_for_a_batch(cli, tmp_path):
+    (tmp_path / "short.txt").write_text("hello world, " * 10, encoding="utf-8")
+    r = cli("train", "short.txt", *TINY_FLAGS, "--batch-size", "64", "--seq-len", "64")
+    assert r.exit_code == 3 and "lower --batch-size or --seq-len" in r.stderr
+
+
+@pytest.mark.skipif(shutil.which("charrnn") is None, reason="the charrnn console script is not installed")
+def test_installed_command_in_a_shell_pipeline(cli, cli_run, tmp_path):
+    run = tmp_path / "checkpoints" / "mixed"
+    out = subprocess.run(f"printf 'ab' | charrnn sample {run} --length 50 | head -c 10",
+                         shell=True, capture_output=True, cwd=tmp_path, executable="/bin/bash")
+    assert out.returncode == 0 and out.stdout == b"ab" + out.stdout[2:] and len(out.stdout) == 10
+    # a reader that goes away early: no traceback, exit 0
+    p = subprocess.run(f"set -o pipefail; charrnn sample {run} --length 100000 --prime ab | head -c 5",
+                       shell=True, capture_output=True, cwd=tmp_path, executable="/bin/bash")
+    assert p.returncode == 0 and b"Traceback" not in p.stderr and p.stderr == b""
+    # python -m charrnn works too
+    m = subprocess.run([sys.executable, "-m", "charrnn", "sample", str(run), "--prime", "ab", "--length", "5",
+                        "--seed", "1"], capture_output=True, cwd=tmp_path)
+    assert m.returncode == 0 and m.stdout.startswith(b"ab")
+
+
+def test_chinese_corpus_end_to_end(cli, tmp_path):
+    poem = "床前明月光，疑是地上霜。举头望明月，低头思故乡。\n白日依山尽，黄河入海流。欲穷千里目，更上一层楼。\n"
+    (tmp_path / "tang.txt").write_text(poem * 60, encoding="utf-8")
+    r = cli("train", "tang.txt", *TINY_FLAGS, "--hidden", "32", "--max-steps", "80", "--lr", "0.02")
+    assert r.exit_code == 0, r.stderr
+    s = cli("sample", "--prime", "床前", "--length", 30, "--temp", "0")
+    assert s.exit_code == 0 and s.stdout.startswith("床前")
+    assert set(s.stdout.strip()) <= set(poem)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not SHARED.exists(), reason=f"{SHARED} is absent (the shared benchmark corpus)")
+def test_tinyshakespeare_end_to_end(cli, tmp_path):
+    r = cli("train", SHARED, "--hidden", "64", "--layers", "1", "--batch-size", "32", "--seq-len", "64",
+            "--max-steps", "200", "--lr", "0.01", "--device", "cpu", "--quiet", "--out", "checkpoints/ts")
+    assert r.exit_code == 0, r.stderr
+    val = json.loads((tmp_path / "checkpoints" / "ts" / "metrics.jsonl").read_text().splitlines()[-1])["val_loss"]
+    assert val < 2.3  # a unigram model scores 3.3 nats/char
+    s = cli("sample", "--prime", "ROMEO:", "--length", 100, "--seed", 7)
+    assert s.exit_code == 0 and s.stdout.startswith("ROMEO:")

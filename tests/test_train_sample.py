@@ -1,0 +1,123 @@
+import json
+
+import pytest
+import torch
+
+from charrnn import checkpoint
+from charrnn.data import preprocess
+from charrnn.model import CharRNN
+from charrnn.sample import generate, pick, sample_text
+from charrnn.train import train
+from tests.conftest import tiny_model, tiny_train
+
+
+def test_overfits_hihello_and_samples_it_back(tmp_path):
+    src = tmp_path / "hi.txt"
+    src.write_text("hihello" * 300, encoding="utf-8")
+    corpus = preprocess(src, tmp_path / "c", val_frac=0.1)
+    result = train(corpus, tiny_model(len(corpus.vocab), hidden=32), tiny_train(max_steps=150, lr=2e-2), tmp_path / "run")
+    assert result.best_val_loss < 0.05
+    model, vocab, _ = checkpoint.load_model(tmp_path / "run" / "best.pt")
+    text = sample_text(model, vocab, prime="hi", length=40, temp=0)
+    assert text == ("hihello" * 7)[:42]
+
+
+def test_metrics_and_progress_samples(tmp_path, mixed_corpus):
+    run = tmp_path / "run"
+    train(mixed_corpus, tiny_model(len(mixed_corpus.vocab)),
+          tiny_train(max_steps=30, sample_every=10, sample_length=20, eval_every=15), run)
+    lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    train_lines = [m for m in lines if "train_loss" in m]
+    assert [m["step"] for m in train_lines] == [1, 5, 10, 15, 20, 25, 30]
+    for m in train_lines:
+        assert {"step", "epoch", "train_loss", "lr", "chars_per_sec", "elapsed_s"} <= m.keys()
+    assert [m["step"] for m in lines if "val_loss" in m] == [15, 30]
+    samples = (run / "samples.txt").read_text(encoding="utf-8")
+    headers = [line for line in samples.splitlines() if line.startswith("===== step")]
+    assert [h.split()[2] for h in headers] == ["10", "20", "30"]
+    assert (run / "best.pt").exists() and (run / "last.pt").exists()
+
+
+def test_checkpoint_round_trip(trained_run, mixed_corpus):
+    ckpt = checkpoint.load(trained_run / "last.pt")
+    assert ckpt["format"] == "charrnn-checkpoint" and ckpt["version"] == checkpoint.VERSION
+    assert ckpt["vocab"] == mixed_corpus.vocab.chars
+    assert ckpt["step"] == 30
+    assert all(t.dtype == torch.float32 and t.device.type == "cpu" for t in ckpt["model"].values())
+    model, vocab, _ = checkpoint.load_model(trained_run / "last.pt")
+    again = CharRNN(model.config)
+    again.load_state_dict(ckpt["model"])
+    x = torch.randint(len(vocab), (2, 9))
+    assert torch.equal(model(x)[0], again.eval()(x)[0])
+    assert not list(trained_run.glob(".*tmp*"))  # no temporary files left behind
+
+
+@pytest.mark.parametrize("model_type", ["lstm", "gru", "rnn"])
+def test_resume_is_bitwise_equal_to_uninterrupted(tmp_path, mixed_corpus, model_type):
+    mc = tiny_model(len(mixed_corpus.vocab), model=model_type, dropout=0.1)
+    # 30 + 30 steps cross an epoch boundary (40 steps per epoch) and the warm-up; the cosine
+    # schedule's horizon is fixed, as it must be for the two runs to see the same rates
+    tc = dict(eval_every=10, decay_steps=60)
+    train(mixed_corpus, mc, tiny_train(max_steps=30, **tc), tmp_path / "a")
+    ckpt = checkpoint.load(tmp_path / "a" / "last.pt")
+    train(mixed_corpus, None, tiny_train(max_steps=60, **tc), tmp_path / "a", resume=ckpt)
+    train(mixed_corpus, mc, tiny_train(max_steps=60, **tc), tmp_path / "b")
+    a = checkpoint.load(tmp_path / "a" / "last.pt")
+    b = checkpoint.load(tmp_path / "b" / "last.pt")
+    assert a["step"] == b["step"] == 60
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    for sa, sb in zip(a["optimizer"]["state"].values(), b["optimizer"]["state"].values()):
+        assert torch.equal(sa["exp_avg"], sb["exp_avg"]) and torch.equal(sa["exp_avg_sq"], sb["exp_avg_sq"])
+    steps = [json.loads(line)["step"] for line in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()
+             if "train_loss" in line]
+    assert steps == sorted(set(steps))  # the resumed run's metrics continue, without repeats
+
+
+def test_same_seed_same_sample_and_different_seed_differs(trained_run):
+    model, vocab, _ = checkpoint.load_model(trained_run / "best.pt")
+    a = sample_text(model, vocab, prime="床前", length=80, seed=11)
+    b = sample_text(model, vocab, prime="床前", length=80, seed=11)
+    c = sample_text(model, vocab, prime="床前", length=80, seed=12)
+    assert a == b and a != c and a.startswith("床前")
+
+
+def test_temperature_zero_is_argmax(trained_run):
+    model, vocab, _ = checkpoint.load_model(trained_run / "best.pt")
+    text = sample_text(model, vocab, prime="Th", length=30, temp=0, seed=1)
+    # rebuild it by feeding the whole prefix each step and taking the argmax
+    ids = vocab.encode("Th")
+    for _ in range(30):
+        logits, _ = model(torch.tensor([ids]))
+        ids.append(int(logits[0, -1].argmax()))
+    assert text == vocab.decode(ids)
+
+
+@pytest.mark.parametrize("model_type", ["lstm", "gru", "rnn"])
+def test_fast_sampling_path_gives_the_reference_text(tmp_path, mixed_corpus, model_type):
+    run = tmp_path / model_type
+    train(mixed_corpus, tiny_model(len(mixed_corpus.vocab), model=model_type, hidden=24, layers=3),
+          tiny_train(max_steps=20), run)
+    model, vocab, _ = checkpoint.load_model(run / "best.pt")
+    for kw in (dict(temp=1.0), dict(temp=0.7, top_k=5), dict(temp=1.0, top_p=0.9), dict(temp=0)):
+        fast = list(generate(model, vocab, prime="The", length=200, seed=5, num_samples=3, **kw))
+        slow = list(generate(model, vocab, prime="The", length=200, seed=5, num_samples=3, fast=False, **kw))
+        assert fast == slow
+
+
+def test_stop_string_ends_a_sample_and_is_not_printed(trained_run):
+    model, vocab, _ = checkpoint.load_model(trained_run / "best.pt")
+    full = sample_text(model, vocab, prime="T", length=300, seed=4)
+    stop = full[5:7]
+    cut = sample_text(model, vocab, prime="T", length=300, seed=4, stop=stop)
+    assert cut == full[: full.index(stop, 1)]
+
+
+def test_top_k_and_top_p_restrict_the_choice():
+    g = torch.Generator().manual_seed(0)
+    logits = torch.tensor([[5.0, 4.0, 1.0, 0.0, -1.0]]).repeat(500, 1)
+    assert set(pick(logits, 1.0, 2, None, g).tolist()) == {0, 1}
+    # p(0) = 0.72, p(0)+p(1) = 0.99: top-p 0.5 keeps only the first
+    assert set(pick(logits, 1.0, None, 0.5, g).tolist()) == {0}
+    assert set(pick(logits, 1.0, None, 0.9, g).tolist()) == {0, 1}
+    assert set(pick(logits, 0.0, None, None, g).tolist()) == {0}
