@@ -54,57 +54,79 @@ class CharRNN(nn.Module):
 class FastStepper:
     """One character at a time for sampling, without `nn.LSTM`'s per-call overhead.
 
-    The first layer's input projection of every vocabulary entry is precomputed into a
-    table, so layer 0 costs one row lookup plus h @ W_hh; deeper layers concatenate
-    [x, h] and do one matrix product against [W_ih | W_hh]. The arithmetic is that of
-    the fused cell kernels, in float32, so it agrees with `CharRNN.forward` to rounding.
-    Works in eval mode only (no dropout)."""
+    Weights are laid out once for a step of the fewest calls: the first layer's input
+    projection of every vocabulary entry (plus both biases) is a precomputed table, so
+    layer 0 costs one row lookup and one product with W_hh; deeper layers multiply
+    [x, h] by the stacked [W_ih; W_hh] in one product; LSTM gate rows are reordered to
+    (i, f, o, g) so one sigmoid and one tanh cover them. Arithmetic stays float32, so
+    logits agree with `CharRNN.forward` to rounding. Eval mode only (no dropout).
+
+    The state is the stepper's own: `convert()` turns a `CharRNN` state into it."""
 
     def __init__(self, model: CharRNN):
         cfg = model.config
         self.kind = cfg.model
         self.layers = cfg.layers
-        p = dict(model.rnn.named_parameters())
+        h = cfg.hidden
+        p = {k: v.detach() for k, v in model.rnn.named_parameters()}
+        if self.kind == "lstm":  # (i, f, g, o) -> (i, f, o, g)
+            order = torch.cat([torch.arange(0, 2 * h), torch.arange(3 * h, 4 * h), torch.arange(2 * h, 3 * h)])
+        else:
+            order = torch.arange(p["weight_hh_l0"].shape[0])
         with torch.no_grad():
-            emb = model.embed.weight  # (V, H)
-            self.table = emb @ p["weight_ih_l0"].T + p["bias_ih_l0"]  # (V, G*H)
-            self.w_hh = [p[f"weight_hh_l{i}"].detach() for i in range(cfg.layers)]
-            self.b_hh = [p[f"bias_hh_l{i}"].detach() for i in range(cfg.layers)]
-            self.w_ih = [None] + [p[f"weight_ih_l{i}"].detach() for i in range(1, cfg.layers)]
-            self.b_ih = [None] + [p[f"bias_ih_l{i}"].detach() for i in range(1, cfg.layers)]
-            self.head_w = model.head.weight.detach()
+            self.w = []  # per layer: the matrix a step multiplies by, transposed and contiguous
+            self.b = []
+            for i in range(cfg.layers):
+                w_ih, w_hh = p[f"weight_ih_l{i}"][order], p[f"weight_hh_l{i}"][order]
+                b_ih, b_hh = p[f"bias_ih_l{i}"][order], p[f"bias_hh_l{i}"][order]
+                if self.kind == "gru":
+                    # GRU's candidate gate needs W_hh h apart from W_ih x: keep the two products separate
+                    self.w.append((w_ih.T.contiguous(), w_hh.T.contiguous()))
+                    self.b.append((b_ih, b_hh))
+                elif i == 0:
+                    self.w.append(w_hh.T.contiguous())
+                    self.b.append(None)
+                else:
+                    self.w.append(torch.cat([w_ih, w_hh], dim=1).T.contiguous())  # (2H, G*H)
+                    self.b.append(b_ih + b_hh)
+            emb_in = model.embed.weight.detach() @ p["weight_ih_l0"][order].T + p["bias_ih_l0"][order]
+            self.table = emb_in if self.kind == "gru" else emb_in + p["bias_hh_l0"][order]  # (V, G*H)
+            self.head_w = model.head.weight.detach().T.contiguous()  # (H, V)
             self.head_b = model.head.bias.detach()
-        self.table = self.table.detach()
+        self.hidden = h
+
+    def convert(self, state: State) -> list[list[torch.Tensor]]:
+        """A `CharRNN` state ((layers, B, H) tensors) -> per-layer [h] or [h, c] lists."""
+        return [[s[i].contiguous() for s in state] for i in range(self.layers)]
 
     @torch.no_grad()
-    def step(self, ids: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
-        """ids (B,) -> logits (B, V) and the next state."""
-        hs = list(state[0].unbind(0))  # each (B, H)
-        cs = list(state[1].unbind(0)) if self.kind == "lstm" else None
+    def step(self, ids: torch.Tensor, st: list[list[torch.Tensor]]) -> tuple[torch.Tensor, list]:
+        """ids (B,) -> logits (B, V); `st` is updated in place and returned."""
+        h3 = 3 * self.hidden
         x = None
-        for i in range(self.layers):
+        for i, layer in enumerate(st):
+            h = layer[0]
+            if self.kind == "gru":
+                w_ih, w_hh = self.w[i]
+                b_ih, b_hh = self.b[i]
+                gi = self.table[ids] if i == 0 else torch.addmm(b_ih, x, w_ih)
+                gh = torch.addmm(b_hh, h, w_hh)
+                layer[0] = x = _gru_pointwise(gi, gh, h)
+                continue
             if i == 0:
-                gi = self.table[ids]  # (B, G*H): W_ih x + b_ih for layer 0
+                gates = torch.addmm(self.table[ids], h, self.w[0])  # (B, G*H)
             else:
-                gi = torch.addmm(self.b_ih[i], x, self.w_ih[i].T)
+                gates = torch.addmm(self.b[i], torch.cat([x, h], dim=1), self.w[i])
             if self.kind == "lstm":
-                gh = torch.addmm(self.b_hh[i], hs[i], self.w_hh[i].T)
-                hs[i], cs[i] = _lstm_pointwise(gi, gh, cs[i])
-            elif self.kind == "gru":
-                gh = torch.addmm(self.b_hh[i], hs[i], self.w_hh[i].T)
-                hs[i] = _gru_pointwise(gi, gh, hs[i])
+                ifo = torch.sigmoid(gates[:, :h3])
+                g = torch.tanh(gates[:, h3:])
+                i_, f, o = ifo.chunk(3, dim=1)
+                c = torch.addcmul(f * layer[1], i_, g)
+                layer[0] = x = o * torch.tanh(c)
+                layer[1] = c
             else:
-                hs[i] = torch.tanh(torch.addmm(self.b_hh[i], hs[i], self.w_hh[i].T) + gi)
-            x = hs[i]
-        logits = torch.addmm(self.head_b, x, self.head_w.T)
-        new = (torch.stack(hs),) if cs is None else (torch.stack(hs), torch.stack(cs))
-        return logits, new
-
-
-def _lstm_pointwise(gi: torch.Tensor, gh: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    i, f, g, o = (gi + gh).chunk(4, dim=1)  # PyTorch's gate order
-    c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-    return torch.sigmoid(o) * torch.tanh(c), c
+                layer[0] = x = torch.tanh(gates)
+        return torch.addmm(self.head_b, x, self.head_w), st
 
 
 def _gru_pointwise(gi: torch.Tensor, gh: torch.Tensor, h: torch.Tensor) -> torch.Tensor:

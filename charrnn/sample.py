@@ -80,7 +80,11 @@ def _generate(model, vocab, prime, length, temp, top_k, top_p, stop, seed, num_s
     x = torch.tensor(prime_ids, device=device).unsqueeze(0).expand(b, -1)  # (B, P)
     logits, state = model(x)
     logits = logits[:, -1]  # (B, V)
-    step = FastStepper(model).step if fast else _reference_step(model)
+    if fast:
+        stepper = FastStepper(model)
+        step, state = stepper.step, stepper.convert(state)
+    else:
+        step = _reference_step(model)
 
     pending = [""] * b
     done = [False] * b
