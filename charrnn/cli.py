@@ -25,7 +25,7 @@ from rich.table import Table
 from rich.text import Text
 from typer.core import TyperGroup
 
-from charrnn import __version__, checkpoint
+from charrnn import __version__
 from charrnn.config import (
     MODEL_FIELDS, PRESET_NAMES, PRESETS, ModelConfig, TrainConfig, auto_preset,
 )
@@ -228,6 +228,7 @@ def train_cmd(
     precision: Annotated[Optional[Literal["auto", "fp32", "bf16", "fp16"]], typer.Option("--precision", help="auto: bf16 where the hardware is fast at it, else fp32.")] = None,
     seed: Annotated[Optional[int], typer.Option("--seed", min=0, help="Seed for weights, dropout and samples [default: 1337].")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or samples on the console.")] = False,
+    nproc: Annotated[int, typer.Option("--nproc", min=1, help="Data-parallel processes on this machine, launched with torchrun (one per GPU; gloo on the CPU).")] = 1,
     val_frac: ValFrac = 0.1,
     test_frac: TestFrac = 0.0,
     encoding_errors: EncodingErrors = "strict",
@@ -248,7 +249,11 @@ def train_cmd(
 
       charrnn train --resume checkpoints/tinyshakespeare-20261128-101500 --max-steps 5000
     """
+    from charrnn import checkpoint
     from charrnn.train import train
+
+    rank = int(os.environ.get("RANK", "0"))
+    quiet = quiet or rank != 0
 
     explicit = {k: v for k, v in dict(
         model=model, hidden=hidden, layers=layers, dropout=dropout, batch_size=batch_size, seq_len=seq_len,
@@ -287,7 +292,8 @@ def train_cmd(
         chosen = preset
         if preset == "auto":
             chosen = auto_preset(time_limit, pick_device(explicit.get("device", "auto")).type)
-            err.print(f"preset auto -> {chosen}")
+            if rank == 0:
+                err.print(f"preset auto -> {chosen}")
         settings = {**(PRESETS[chosen] if chosen else {}), **explicit}
         model_cfg = ModelConfig.from_dict({"vocab_size": len(corpus.vocab), **settings})
         cfg = TrainConfig().with_overrides(settings)
@@ -295,6 +301,9 @@ def train_cmd(
     else:
         model_cfg = None
 
+    if nproc > 1 and "WORLD_SIZE" not in os.environ:
+        # the corpus is cached and the run directory named here, once, before the processes start
+        raise typer.Exit(_launch_torchrun(nproc, run_dir))
     view = ConsoleView(quiet)
     stop = StopFlag()
     with stop.installed():
@@ -303,6 +312,8 @@ def train_cmd(
         finally:
             view.close()
 
+    if rank:
+        raise typer.Exit(0 if result.stopped != "interrupted" else 143 if stop.signum == signal.SIGTERM else 130)
     if result.stopped == "interrupted":
         err.print(f"interrupted at step {result.step}; saved {run_dir / 'last.pt'}")
         err.print(f"resume with: charrnn train --resume {run_dir}")
@@ -314,6 +325,22 @@ def train_cmd(
         f"checkpoint {run_dir / 'best.pt'}",
         soft_wrap=True,
     )
+
+
+def _launch_torchrun(nproc: int, run_dir: Path) -> int:
+    """`charrnn train --nproc N ...` -> `torchrun --standalone --nproc-per-node N -m charrnn train ... --out RUN`."""
+    import subprocess
+
+    args, skip = [], False
+    for a in sys.argv[1:]:
+        if skip or a == "--nproc":
+            skip = not skip
+            continue
+        if not a.startswith("--nproc="):
+            args.append(a)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
+           "-m", "charrnn", *args, "--out", str(run_dir)]
+    return subprocess.call(cmd)
 
 
 def _open_corpus(path: Path, val_frac: float, test_frac: float, opts: TextOptions) -> Corpus:
@@ -462,6 +489,7 @@ def sample_cmd(
 
       charrnn sample --num-samples 4 --stop $'\\n\\n'   [dim]# four paragraphs[/dim]
     """
+    from charrnn import checkpoint
     from charrnn.runtime import pick_device
     from charrnn.sample import generate
 
@@ -533,6 +561,8 @@ def eval_cmd(
 
       charrnn eval checkpoints/my-run/best.pt --file holdout.txt
     """
+    from charrnn import checkpoint
+
     import numpy as np
 
     from charrnn.runtime import pick_device, pick_precision
@@ -573,6 +603,8 @@ def info_cmd(
 
       charrnn info checkpoints/my-run/best.pt
     """
+    from charrnn import checkpoint
+
     path = checkpoint.resolve(checkpoint_path)
     model, vocab, ckpt = checkpoint.load_model(path)
     mc, tc = model.config, checkpoint.train_config(ckpt)

@@ -202,8 +202,8 @@ def preprocess(
     vocab = Vocab.from_codepoints(np.flatnonzero(present))
     if all(c.isspace() for c in vocab.chars):
         raise InputError(f"{src}: holds only whitespace")
-    table = vocab.lookup_table()
     dtype = vocab.dtype
+    table = np.maximum(vocab.lookup_table(), 0).astype(dtype)  # code point -> id, in the file's dtype
 
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -215,7 +215,7 @@ def preprocess(
         # pass 2: ids, written sequentially
         with open(tmp / "ids.bin", "wb") as f:
             for text in iter_text(src, opts, chunk_bytes):
-                f.write(table[_codepoints(text)].astype(dtype).tobytes())
+                f.write(table[_codepoints(text)].tobytes())
             f.flush()
             os.fsync(f.fileno())
         vocab.save(tmp / "vocab.json")
@@ -275,7 +275,7 @@ class StreamBatcher:
     stream b, the characters [b*L + k*T, b*L + (k+1)*T] (inputs, and targets shifted by one),
     so a hidden state carried from batch k to k+1 continues the same text."""
 
-    def __init__(self, ids: np.ndarray, batch_size: int, seq_len: int):
+    def __init__(self, ids: np.ndarray, batch_size: int, seq_len: int, rows: slice = slice(None)):
         n = len(ids)
         need = batch_size * seq_len + 1
         if n < need:
@@ -288,7 +288,9 @@ class StreamBatcher:
         self.seq_len = seq_len
         self.stream_len = (n - 1) // batch_size
         self.steps_per_epoch = self.stream_len // seq_len
-        self.starts = np.arange(batch_size, dtype=np.int64) * self.stream_len
+        # the streams of the whole batch are laid out the same for any number of processes;
+        # `rows` picks this process's share
+        self.starts = (np.arange(batch_size, dtype=np.int64) * self.stream_len)[rows]
 
     def batch(self, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Inputs and targets of the k-th batch of an epoch, each (B, T) int64."""
@@ -300,8 +302,9 @@ class StreamBatcher:
 
 def eval_batches(ids: np.ndarray, batch_size: int, seq_len: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Every prediction of a split exactly once: the split is cut into at most `batch_size`
-    contiguous streams of at least MIN_EVAL_STREAM characters (the last one padded with target -1, to be ignored), walked in
-    windows of `seq_len` with the hidden state carried by the caller."""
+    contiguous streams of at least MIN_EVAL_STREAM characters (the last one padded with
+    target -1, to be ignored), walked in windows of `seq_len` with the hidden state carried
+    by the caller. Only one window is in memory at a time."""
     n_pred = len(ids) - 1
     if n_pred <= 0:
         return
@@ -309,11 +312,15 @@ def eval_batches(ids: np.ndarray, batch_size: int, seq_len: int) -> Iterator[tup
     streams = max(1, min(batch_size, n_pred // MIN_EVAL_STREAM))
     length = math.ceil(n_pred / streams)
     rows = math.ceil(n_pred / length)
-    x = np.zeros(rows * length, dtype=np.int64)
-    y = np.full(rows * length, -1, dtype=np.int64)
-    x[:n_pred] = ids[:-1]
-    y[:n_pred] = ids[1:]
-    x = x.reshape(rows, length)
-    y = y.reshape(rows, length)
     for a in range(0, length, seq_len):
-        yield x[:, a : a + seq_len], y[:, a : a + seq_len]
+        w = min(seq_len, length - a)
+        x = np.zeros((rows, w), dtype=np.int64)
+        y = np.full((rows, w), -1, dtype=np.int64)
+        for r in range(rows):
+            start = r * length + a
+            stop = min(start + w, r * length + length, n_pred)  # predictions this row makes here
+            if stop > start:
+                chunk = ids[start : stop + 1]
+                x[r, : stop - start] = chunk[:-1]
+                y[r, : stop - start] = chunk[1:]
+        yield x, y

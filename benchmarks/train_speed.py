@@ -1,0 +1,116 @@
+"""Training speed: charrnn's training loop against a plain float32 `nn.LSTM` + AdamW loop,
+side by side in one process (interleaved rounds, best of each).
+
+    python benchmarks/train_speed.py                      # 3x512, batch 128 x seq 128
+    python benchmarks/train_speed.py --hidden 128 --layers 2 --batch-size 50 --seq-len 50
+    python benchmarks/train_speed.py --quality-steps 300  # + val loss, fp32 vs charrnn's precision
+
+"ours" is the real `charrnn.train.train` loop (precision auto: bf16 autocast where the CPU has
+AMX or AVX512-BF16), timed from its own metrics after warm-up steps. Reads
+../shared/corpora/tinyshakespeare.txt when present, else generates text.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from charrnn.config import ModelConfig, TrainConfig
+from charrnn.data import StreamBatcher, preprocess
+from charrnn.runtime import pick_precision
+from charrnn.train import train
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "corpora" / "tinyshakespeare.txt"
+
+
+def corpus_file(tmp: Path) -> Path:
+    if SHARED.exists():
+        return SHARED
+    rng = random.Random(0)
+    words = ["the", "king", "and", "thou", "art", "my", "lord", "of", "love", "death", "night", "day"]
+    path = tmp / "words.txt"
+    path.write_text("\n".join(" ".join(rng.choice(words) for _ in range(12)) for _ in range(60000)))
+    return path
+
+
+def baseline(corpus, h: int, layers: int, b: int, t: int, steps: int, warm: int) -> float:
+    """Plain float32 nn.LSTM + AdamW, carrying the hidden state: chars/s after warm-up."""
+    torch.manual_seed(0)
+    v = len(corpus.vocab)
+    emb, rnn, head = nn.Embedding(v, h), nn.LSTM(h, h, layers, batch_first=True), nn.Linear(h, v)
+    params = [*emb.parameters(), *rnn.parameters(), *head.parameters()]
+    opt = torch.optim.AdamW(params, lr=2e-3)
+    batcher = StreamBatcher(corpus.split("train"), b, t)
+    state = None
+    for i in range(warm + steps):
+        if i == warm:
+            t0 = time.perf_counter()
+        x, y = (torch.from_numpy(a) for a in batcher.batch(i % batcher.steps_per_epoch))
+        out, state = rnn(emb(x), state)
+        loss = F.cross_entropy(head(out).reshape(-1, v), y.reshape(-1))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        state = tuple(s.detach() for s in state)
+    return steps * b * t / (time.perf_counter() - t0)
+
+
+def ours(corpus, h: int, layers: int, b: int, t: int, steps: int, warm: int, run: Path, precision: str = "auto",
+         **extra) -> tuple[float, float]:
+    """(chars/s after warm-up, final val loss) of charrnn's own loop."""
+    mc = ModelConfig(vocab_size=len(corpus.vocab), hidden=h, layers=layers)
+    tc = TrainConfig(batch_size=b, seq_len=t, max_steps=warm + steps, eval_every=0, checkpoint_every=0,
+                     log_every=1, device="cpu", precision=precision, seed=0, **extra)
+    result = train(corpus, mc, tc, run)
+    lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    el = {m["step"]: m["elapsed_s"] for m in lines if "train_loss" in m}
+    return steps * b * t / (el[warm + steps] - el[warm]), result.val_loss
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--hidden", type=int, default=512)
+    ap.add_argument("--layers", type=int, default=3)
+    ap.add_argument("--batch-size", type=int, default=128)
+    ap.add_argument("--seq-len", type=int, default=128)
+    ap.add_argument("--steps", type=int, default=0, help="timed steps per round [default: by model size]")
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--quality-steps", type=int, default=0, help="also train this many steps in fp32 and in "
+                    "charrnn's precision from the same seed and compare val loss")
+    args = ap.parse_args()
+    h, layers, b, t = args.hidden, args.layers, args.batch_size, args.seq_len
+    steps = args.steps or max(5, int(3e6 / (b * t * (h / 128) ** 2 * layers)))
+    warm = 3
+    prec = pick_precision("auto", torch.device("cpu"))
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        corpus = preprocess(corpus_file(tmp), tmp / "corpus", val_frac=0.1)
+        print(f"{layers}x{h} LSTM, vocab {len(corpus.vocab)}, batch {b} x seq {t}, {steps} timed steps, "
+              f"torch {torch.__version__}, {torch.get_num_threads()} threads, charrnn precision {prec}")
+        best_b = best_o = 0.0
+        for r in range(args.rounds):
+            best_b = max(best_b, baseline(corpus, h, layers, b, t, steps, warm))
+            o, _ = ours(corpus, h, layers, b, t, steps, warm, tmp / f"run{r}")
+            best_o = max(best_o, o)
+        print(f"{'':<28} {'chars/s':>10}")
+        print(f"{'baseline fp32 nn.LSTM+AdamW':<28} {best_b:>10.0f}")
+        print(f"{'charrnn train (' + prec + ')':<28} {best_o:>10.0f}")
+        print(f"ratio: {best_o / best_b:.2f}x")
+        if args.quality_steps:
+            n = args.quality_steps
+            _, v32 = ours(corpus, h, layers, b, t, n - warm, warm, tmp / "q32", precision="fp32")
+            _, vp = ours(corpus, h, layers, b, t, n - warm, warm, tmp / "qp", precision=prec)
+            print(f"val loss after {n} steps, seed 0: fp32 {v32:.4f}, {prec} {vp:.4f}, "
+                  f"difference {vp - v32:+.4f} nats/char")
+
+
+if __name__ == "__main__":
+    main()
