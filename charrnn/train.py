@@ -24,9 +24,10 @@ from typing import Callable
 import numpy as np
 import torch
 
-from charrnn import __version__, checkpoint
+from charrnn import __version__, checkpoint, distributed
 from charrnn.config import DEFAULT_MAX_EPOCHS, ModelConfig, TrainConfig
 from charrnn.data import Corpus, StreamBatcher, eval_batches
+from charrnn.distributed import Dist
 from charrnn.errors import CheckpointError, TrainingError
 from charrnn.model import CharRNN, State, cross_entropy
 from charrnn.runtime import autocast, pick_device, pick_precision, rng_state, seed_everything, set_rng_state
@@ -34,6 +35,7 @@ from charrnn.sample import sample_text
 
 LN2 = math.log(2)
 MAX_BAD_STEPS = 8  # consecutive non-finite steps before training gives up
+STOP_REASONS = ("", "max_epochs", "max_steps", "patience", "time_limit", "interrupted")  # by priority
 
 
 class Callbacks:
@@ -73,13 +75,17 @@ def lr_at(cfg: TrainConfig, step: int, progress: float) -> float:
 
 @torch.no_grad()
 def evaluate(model: CharRNN, ids: np.ndarray, batch_size: int, seq_len: int,
-             device: torch.device, precision: str) -> float:
-    """Mean loss in nats per character over every prediction of `ids`, deterministic."""
+             device: torch.device, precision: str, dd: Dist = Dist()) -> float:
+    """Mean loss in nats per character over every prediction of `ids`, deterministic.
+    Under torchrun each rank takes every world-th stream and the sums are reduced."""
     was_training = model.training
     model.eval()
     total, count = 0.0, 0
     state = None
     for x, y in eval_batches(ids, batch_size, seq_len):
+        x, y = x[dd.rank :: dd.world], y[dd.rank :: dd.world]
+        if len(x) == 0:
+            continue
         x = torch.from_numpy(x).to(device)
         y = torch.from_numpy(y).to(device)
         with autocast(device, precision):
@@ -87,6 +93,7 @@ def evaluate(model: CharRNN, ids: np.ndarray, batch_size: int, seq_len: int,
         total += float(cross_entropy(logits, y, reduction="sum"))
         count += int((y >= 0).sum())
     model.train(was_training)
+    total, count = distributed.all_sum([total, count], dd, device)
     return total / count if count else float("nan")
 
 
@@ -117,11 +124,22 @@ def train(
     resume: dict | None = None,
     should_stop: Callable[[], bool] = lambda: False,
 ) -> TrainResult:
-    cb = callbacks or Callbacks()
+    dd = distributed.from_env()
+    cb = callbacks if callbacks is not None and dd.main else Callbacks()
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
     device = pick_device(cfg.device)
     precision = pick_precision(cfg.precision, device)
+    rows = dd.share(cfg.batch_size)  # this process's streams of each batch
+    device = distributed.setup(dd, device)
+    try:
+        return _train(corpus, model_cfg, cfg, run_dir, cb, resume, should_stop, dd, device, precision, rows)
+    finally:
+        distributed.teardown(dd)
+
+
+def _train(corpus, model_cfg, cfg, run_dir, cb, resume, should_stop, dd, device, precision, rows) -> TrainResult:
+    if dd.main:
+        run_dir.mkdir(parents=True, exist_ok=True)
     vocab = corpus.vocab
 
     if resume is not None:
@@ -141,11 +159,14 @@ def train(
 
     seed_everything(cfg.seed)
     model = CharRNN(model_cfg).to(device)
+    if dd.rank:
+        seed_everything(cfg.seed + dd.rank)  # same initial weights, different dropout masks
+    net = torch.nn.parallel.DistributedDataParallel(model) if dd.enabled else model
     opt = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.99),
                             fused=device.type == "cuda")
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     train_ids, val_ids = corpus.split("train"), corpus.split("val")
-    batcher = StreamBatcher(train_ids, cfg.batch_size, cfg.seq_len)
+    batcher = StreamBatcher(train_ids, cfg.batch_size, cfg.seq_len, rows)
     spe = batcher.steps_per_epoch
 
     step, epoch, k = 0, 0, 0
@@ -166,10 +187,12 @@ def train(
         stale = resume.get("stale_evals", 0)
         elapsed0 = resume.get("elapsed_s", 0.0)
         lr_scale = resume.get("lr_scale", 1.0)
-        if resume.get("hidden") is not None and resume["data"].get("seq_len") == cfg.seq_len:
-            state = tuple(h.to(device) for h in resume["hidden"])
-        set_rng_state(resume["rng"])
-        _truncate_metrics(run_dir / "metrics.jsonl", step)
+        if resume.get("hidden") is not None:
+            # stored for the whole batch, so any number of processes can take their share
+            state = tuple(h[:, rows].to(device) for h in resume["hidden"])
+        if dd.main:
+            set_rng_state(resume["rng"])
+            _truncate_metrics(run_dir / "metrics.jsonl", step)
 
     limits = [cfg.max_steps, cfg.max_epochs, cfg.time_limit]
     max_epochs = DEFAULT_MAX_EPOCHS if all(v is None for v in limits) else cfg.max_epochs
@@ -190,6 +213,7 @@ def train(
     history: list[dict] = list(resume.get("history", [])) if resume else []
 
     def payload() -> dict:
+        hidden = None if state is None else [distributed.gather_rows(h, dd) for h in state]
         return {
             "model_config": model_cfg.to_dict(),
             "train_config": cfg.to_dict(),
@@ -199,7 +223,7 @@ def train(
             "scaler": scaler.state_dict() if scaler.is_enabled() else None,
             "step": step, "epoch": epoch,
             "data": {"batch": k, "batch_size": cfg.batch_size, "seq_len": cfg.seq_len},
-            "hidden": None if state is None else _to_cpu(list(state)),
+            "hidden": None if hidden is None else _to_cpu(hidden),
             "rng": _to_cpu(rng_state()),
             "best_val_loss": best, "best_step": best_step, "val_loss": last_val,
             "stale_evals": stale, "elapsed_s": elapsed, "lr_scale": lr_scale,
@@ -210,22 +234,26 @@ def train(
         }
 
     def save(kind: str) -> None:
+        data = payload()  # every rank takes part in gathering the hidden state
+        if not dd.main:
+            return
         path = run_dir / f"{kind}.pt"
-        checkpoint.save(payload(), path)
+        checkpoint.save(data, path)
         cb.on_checkpoint(path, kind)
 
-    metrics_f = open(run_dir / "metrics.jsonl", "a", encoding="utf-8")
+    metrics_f = open(run_dir / "metrics.jsonl", "a", encoding="utf-8") if dd.main else None
 
     def log(m: dict) -> None:
-        metrics_f.write(json.dumps(m) + "\n")
-        metrics_f.flush()
+        if metrics_f is not None:
+            metrics_f.write(json.dumps(m) + "\n")
+            metrics_f.flush()
 
     last_eval_step = -1
 
     def do_eval() -> float:
         nonlocal best, best_step, last_val, stale, last_eval_step
         last_eval_step = step
-        last_val = evaluate(model, val_ids, cfg.eval_batch_size, cfg.seq_len, device, precision)
+        last_val = evaluate(model, val_ids, cfg.eval_batch_size, cfg.seq_len, device, precision, dd)
         improved = math.isfinite(last_val) and last_val < best
         if improved:
             best, best_step, stale = last_val, step, 0
@@ -256,17 +284,19 @@ def train(
     params = [p for p in model.parameters()]
     try:
         while True:
+            reason = ""
             if total_steps is not None and step >= total_steps:
-                stopped = "max_steps" if cfg.max_steps is not None and step >= cfg.max_steps else "max_epochs"
-                break
-            if cfg.time_limit is not None and elapsed >= cfg.time_limit:
-                stopped = "time_limit"
-                break
-            if cfg.patience and stale >= cfg.patience:
-                stopped = "patience"
-                break
+                reason = "max_steps" if cfg.max_steps is not None and step >= cfg.max_steps else "max_epochs"
+            elif cfg.patience and stale >= cfg.patience:
+                reason = "patience"
+            elif cfg.time_limit is not None and elapsed >= cfg.time_limit:
+                reason = "time_limit"
             if should_stop():
-                stopped = "interrupted"
+                reason = "interrupted"
+            if dd.enabled:  # clocks and signals differ between processes: stop together
+                reason = STOP_REASONS[distributed.all_max([STOP_REASONS.index(reason)], dd, device)[0]]
+            if reason:
+                stopped = reason
                 break
             if k >= spe:
                 epoch, k, state = epoch + 1, 0, None
@@ -278,14 +308,17 @@ def train(
             for group in opt.param_groups:
                 group["lr"] = lr
             with autocast(device, precision):
-                logits, new_state = model(x, state)
+                logits, new_state = net(x, state)
             loss = cross_entropy(logits, y)
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.unscale_(opt)
             gnorm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip if cfg.grad_clip > 0 else float("inf"))
             loss_v = float(loss.detach())
-            if math.isfinite(loss_v) and (math.isfinite(float(gnorm)) or scaler.is_enabled()):
+            ok = math.isfinite(loss_v) and (math.isfinite(float(gnorm)) or scaler.is_enabled())
+            if dd.enabled:
+                ok = not distributed.all_max([int(not ok)], dd, device)[0]
+            if ok:
                 scaler.step(opt)
                 scaler.update()
                 bad = 0
@@ -305,13 +338,14 @@ def train(
                     )
             step += 1
             k += 1
-            chars_log += x.numel()
+            chars_log += x.numel() * dd.world
             elapsed = elapsed0 + time.perf_counter() - t_start
 
             logged = step % cfg.log_every == 0 or step == 1
             m = {"step": step, "epoch": epoch, "lr": lr, "elapsed_s": round(elapsed, 3)}
             if logged:
                 now = time.perf_counter()
+                loss_sum, loss_n = distributed.all_sum([loss_sum, loss_n], dd, device)
                 train_loss = loss_sum / max(loss_n, 1)
                 m.update(train_loss=train_loss, chars_per_sec=round(chars_log / max(now - t_log, 1e-9), 1),
                          grad_norm=float(gnorm))
@@ -322,7 +356,7 @@ def train(
 
             if cfg.eval_every and step % cfg.eval_every == 0:
                 do_eval()
-            if cfg.sample_every and step % cfg.sample_every == 0:
+            if cfg.sample_every and step % cfg.sample_every == 0 and dd.main:
                 text = sample_text(model, vocab, length=cfg.sample_length, temp=cfg.sample_temp,
                                    seed=cfg.seed + step)
                 _write_sample(run_dir / "samples.txt", step, train_loss, last_val, text)
@@ -336,10 +370,11 @@ def train(
             if last_eval_step != step:
                 do_eval()
             save("last")
-            if not (run_dir / "best.pt").exists():
+            if not math.isfinite(best):
                 save("best")  # every eval so far was non-finite: still leave a model to sample
     finally:
-        metrics_f.close()
+        if metrics_f is not None:
+            metrics_f.close()
     return TrainResult(run_dir, step, epoch, best, best_step, last_val, elapsed, stopped)
 
 
