@@ -83,6 +83,9 @@ def text_features(text: str) -> dict[str, np.ndarray]:
     f = {name: np.zeros(n) for name in FEATURES}
     quoted, depth, column, prev = False, 0, 0, "\n"
     for i, ch in enumerate(text):
+        # A closing quote or bracket still belongs to what it closes.
+        closes_quote = (ch == '"' and quoted) or ch in "”»"
+        closes_bracket = ch in CLOSERS and depth > 0
         if ch == '"':
             quoted = not quoted
         elif ch in "“«":
@@ -93,8 +96,8 @@ def text_features(text: str) -> dict[str, np.ndarray]:
             depth += 1
         elif ch in CLOSERS:
             depth = max(depth - 1, 0)
-        f["inside quotes"][i] = quoted or ch in "”»"  # the closing mark still belongs to the quote
-        f["inside brackets"][i] = depth > 0 or ch in CLOSERS
+        f["inside quotes"][i] = quoted or closes_quote
+        f["inside brackets"][i] = depth > 0 or closes_bracket
         f["position in line"][i] = column
         f["start of word"][i] = ch.isalpha() and not prev.isalpha()
         f["after newline"][i] = ch == "\n"
@@ -112,7 +115,8 @@ def correlations(features: np.ndarray, acts: np.ndarray) -> np.ndarray:
     a = acts - acts.mean(axis=0, keepdims=True)
     fs = np.sqrt((f * f).sum(axis=1))
     as_ = np.sqrt((a * a).sum(axis=0))
-    r = (f @ a) / np.outer(np.where(fs > 0, fs, np.inf), np.where(as_ > 0, as_, np.inf))
+    tiny = 1e-9  # below this a side is constant up to rounding
+    r = (f @ a) / np.outer(np.where(fs > tiny, fs, np.inf), np.where(as_ > tiny, as_, np.inf))
     return np.clip(r, -1.0, 1.0)
 
 
