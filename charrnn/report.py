@@ -212,9 +212,9 @@ def render(run: Run) -> str:
 def _summary(run: Run) -> str:
     bits = []
     if run.train:
-        last = run.train[-1]
+        last = max(run.train + run.evals, key=lambda m: (m.get("step", 0), m.get("elapsed_s", 0)))
         bits.append(f"{last['step']:,} steps in {last.get('elapsed_s', 0):.1f} s")
-        bits.append(f"train loss {run.train[0]['train_loss']:.3f} → {last['train_loss']:.3f}")
+        bits.append(f"train loss {run.train[0]['train_loss']:.3f} → {run.train[-1]['train_loss']:.3f}")
     finite = [e for e in run.evals if math.isfinite(e.get("val_loss", float("nan")))]
     if finite:
         best = min(finite, key=lambda e: e["val_loss"])
@@ -273,10 +273,10 @@ header h1{font-size:18px;margin:0 0 2px}
 header p{margin:0;font-size:13px;color:#b0bec5}
 main{padding:12px 20px}
 h2{font-size:15px;margin:8px 0}
-.charts{display:flex;flex-wrap:wrap;gap:12px}
+.charts{display:grid;grid-template-columns:repeat(auto-fill,minmax(400px,1fr));gap:12px}
 figure{margin:0;background:#fff;border:1px solid #ddd;border-radius:6px;padding:6px}
 figcaption{font-weight:600;font-size:13px;margin-left:4px}
-svg.chart{max-width:100%;height:auto;font-size:11px;fill:#555}
+svg.chart{width:100%;height:auto;font-size:11px;fill:#555}
 svg.chart text.axis{font-size:12px;fill:#333}
 .cols{display:flex;flex-wrap:wrap;gap:20px;margin-top:12px;align-items:flex-start}
 .config{flex:0 1 380px}

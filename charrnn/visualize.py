@@ -133,15 +133,21 @@ def unit_matrix(t: Trace) -> tuple[np.ndarray, list[tuple[int, str, int]]]:
 
 def interesting_cells(r: np.ndarray, labels: list, names=FEATURES, per_feature: int = 3,
                       top: int = 12) -> list[dict]:
-    """Units that track a feature best: the strongest few per feature, then the strongest overall."""
-    picks: dict[int, tuple[int, float]] = {}
+    """Units that track a feature: the best unit of every feature that occurs (however weak, so
+    the reader sees that too), then the strongest of the runners-up; strongest first."""
+    best: dict[int, tuple[int, float]] = {}
+    runners: dict[int, tuple[int, float]] = {}
     for fi in range(r.shape[0]):
-        for u in np.argsort(-np.abs(r[fi]))[:per_feature]:
-            if abs(r[fi, u]) > 0 and (u not in picks or abs(r[fi, u]) > abs(picks[u][1])):
-                picks[int(u)] = (fi, float(r[fi, u]))
-    ranked = sorted(picks.items(), key=lambda kv: -abs(kv[1][1]))[:top]
+        order = [int(u) for u in np.argsort(-np.abs(r[fi]))[:per_feature] if abs(r[fi, u]) > 0]
+        for rank, u in enumerate(order):
+            into = best if rank == 0 else runners
+            if u not in into or abs(r[fi, u]) > abs(into[u][1]):
+                into[u] = (fi, float(r[fi, u]))
+    strength = lambda kv: -abs(kv[1][1])  # noqa: E731
+    rest = sorted(((u, v) for u, v in runners.items() if u not in best), key=strength)
+    chosen = sorted(list(best.items()) + rest[:max(top - len(best), 0)], key=strength)
     return [{"index": u, "layer": labels[u][0], "kind": labels[u][1], "unit": labels[u][2],
-             "feature": names[fi], "r": round(rv, 3)} for u, (fi, rv) in ranked]
+             "feature": names[fi], "r": round(rv, 3)} for u, (fi, rv) in chosen]
 
 
 # --------------------------------------------------------------------------- page
@@ -182,6 +188,7 @@ def build_page(model: CharRNN, vocab: Vocab, text: str, title: str = "charrnn", 
         "acts": base64.b64encode(q.tobytes()).decode("ascii"),
         "features": list(FEATURES),
         "unit_r": np.round(r[:, keep].T, 3).tolist(),  # (stored units, features)
+        "present": [bool(np.ptp(feats[name]) > 0) for name in FEATURES],  # features that vary in this text
         "cells": cells,
     }
     return PAGE.replace("__TITLE__", html.escape(title)).replace("__DATA__", script_json(data))
@@ -253,6 +260,7 @@ aside p{font-size:12px;color:#555;margin:0 0 8px}
  <h2>Interesting cells</h2>
  <p>Units whose activation tracks a feature of this text, by Pearson correlation r. Click one to colour the text by it.</p>
  <div id="cells"></div>
+ <p id="absent"></p>
 </aside>
 </main>
 <div id="tip"></div>
@@ -327,7 +335,7 @@ function paint() {
     $("bar").style.background = "linear-gradient(90deg, rgb(33,102,172), white, rgb(215,48,39))";
     const u = D.units[row];
     $("unitinfo").textContent = `layer ${u[0] + 1} ${u[1]} #${u[2]}: r with ` +
-      D.features.map((f, j) => `${f} ${D.unit_r[row][j] >= 0 ? "+" : ""}${D.unit_r[row][j].toFixed(2)}`).join(" · ");
+      D.features.flatMap((f, j) => D.present[j] ? [`${f} ${D.unit_r[row][j] >= 0 ? "+" : ""}${D.unit_r[row][j].toFixed(2)}`] : []).join(" · ");
   }
   document.querySelectorAll("#cells button").forEach(b => b.classList.toggle("on", v !== "p" && b.dataset.row === unitSel.value));
 }
@@ -384,6 +392,18 @@ box.addEventListener("mouseleave", () => { tip.style.display = "none"; });
 
 fillUnits();
 paint();
+const absent = D.features.filter((f, j) => !D.present[j]);
+if (absent.length) $("absent").textContent = `Not in this text, so not ranked: ${absent.join(", ")}.`;
+
+// A link can open the page on a unit and a character: page.html#unit=2:c:37&char=120
+// (layer counted from 1, as shown).
+const params = new URLSearchParams(location.hash.slice(1));
+if (params.has("unit")) {
+  const [l, k, u] = params.get("unit").split(":");
+  const row = rowOf.get(`${Number(l) - 1}:${k}:${Number(u)}`);
+  if (row !== undefined) select(row);
+}
+if (params.has("char") && spans[Number(params.get("char"))]) showTip(spans[Number(params.get("char"))]);
 
 // `page.html#selftest` drives the page the way a reader would and writes what it saw into
 // #selftest, so a headless browser's --dump-dom can check the interactions.
