@@ -300,5 +300,7 @@ def test_visualize_interactions_in_a_browser(tmp_path, pages):
     assert got["prob_colour_ok"] and got["picked"] and got["act_colour_ok"] and got["colours"] > 5
     assert got["cell_clicked"]
     assert "<script>alert(1)" not in r.stdout and "<b>" not in r.stdout  # the text stayed text
+    r = _chromium(tmp_path, "--dump-dom", viz.as_uri() + "#unit=2:c:7&char=4")  # a link to a unit and a character
+    assert re.search(r'<div id="tip" style="[^"]*display: block', r.stdout) and "layer 2 c #7: r with" in r.stdout
     r = _chromium(tmp_path, "--dump-dom", report.as_uri())
     assert r.stdout.count("<polyline") == 6 and r.stdout.count("<li>") == 3
