@@ -325,6 +325,7 @@ def train_cmd(
         f"checkpoint {run_dir / 'best.pt'}",
         soft_wrap=True,
     )
+    _report_after_training(run_dir)
 
 
 def _launch_torchrun(nproc: int, run_dir: Path) -> int:
@@ -616,6 +617,7 @@ def info_cmd(
     t.add_row("vocabulary", f"{len(vocab)} characters")
     t.add_row("step", f"{ckpt.get('step', 0):,} (epoch {ckpt.get('epoch', 0)})")
     t.add_row("best val loss", f"{best:.4f} nats/char, {best / LN2:.4f} bits/char (step {ckpt.get('best_step', 0)})")
+    t.add_row("train loss", _loss_sparkline(ckpt.get("history", [])) or "-")
     t.add_row("training", f"batch {tc.batch_size} x seq {tc.seq_len}, lr {tc.lr}, seed {tc.seed}, "
                           f"{ckpt.get('elapsed_s', 0):.1f} s")
     t.add_row("precision", f"{ckpt.get('precision', '?')} on {ckpt.get('device', '?')}")
@@ -629,3 +631,89 @@ def info_cmd(
 
 def main() -> None:
     app()
+
+
+# --------------------------------------------------------------------------- visualize, report
+
+def _loss_sparkline(history: list) -> str:
+    from charrnn.report import loss_sparkline
+    return loss_sparkline(history)
+
+
+def _report_after_training(run_dir: Path) -> None:
+    from charrnn.report import write_report
+    try:
+        spark = _loss_sparkline(checkpoint.load(run_dir / "last.pt").get("history", []))
+        if spark:
+            err.print(f"train loss {spark}")
+        err.print(f"report: {write_report(run_dir)}", soft_wrap=True)
+    except (CharRNNError, OSError) as e:  # the model is saved; a report that fails must not fail the run
+        err.print(Text(f"charrnn: warning: no report written: {e}"))
+
+
+@app.command("visualize")
+def visualize_cmd(
+    checkpoint_path: Annotated[Path, typer.Argument(metavar="CHECKPOINT_OR_RUN_DIR", help="A checkpoint file or run directory (its best.pt).", show_default=False)],
+    text: Annotated[Optional[Path], typer.Option("--text", help="A UTF-8 file to run through the model [default: the start of the checkpoint's validation split].")] = None,
+    prime: Annotated[Optional[str], typer.Option("--prime", help="Text to run through the model, given on the command line.")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", help="The HTML page to write [default: visualize.html beside the checkpoint].")] = None,
+    max_chars: Annotated[int, typer.Option("--max-chars", min=2, help="Characters of the text to show (the page grows with it).")] = 3000,
+    unknown: Annotated[Literal["error", "skip"], typer.Option("--unknown", help="Characters outside the vocabulary: error, or skip them.")] = "error",
+):
+    """Write one self-contained HTML page showing what the model sees in a text.
+
+    Each character is shaded by the probability the model gave it; hovering or tapping it
+    shows the five likeliest next characters. A picker recolours the text by any hidden or
+    cell-state unit, and "interesting cells" lists the units that track features of the
+    text (inside quotes, position in line, start of word, ...). Works offline.
+
+    [bold]Examples[/bold]
+
+      charrnn visualize checkpoints/my-run
+
+      charrnn visualize checkpoints/my-run/best.pt --text act1.txt --out act1.html --max-chars 2000
+
+      charrnn visualize checkpoints/my-run --prime "ROMEO: (aside) \"Is she not down so late?\""
+    """
+    from charrnn.visualize import write_page
+
+    if text is not None and prime is not None:
+        raise BadValueError("give --text or --prime, not both")
+    path = checkpoint.resolve(checkpoint_path)
+    model, vocab, ckpt = checkpoint.load_model(path)
+    if prime is not None:
+        content, what = prime, "--prime"
+    elif text is not None:
+        content, what = "".join(iter_text(check_text_file(text))), str(text)
+    else:
+        cpath = Path(ckpt.get("corpus", {}).get("path", ""))
+        if not (cpath / "meta.json").is_file():
+            raise InputError("the checkpoint's corpus is not on this machine; give --text FILE or --prime TEXT")
+        corpus = Corpus.load(cpath)
+        content, what = corpus.vocab.decode(corpus.split("val")[:max_chars]), f"val split of {corpus.name}"
+    ids = vocab.encode(content, unknown=unknown, context=what)
+    content = vocab.decode(ids[:max_chars])
+    page = write_page(model, vocab, content, out or path.parent / "visualize.html", title=f"{path.parent.name}/{path.name} on {what}")
+    err.print(f"wrote {page} ({page.stat().st_size / 1e6:.1f} MB, {len(content):,} characters)", soft_wrap=True)
+
+
+@app.command("report")
+def report_cmd(
+    run_dir: Annotated[Path, typer.Argument(metavar="RUN_DIR", help="A directory written by `charrnn train`.", show_default=False)],
+    out: Annotated[Optional[Path], typer.Option("--out", help="The HTML page to write [default: RUN_DIR/report.html].")] = None,
+):
+    """Write one self-contained HTML page about a training run.
+
+    Train and val loss by step and by time, learning rate and speed as charts; the run's
+    configuration; and the progress samples as a timeline from noise to words (train with
+    --sample-every to have them). Works offline. `charrnn train` writes one at the end.
+
+    [bold]Examples[/bold]
+
+      charrnn report checkpoints/my-run
+
+      charrnn report checkpoints/my-run --out ~/my-run.html
+    """
+    from charrnn.report import write_report
+
+    err.print(f"wrote {write_report(run_dir, out)}", soft_wrap=True)

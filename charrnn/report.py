@@ -1,0 +1,295 @@
+"""A training run as one self-contained HTML page, and its loss as a terminal sparkline.
+
+    charrnn report checkpoints/my-run --out report.html
+
+Reads what `charrnn train` leaves in a run directory: metrics.jsonl (loss curves, learning
+rate, chars/s), samples.txt (the progress samples, shown as a timeline from noise to words)
+and last.pt (the run's configuration). The charts are inline SVG drawn here; the page needs
+no network and no JavaScript.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from charrnn import checkpoint
+from charrnn.errors import CharRNNError, InputError
+
+BLOCKS = "▁▂▃▄▅▆▇█"
+MAX_SAMPLES = 40  # progress samples shown; evenly spaced over the run when there are more
+SAMPLE_HEADER = re.compile(r"^===== step (\d+) \| train loss (\S+) \| val loss (\S+) =====$")
+
+
+@dataclass
+class Run:
+    path: Path
+    train: list[dict] = field(default_factory=list)  # metrics.jsonl lines with train_loss
+    evals: list[dict] = field(default_factory=list)  # metrics.jsonl lines with val_loss
+    samples: list[dict] = field(default_factory=list)  # {"step", "train_loss", "val_loss", "text"}
+    ckpt: dict | None = None  # last.pt (or best.pt) without weights and optimizer state
+
+
+def load_run(run_dir: Path) -> Run:
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise InputError(f"{run_dir}: not a run directory")
+    metrics = run_dir / "metrics.jsonl"
+    if not metrics.is_file():
+        raise InputError(f"{run_dir}: no metrics.jsonl; is it a directory written by `charrnn train`?")
+    run = Run(run_dir)
+    for line in metrics.read_text(encoding="utf-8").splitlines():
+        try:
+            m = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a line cut short by a crash
+        if "train_loss" in m:
+            run.train.append(m)
+        elif "val_loss" in m:
+            run.evals.append(m)
+    run.samples = read_samples(run_dir / "samples.txt")
+    for name in ("last.pt", "best.pt"):
+        if (run_dir / name).is_file():
+            try:
+                ckpt = checkpoint.load(run_dir / name)
+            except CharRNNError:
+                continue
+            run.ckpt = {k: v for k, v in ckpt.items() if k not in ("model", "optimizer", "rng", "hidden", "scaler")}
+            break
+    return run
+
+
+def read_samples(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    samples: list[dict] = []
+    for line in path.read_text(encoding="utf-8").split("\n"):
+        head = SAMPLE_HEADER.match(line)
+        if head:
+            samples.append({"step": int(head[1]), "train_loss": float(head[2]), "val_loss": float(head[3]), "lines": []})
+        elif samples:
+            samples[-1]["lines"].append(line)
+    for s in samples:
+        s["text"] = "\n".join(s.pop("lines")).rstrip("\n")  # the writer ends each sample with a blank line
+    return samples
+
+
+# --------------------------------------------------------------------------- terminal
+
+def sparkline(values: list[float], width: int = 40) -> str:
+    """Values as unicode block characters, averaged into at most `width` buckets."""
+    vals = [v for v in values if isinstance(v, (int, float)) and math.isfinite(v)]
+    if not vals:
+        return ""
+    if len(vals) > width:
+        edges = [round(i * len(vals) / width) for i in range(width + 1)]
+        vals = [sum(vals[a:b]) / (b - a) for a, b in zip(edges, edges[1:]) if b > a]
+    lo, hi = min(vals), max(vals)
+    span = hi - lo or 1.0
+    return "".join(BLOCKS[min(int((v - lo) / span * len(BLOCKS)), len(BLOCKS) - 1)] for v in vals)
+
+
+def loss_sparkline(history: list[dict], width: int = 40) -> str:
+    """'4.17 ▇▆▄▃▂▂▁ 1.62': the train loss of a checkpoint's `history`, first and last values around it."""
+    losses = [h["train_loss"] for h in history if math.isfinite(h.get("train_loss", float("nan")))]
+    if not losses:
+        return ""
+    return f"{losses[0]:.2f} {sparkline(losses, width)} {losses[-1]:.2f}"
+
+
+# --------------------------------------------------------------------------- charts
+
+COLOURS = {"train": "#1f77b4", "val": "#d62728", "lr": "#2ca02c", "speed": "#9467bd"}
+
+
+def nice_ticks(lo: float, hi: float, n: int = 5) -> list[float]:
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        return []
+    if hi <= lo:
+        hi = lo + (abs(lo) or 1.0)
+    raw = (hi - lo) / n
+    mag = 10 ** math.floor(math.log10(raw))
+    step = next(m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw)
+    first = math.ceil(lo / step) * step
+    return [first + i * step for i in range(int((hi - first) / step + 1e-9) + 1)]
+
+
+def _fmt(v: float) -> str:
+    if v == 0:
+        return "0"
+    if abs(v) >= 10000:
+        return f"{v / 1000:g}k"
+    return f"{v:.4g}"
+
+
+def svg_chart(series: list[tuple[str, list[float], list[float], str]], xlabel: str, ylabel: str,
+              width: int = 520, height: int = 240) -> str:
+    """A line chart as inline SVG: series are (name, xs, ys, colour); a series with few points
+    also gets markers, each with a tooltip."""
+    pts = [(x, y) for _, xs, ys, _ in series for x, y in zip(xs, ys) if math.isfinite(x) and math.isfinite(y)]
+    if not pts:
+        return f'<p class="empty">No {html.escape(ylabel)} logged.</p>'
+    left, right, top, bottom = 56, 12, 24, 40
+    pw, ph = width - left - right, height - top - bottom
+    x0, x1 = min(p[0] for p in pts), max(p[0] for p in pts)
+    y0, y1 = min(p[1] for p in pts), max(p[1] for p in pts)
+    if x1 == x0:
+        x1 = x0 + 1
+    pad = (y1 - y0) * 0.05 or abs(y0) * 0.1 or 1.0
+    y0, y1 = y0 - pad, y1 + pad
+
+    def sx(x):
+        return left + (x - x0) / (x1 - x0) * pw
+
+    def sy(y):
+        return top + (1 - (y - y0) / (y1 - y0)) * ph
+
+    out = [f'<svg class="chart" viewBox="0 0 {width} {height}" '
+           f'width="{width}" height="{height}" role="img" aria-label="{html.escape(ylabel)} by {html.escape(xlabel)}">',
+           f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="#fff" stroke="#ccc"/>']
+    for t in nice_ticks(y0, y1):
+        out.append(f'<line x1="{left}" x2="{left + pw}" y1="{sy(t):.1f}" y2="{sy(t):.1f}" stroke="#eee"/>'
+                   f'<text x="{left - 6}" y="{sy(t) + 4:.1f}" text-anchor="end">{_fmt(t)}</text>')
+    for t in nice_ticks(x0, x1, 6):
+        out.append(f'<line x1="{sx(t):.1f}" x2="{sx(t):.1f}" y1="{top}" y2="{top + ph}" stroke="#eee"/>'
+                   f'<text x="{sx(t):.1f}" y="{top + ph + 16}" text-anchor="middle">{_fmt(t)}</text>')
+    out.append(f'<text x="{left + pw / 2}" y="{height - 6}" text-anchor="middle" class="axis">{html.escape(xlabel)}</text>')
+    out.append(f'<text x="14" y="{top + ph / 2}" text-anchor="middle" class="axis" '
+               f'transform="rotate(-90 14 {top + ph / 2})">{html.escape(ylabel)}</text>')
+    lx = left + 8
+    for name, xs, ys, colour in series:
+        line = [(x, y) for x, y in zip(xs, ys) if math.isfinite(x) and math.isfinite(y)]
+        if not line:
+            continue
+        d = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in line)
+        out.append(f'<polyline class="series" data-name="{html.escape(name)}" points="{d}" fill="none" '
+                   f'stroke="{colour}" stroke-width="1.8"/>')
+        if len(line) <= 60:
+            for x, y in line:
+                out.append(f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="3" fill="{colour}">'
+                           f'<title>{html.escape(name)}: {_fmt(y)} at {html.escape(xlabel)} {_fmt(x)}</title></circle>')
+        out.append(f'<rect x="{lx}" y="8" width="12" height="3" fill="{colour}"/>'
+                   f'<text x="{lx + 16}" y="13">{html.escape(name)}</text>')
+        lx += 24 + 7 * len(name)
+    out.append("</svg>")
+    return "".join(out)
+
+
+# --------------------------------------------------------------------------- page
+
+def _col(rows: list[dict], key: str) -> list[float]:
+    return [float(r.get(key, float("nan"))) for r in rows]
+
+
+def render(run: Run) -> str:
+    tr, ev = run.train, run.evals
+    charts = [
+        ("Loss by step", svg_chart([("train", _col(tr, "step"), _col(tr, "train_loss"), COLOURS["train"]),
+                                    ("val", _col(ev, "step"), _col(ev, "val_loss"), COLOURS["val"])],
+                                   "step", "loss (nats/char)")),
+        ("Loss by time", svg_chart([("train", _col(tr, "elapsed_s"), _col(tr, "train_loss"), COLOURS["train"]),
+                                    ("val", _col(ev, "elapsed_s"), _col(ev, "val_loss"), COLOURS["val"])],
+                                   "elapsed seconds", "loss (nats/char)")),
+        ("Learning rate", svg_chart([("lr", _col(tr, "step"), _col(tr, "lr"), COLOURS["lr"])], "step", "learning rate")),
+        ("Speed", svg_chart([("chars/s", _col(tr[1:], "step"), _col(tr[1:], "chars_per_sec"), COLOURS["speed"])],
+                            "step", "characters per second")),
+    ]
+    name = run.path.resolve().name
+    parts = [PAGE_HEAD.replace("__TITLE__", html.escape(name)), f"<header><h1>{html.escape(name)}</h1>",
+             f"<p>{html.escape(_summary(run))}</p></header><main>"]
+    parts.append('<section class="charts">' + "".join(
+        f'<figure><figcaption>{html.escape(t)}</figcaption>{svg}</figure>' for t, svg in charts) + "</section>")
+    parts.append('<section class="cols"><div class="config"><h2>Configuration</h2>' + _config_table(run) + "</div>")
+    parts.append('<div class="samples"><h2>Samples during training</h2>' + _timeline(run.samples) + "</div></section>")
+    parts.append("</main></body></html>\n")
+    return "".join(parts)
+
+
+def _summary(run: Run) -> str:
+    bits = []
+    if run.train:
+        last = max(run.train + run.evals, key=lambda m: (m.get("step", 0), m.get("elapsed_s", 0)))
+        bits.append(f"{last['step']:,} steps in {last.get('elapsed_s', 0):.1f} s")
+        bits.append(f"train loss {run.train[0]['train_loss']:.3f} → {run.train[-1]['train_loss']:.3f}")
+    finite = [e for e in run.evals if math.isfinite(e.get("val_loss", float("nan")))]
+    if finite:
+        best = min(finite, key=lambda e: e["val_loss"])
+        bits.append(f"best val loss {best['val_loss']:.4f} nats/char "
+                    f"({best['val_loss'] / math.log(2):.4f} bits/char) at step {best['step']:,}")
+    return " · ".join(bits) or "no steps logged yet"
+
+
+def _config_table(run: Run) -> str:
+    c = run.ckpt
+    if c is None:
+        return '<p class="empty">No readable last.pt or best.pt in the run directory.</p>'
+    rows: list[tuple[str, object]] = []
+    rows += [(f"model.{k}", v) for k, v in c.get("model_config", {}).items()]
+    rows += [(f"train.{k}", v) for k, v in c.get("train_config", {}).items()]
+    corpus = c.get("corpus", {})
+    rows += [("corpus", f"{corpus.get('name', '?')} ({corpus.get('chars') or 0:,} characters)"),
+             ("corpus sha256", corpus.get("sha256")), ("vocabulary", f"{len(c.get('vocab', []))} characters"),
+             ("step", c.get("step")), ("epoch", c.get("epoch")),
+             ("device", f"{c.get('precision', '?')} on {c.get('device', '?')}"),
+             ("created", f"{c.get('created', '?')} by charrnn {c.get('charrnn_version', '?')}, torch {c.get('torch_version', '?')}")]
+    body = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in rows)
+    return f"<table>{body}</table>"
+
+
+def _timeline(samples: list[dict]) -> str:
+    if not samples:
+        return '<p class="empty">No progress samples: train with <code>--sample-every N</code> to see them here.</p>'
+    if len(samples) > MAX_SAMPLES:
+        idx = sorted({round(i * (len(samples) - 1) / (MAX_SAMPLES - 1)) for i in range(MAX_SAMPLES)})
+        samples = [samples[i] for i in idx]
+    items = []
+    for s in samples:
+        val = f" · val {s['val_loss']:.3f}" if math.isfinite(s["val_loss"]) else ""
+        items.append(f'<li><div class="when">step {s["step"]:,} · train {s["train_loss"]:.3f}{val}</div>'
+                     f'<pre>{html.escape(s["text"])}</pre></li>')
+    return f'<ol class="timeline">{"".join(items)}</ol>'
+
+
+def write_report(run_dir: Path, out: Path | None = None) -> Path:
+    run = load_run(run_dir)
+    out = Path(out) if out is not None else Path(run_dir) / "report.html"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(render(run), encoding="utf-8")
+    return out
+
+
+PAGE_HEAD = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>__TITLE__ · charrnn report</title>
+<style>
+body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;margin:0;color:#222;background:#fafafa}
+header{padding:12px 20px;background:#263238;color:#eceff1}
+header h1{font-size:18px;margin:0 0 2px}
+header p{margin:0;font-size:13px;color:#b0bec5}
+main{padding:12px 20px}
+h2{font-size:15px;margin:8px 0}
+.charts{display:grid;grid-template-columns:repeat(auto-fill,minmax(400px,1fr));gap:12px}
+figure{margin:0;background:#fff;border:1px solid #ddd;border-radius:6px;padding:6px}
+figcaption{font-weight:600;font-size:13px;margin-left:4px}
+svg.chart{width:100%;height:auto;font-size:11px;fill:#555}
+svg.chart text.axis{font-size:12px;fill:#333}
+.cols{display:flex;flex-wrap:wrap;gap:20px;margin-top:12px;align-items:flex-start}
+.config{flex:0 1 380px}
+.config table{border-collapse:collapse;font-size:12px;background:#fff}
+.config th,.config td{border:1px solid #e0e0e0;padding:2px 6px;text-align:left;vertical-align:top;word-break:break-all}
+.config th{font-weight:500;color:#555;white-space:nowrap}
+.samples{flex:1 1 480px;min-width:0}
+.timeline{list-style:none;margin:0;padding:0 0 0 14px;border-left:3px solid #90a4ae}
+.timeline li{position:relative;margin:0 0 12px}
+.timeline li::before{content:"";position:absolute;left:-21px;top:5px;width:11px;height:11px;border-radius:50%;background:#546e7a}
+.when{font-size:12px;color:#555;font-weight:600}
+.timeline pre{margin:2px 0 0;padding:6px 8px;background:#fff;border:1px solid #ddd;border-radius:4px;
+ white-space:pre-wrap;word-break:break-word;font:12px/1.4 ui-monospace,"DejaVu Sans Mono",Menlo,monospace}
+.empty{color:#777;font-style:italic}
+</style></head><body>
+"""
