@@ -318,6 +318,7 @@ def train_cmd(
         err.print(f"interrupted at step {result.step}; saved {run_dir / 'last.pt'}")
         err.print(f"resume with: charrnn train --resume {run_dir}")
         raise typer.Exit(143 if stop.signum == signal.SIGTERM else 130)
+    _report_after_training(run_dir)
     best = result.best_val_loss
     err.print(
         f"done: {result.step} steps in {result.elapsed_s:.1f} s ({result.stopped.replace('_', '-')}); "
@@ -325,7 +326,6 @@ def train_cmd(
         f"checkpoint {run_dir / 'best.pt'}",
         soft_wrap=True,
     )
-    _report_after_training(run_dir)
 
 
 def _launch_torchrun(nproc: int, run_dir: Path) -> int:
@@ -629,10 +629,6 @@ def info_cmd(
     Console(highlight=False).print(t)
 
 
-def main() -> None:
-    app()
-
-
 # --------------------------------------------------------------------------- visualize, report
 
 def _loss_sparkline(history: list) -> str:
@@ -641,7 +637,9 @@ def _loss_sparkline(history: list) -> str:
 
 
 def _report_after_training(run_dir: Path) -> None:
+    from charrnn import checkpoint
     from charrnn.report import write_report
+
     try:
         spark = _loss_sparkline(checkpoint.load(run_dir / "last.pt").get("history", []))
         if spark:
@@ -675,6 +673,7 @@ def visualize_cmd(
 
       charrnn visualize checkpoints/my-run --prime "ROMEO: (aside) \"Is she not down so late?\""
     """
+    from charrnn import checkpoint
     from charrnn.visualize import write_page
 
     if text is not None and prime is not None:
@@ -717,3 +716,7 @@ def report_cmd(
     from charrnn.report import write_report
 
     err.print(f"wrote {write_report(run_dir, out)}", soft_wrap=True)
+
+
+def main() -> None:
+    app()

@@ -56,12 +56,12 @@ def trace(model: CharRNN, vocab: Vocab, text: str, top_k: int = TOP_K) -> Trace:
         raise InputError("the text to visualise needs at least 2 characters")
     ids = torch.tensor(vocab.encode(text, context="the text to visualise"), dtype=torch.long)
     stepper = FastStepper(model)
-    state = model.init_state(1)
+    state = stepper.convert(model.init_state(1))  # per layer [h] or [h, c], each (1, H)
     logps, steps = [], []
     for t in range(len(ids)):
-        logits, state = stepper.step(ids[t:t + 1], state)  # logits (1, V); state each (L, 1, H)
+        logits, state = stepper.step(ids[t:t + 1], state)  # logits (1, V)
         logps.append(torch.log_softmax(logits[0], dim=-1))
-        steps.append(torch.stack([s[:, 0] for s in state], dim=1))  # (L, S, H)
+        steps.append(torch.stack([torch.stack([s[0] for s in layer]) for layer in state]))  # (L, S, H)
     logp = torch.stack(logps)  # (N, V): prediction for the character after each one
     states = torch.stack(steps, dim=2).numpy()  # (L, S, N, H)
     prob = np.full(len(ids), np.nan, dtype=np.float64)
