@@ -162,8 +162,11 @@ def _train(corpus, model_cfg, cfg, run_dir, cb, resume, should_stop, dd, device,
     if dd.rank:
         seed_everything(cfg.seed + dd.rank)  # same initial weights, different dropout masks
     net = torch.nn.parallel.DistributedDataParallel(model) if dd.enabled else model
+    # fused: one kernel for the whole update instead of a few per parameter tensor
     opt = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.99),
-                            fused=device.type == "cuda")
+                            fused=device.type in ("cuda", "cpu"))
+    if device.type == "cpu":
+        torch.set_flush_denormal(True)  # tiny gradients late in a sequence otherwise take the slow path
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     train_ids, val_ids = corpus.split("train"), corpus.split("val")
     batcher = StreamBatcher(train_ids, cfg.batch_size, cfg.seq_len, rows)
