@@ -9,6 +9,7 @@ Loading uses `torch.load(weights_only=True)`: a checkpoint is data, never code.
 from __future__ import annotations
 
 import errno
+import io
 import os
 import pickle
 import zipfile
@@ -31,9 +32,13 @@ def save(payload: dict, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     payload = {"format": FORMAT, "version": VERSION, **payload}
+    # Serialise in memory first: torch.save reports a failed write (a full disk) as a vague
+    # RuntimeError, while a plain write raises the OSError that says what happened.
+    buf = io.BytesIO()
+    torch.save(payload, buf)
     try:
         with open(tmp, "wb") as f:
-            torch.save(payload, f)
+            f.write(buf.getbuffer())
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -125,15 +130,32 @@ def _first_line(e: BaseException) -> str:
 
 
 def model_config(ckpt: dict) -> ModelConfig:
-    return ModelConfig.from_dict(ckpt["model_config"])
+    return _parse(ModelConfig.from_dict, ckpt, "model_config")
 
 
 def train_config(ckpt: dict) -> TrainConfig:
-    return TrainConfig.from_dict(ckpt["train_config"])
+    return _parse(TrainConfig.from_dict, ckpt, "train_config")
 
 
 def vocab(ckpt: dict) -> Vocab:
-    return Vocab(ckpt["vocab"])
+    return _parse(Vocab, ckpt, "vocab")
+
+
+def _parse(build, ckpt: dict, key: str):
+    try:
+        return build(ckpt[key])
+    except (TypeError, ValueError, KeyError, AttributeError) as e:
+        raise CheckpointError(f"checkpoint has a malformed {key!r} ({_first_line(e)})") from None
+
+
+RESUME_KEYS = ("optimizer", "step", "epoch", "data", "rng")
+
+
+def check_resumable(ckpt: dict, path: Path) -> None:
+    """Training state beyond the weights, which `train --resume` needs."""
+    missing = [k for k in RESUME_KEYS if k not in ckpt]
+    if missing:
+        raise CheckpointError(f"{path}: checkpoint cannot be resumed: it is missing {', '.join(map(repr, missing))}")
 
 
 def load_model(path: Path, device: torch.device = torch.device("cpu")):
@@ -141,9 +163,15 @@ def load_model(path: Path, device: torch.device = torch.device("cpu")):
     from charrnn.model import CharRNN
 
     ckpt = load(path)
-    model = CharRNN(model_config(ckpt))
+    cfg = model_config(ckpt)
     try:
+        model = CharRNN(cfg)
         model.load_state_dict(ckpt["model"])
-    except (RuntimeError, KeyError) as e:
+    except (RuntimeError, KeyError, TypeError, ValueError, AttributeError) as e:
         raise CheckpointError(f"{path}: weights do not match the model config ({_first_line(e)})") from None
-    return model.to(device).eval(), vocab(ckpt), ckpt
+    if not all(bool(torch.isfinite(t).all()) for t in ckpt["model"].values() if t.is_floating_point()):
+        raise CheckpointError(f"{path}: checkpoint holds non-finite (NaN or infinite) weights")
+    v = vocab(ckpt)
+    if len(v) != model.config.vocab_size:
+        raise CheckpointError(f"{path}: vocabulary of {len(v)} characters does not match the model's {model.config.vocab_size}")
+    return model.to(device).eval(), v, ckpt
