@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import signal
 import sys
 from datetime import datetime
@@ -263,6 +264,7 @@ def train_cmd(
     if resume is not None:
         ckpt_path = checkpoint.resolve(resume, prefer="last.pt")
         ckpt = checkpoint.load(ckpt_path)
+        checkpoint.check_resumable(ckpt, ckpt_path)
         fixed = checkpoint.model_config(ckpt)
         for name in MODEL_FIELDS:
             if name in explicit and explicit[name] != getattr(fixed, name):
@@ -323,6 +325,8 @@ def _open_corpus(path: Path, val_frac: float, test_frac: float, opts: TextOption
 
 
 def _new_run_dir(name: str) -> Path:
+    # The name comes from the corpus's meta.json: keep it to one plain path component.
+    name = re.sub(r"[^\w.-]+", "_", name).lstrip(".") or "run"
     base = CHECKPOINTS / f"{name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
     path, i = base, 1
     while path.exists():
