@@ -119,7 +119,6 @@ def train(
 ) -> TrainResult:
     cb = callbacks or Callbacks()
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
     device = pick_device(cfg.device)
     precision = pick_precision(cfg.precision, device)
     vocab = corpus.vocab
@@ -147,6 +146,10 @@ def train(
     train_ids, val_ids = corpus.split("train"), corpus.split("val")
     batcher = StreamBatcher(train_ids, cfg.batch_size, cfg.seq_len)
     spe = batcher.steps_per_epoch
+    # Everything is checked: only now is anything written.
+    run_dir.mkdir(parents=True, exist_ok=True)
+    for leftover in run_dir.glob(".*.pt.tmp-*"):  # from a run killed while saving
+        leftover.unlink(missing_ok=True)
 
     step, epoch, k = 0, 0, 0
     best, best_step, last_val = float("inf"), 0, float("nan")
@@ -299,9 +302,11 @@ def train(
                 state = None
                 cb.on_warning(f"step {step + 1}: non-finite loss or gradient, step skipped, learning rate halved")
                 if bad >= MAX_BAD_STEPS:
+                    saved = [n for n in ("last.pt", "best.pt") if (run_dir / n).exists()]
                     raise TrainingError(
                         f"training diverged: {bad} non-finite steps in a row at step {step + 1}; "
-                        f"try a lower --lr (now {cfg.lr}) or --grad-clip; last.pt and best.pt hold the last good weights"
+                        f"try a lower --lr (now {cfg.lr}) or --grad-clip; "
+                        + (f"{' and '.join(saved)} hold the last good weights" if saved else "no checkpoint was written")
                     )
             step += 1
             k += 1
@@ -336,8 +341,8 @@ def train(
             if last_eval_step != step:
                 do_eval()
             save("last")
-            if not (run_dir / "best.pt").exists():
-                save("best")  # every eval so far was non-finite: still leave a model to sample
+            if not (run_dir / "best.pt").exists() and all(bool(torch.isfinite(p).all()) for p in params):
+                save("best")  # no eval gave a finite loss (no val split): still leave a model to sample
     finally:
         metrics_f.close()
     return TrainResult(run_dir, step, epoch, best, best_step, last_val, elapsed, stopped)
