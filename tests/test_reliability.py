@@ -386,7 +386,9 @@ def test_signal_saves_last_and_resume_is_exact(cli, tmp_path, mixed_file, signum
 
 @pytest.mark.slow
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
-def test_kill_9_at_random_moments_newest_checkpoint_always_loads(tmp_path):
+def test_kill_9_at_random_moments_newest_checkpoint_always_loads(cli, tmp_path):
+    from tests.kill9 import FLAGS
+
     (tmp_path / "corpus.txt").write_text(MIXED_TEXT, encoding="utf-8")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     out = subprocess.run([sys.executable, "-m", "tests.kill9", str(tmp_path), "--kills", "20", "--seed", "1"],
@@ -396,7 +398,12 @@ def test_kill_9_at_random_moments_newest_checkpoint_always_loads(tmp_path):
     assert report["failures"] == []
     assert report["rounds"] >= 20 and len(report["steps"]) == 20
     assert report["steps"] == sorted(report["steps"]) and report["steps"][-1] > report["steps"][0]
-    checkpoint.load_model(tmp_path / "run" / "last.pt")
+    # twenty kills and resumes later, the weights are those of a run never interrupted
+    last = checkpoint.load(tmp_path / "run" / "last.pt")
+    r = cli("train", tmp_path / "corpus.txt", *FLAGS, "--checkpoint-every", 0, "--eval-every", 0,
+            "--max-steps", last["step"], "--out", tmp_path / "straight")
+    assert r.exit_code == 0, r.stderr
+    assert same_weights(last, checkpoint.load(tmp_path / "straight" / "last.pt"))
 
 
 def test_disk_full_keeps_previous_checkpoint_and_stops_cleanly(cli, tmp_path, mixed_file, monkeypatch):
