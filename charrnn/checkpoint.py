@@ -9,6 +9,7 @@ Loading uses `torch.load(weights_only=True)`: a checkpoint is data, never code.
 from __future__ import annotations
 
 import errno
+import io
 import os
 import pickle
 import zipfile
@@ -31,9 +32,13 @@ def save(payload: dict, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     payload = {"format": FORMAT, "version": VERSION, **payload}
+    # Serialise in memory first: torch.save reports a failed write (a full disk) as a vague
+    # RuntimeError, while a plain write raises the OSError that says what happened.
+    buf = io.BytesIO()
+    torch.save(payload, buf)
     try:
         with open(tmp, "wb") as f:
-            torch.save(payload, f)
+            f.write(buf.getbuffer())
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -94,16 +99,20 @@ def load(path: Path) -> dict:
     except CheckpointError:
         raise
     except pickle.UnpicklingError as e:
-        if "weights_only" in str(e) or "Unsupported global" in str(e) or "GLOBAL" in str(e):
+        detail = _unpickler_detail(e)
+        if any(w in detail.lower() for w in ("global", "reduce", "build", "class")):
             raise CheckpointError(
                 f"{path}: refused: the file asks to run code or build objects a checkpoint never holds "
                 "(it is not a charrnn checkpoint, or it was tampered with)"
             ) from None
-        raise CheckpointError(f"{path}: corrupt checkpoint ({_first_line(e)})") from None
+        # an unknown opcode and the like: bytes that are not a pickle at all
+        raise CheckpointError(f"{path}: corrupt checkpoint ({detail})") from None
     except (zipfile.BadZipFile, EOFError, RuntimeError, ValueError) as e:
         raise CheckpointError(f"{path}: truncated or corrupt checkpoint ({_first_line(e)})") from None
-    except OSError as e:
+    except (PermissionError, IsADirectoryError, FileNotFoundError) as e:
         raise CheckpointError(f"{path}: cannot read checkpoint ({e.strerror or e})") from None
+    except OSError as e:  # torch seeking past the end of a cut-off file, among others
+        raise CheckpointError(f"{path}: truncated or corrupt checkpoint ({e.strerror or e})") from None
     except Exception as e:  # anything else torch.load can raise on garbage
         raise CheckpointError(f"{path}: truncated or corrupt checkpoint ({type(e).__name__}: {_first_line(e)})") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
@@ -116,7 +125,21 @@ def load(path: Path) -> dict:
     for key in ("model_config", "train_config", "vocab", "model"):
         if key not in ckpt:
             raise CheckpointError(f"{path}: checkpoint is missing {key!r}")
+    weights = ckpt["model"]
+    if not isinstance(weights, dict) or not all(torch.is_tensor(t) for t in weights.values()):
+        raise CheckpointError(f"{path}: checkpoint has malformed weights")
+    if not all(bool(torch.isfinite(t).all()) for t in weights.values() if t.is_floating_point()):
+        raise CheckpointError(f"{path}: checkpoint holds non-finite (NaN or infinite) weights")
+    vocab(ckpt)  # a malformed vocabulary is refused here, not halfway through a command
     return ckpt
+
+
+def _unpickler_detail(e: BaseException) -> str:
+    """The restricted unpickler's own reason, without torch's advice around it."""
+    text = str(e)
+    if "WeightsUnpickler error:" in text:
+        text = text.split("WeightsUnpickler error:", 1)[1]
+    return _first_line(ValueError(text.strip()))
 
 
 def _first_line(e: BaseException) -> str:
@@ -125,15 +148,32 @@ def _first_line(e: BaseException) -> str:
 
 
 def model_config(ckpt: dict) -> ModelConfig:
-    return ModelConfig.from_dict(ckpt["model_config"])
+    return _parse(ModelConfig.from_dict, ckpt, "model_config")
 
 
 def train_config(ckpt: dict) -> TrainConfig:
-    return TrainConfig.from_dict(ckpt["train_config"])
+    return _parse(TrainConfig.from_dict, ckpt, "train_config")
 
 
 def vocab(ckpt: dict) -> Vocab:
-    return Vocab(ckpt["vocab"])
+    return _parse(Vocab, ckpt, "vocab")
+
+
+def _parse(build, ckpt: dict, key: str):
+    try:
+        return build(ckpt[key])
+    except (TypeError, ValueError, KeyError, AttributeError) as e:
+        raise CheckpointError(f"checkpoint has a malformed {key!r} ({_first_line(e)})") from None
+
+
+RESUME_KEYS = ("optimizer", "step", "epoch", "data", "rng")
+
+
+def check_resumable(ckpt: dict, path: Path) -> None:
+    """Training state beyond the weights, which `train --resume` needs."""
+    missing = [k for k in RESUME_KEYS if k not in ckpt]
+    if missing:
+        raise CheckpointError(f"{path}: checkpoint cannot be resumed: it is missing {', '.join(map(repr, missing))}")
 
 
 def load_model(path: Path, device: torch.device = torch.device("cpu")):
@@ -141,9 +181,13 @@ def load_model(path: Path, device: torch.device = torch.device("cpu")):
     from charrnn.model import CharRNN
 
     ckpt = load(path)
-    model = CharRNN(model_config(ckpt))
+    cfg = model_config(ckpt)
     try:
+        model = CharRNN(cfg)
         model.load_state_dict(ckpt["model"])
-    except (RuntimeError, KeyError) as e:
+    except (RuntimeError, KeyError, TypeError, ValueError, AttributeError) as e:
         raise CheckpointError(f"{path}: weights do not match the model config ({_first_line(e)})") from None
-    return model.to(device).eval(), vocab(ckpt), ckpt
+    v = vocab(ckpt)
+    if len(v) != model.config.vocab_size:
+        raise CheckpointError(f"{path}: vocabulary of {len(v)} characters does not match the model's {model.config.vocab_size}")
+    return model.to(device).eval(), v, ckpt

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import signal
 import sys
 from datetime import datetime
@@ -39,6 +40,8 @@ CORPORA = Path("corpora")
 CHECKPOINTS = Path("checkpoints")
 
 err = Console(stderr=True, highlight=False)
+# Path arguments are declared readable=False: the library checks files itself, so an unreadable
+# file gets its own message and exit code (3 for text, 4 for a checkpoint), not a usage error.
 
 
 class OneLineErrors(TyperGroup):
@@ -149,7 +152,7 @@ TestFrac = Annotated[float, typer.Option("--test-frac", callback=in_range(0, 1, 
 
 @app.command("preprocess")
 def preprocess_cmd(
-    input: Annotated[Path, typer.Argument(help="A UTF-8 text file.", show_default=False)],
+    input: Annotated[Path, typer.Argument(help="A UTF-8 text file.", show_default=False, readable=False)],
     out: Annotated[Optional[Path], typer.Option("--out", help="Output directory [default: corpora/<input stem>].")] = None,
     val_frac: ValFrac = 0.1,
     test_frac: TestFrac = 0.0,
@@ -198,6 +201,7 @@ def _preset_help() -> str:
 @app.command("train", epilog=_preset_help())
 def train_cmd(
     input: Annotated[Optional[Path], typer.Argument(
+        readable=False,
         help="A UTF-8 text file (preprocessed on the fly and cached in corpora/) or a preprocessed directory. "
              "Optional with --resume.", show_default=False)] = None,
     out: Annotated[Optional[Path], typer.Option("--out", help="Run directory [default: checkpoints/<corpus>-<time>, or the resumed run's].")] = None,
@@ -268,6 +272,7 @@ def train_cmd(
     if resume is not None:
         ckpt_path = checkpoint.resolve(resume, prefer="last.pt")
         ckpt = checkpoint.load(ckpt_path)
+        checkpoint.check_resumable(ckpt, ckpt_path)
         fixed = checkpoint.model_config(ckpt)
         for name in MODEL_FIELDS:
             if name in explicit and explicit[name] != getattr(fixed, name):
@@ -315,8 +320,9 @@ def train_cmd(
     if rank:
         raise typer.Exit(0 if result.stopped != "interrupted" else 143 if stop.signum == signal.SIGTERM else 130)
     if result.stopped == "interrupted":
-        err.print(f"interrupted at step {result.step}; saved {run_dir / 'last.pt'}")
-        err.print(f"resume with: charrnn train --resume {run_dir}")
+        # soft_wrap: a long path must stay on one line to be copied
+        err.print(f"interrupted at step {result.step}; saved {run_dir / 'last.pt'}", soft_wrap=True)
+        err.print(f"resume with: charrnn train --resume {run_dir}", soft_wrap=True)
         raise typer.Exit(143 if stop.signum == signal.SIGTERM else 130)
     _report_after_training(run_dir)
     best = result.best_val_loss
@@ -351,6 +357,8 @@ def _open_corpus(path: Path, val_frac: float, test_frac: float, opts: TextOption
 
 
 def _new_run_dir(name: str) -> Path:
+    # The name comes from the corpus's meta.json: keep it to one plain path component.
+    name = re.sub(r"[^\w.-]+", "_", Path(name).name).lstrip(".") or "run"
     base = CHECKPOINTS / f"{name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
     path, i = base, 1
     while path.exists():
@@ -450,7 +458,7 @@ class ConsoleView:
     def on_checkpoint(self, path: Path, kind: str) -> None: ...
 
     def on_warning(self, message: str) -> None:
-        err.print(Text(f"charrnn: warning: {message}"))
+        err.print(Text(f"charrnn: warning: {message}"), soft_wrap=True)
 
     def close(self) -> None:
         if self.progress is not None:
@@ -463,6 +471,7 @@ class ConsoleView:
 @app.command("sample")
 def sample_cmd(
     checkpoint_path: Annotated[Optional[Path], typer.Argument(
+        readable=False,
         metavar="[CHECKPOINT_OR_RUN_DIR]",
         help="A checkpoint file or run directory (its best.pt) [default: the newest run in checkpoints/].",
         show_default=False)] = None,
@@ -548,9 +557,9 @@ def _utf8_stdout():
 
 @app.command("eval")
 def eval_cmd(
-    checkpoint_path: Annotated[Path, typer.Argument(metavar="CHECKPOINT_OR_RUN_DIR", help="A checkpoint file or run directory (its best.pt).", show_default=False)],
+    checkpoint_path: Annotated[Path, typer.Argument(metavar="CHECKPOINT_OR_RUN_DIR", help="A checkpoint file or run directory (its best.pt).", show_default=False, readable=False)],
     split: Annotated[Literal["val", "test", "train"], typer.Option("--split", help="Split of the checkpoint's corpus to evaluate.")] = "val",
-    file: Annotated[Optional[Path], typer.Option("--file", help="Evaluate on this UTF-8 file instead.")] = None,
+    file: Annotated[Optional[Path], typer.Option("--file", help="Evaluate on this UTF-8 file instead.", readable=False)] = None,
     unknown: Annotated[Literal["error", "skip"], typer.Option("--unknown", help="Characters of --file outside the vocabulary: error, or skip them.")] = "error",
     device: Annotated[DeviceName, typer.Option("--device", help="auto picks cuda, then mps, then cpu.")] = "auto",
 ):
@@ -596,7 +605,7 @@ def eval_cmd(
 
 @app.command("info")
 def info_cmd(
-    checkpoint_path: Annotated[Path, typer.Argument(metavar="CHECKPOINT_OR_RUN_DIR", help="A checkpoint file or run directory (its best.pt).", show_default=False)],
+    checkpoint_path: Annotated[Path, typer.Argument(metavar="CHECKPOINT_OR_RUN_DIR", help="A checkpoint file or run directory (its best.pt).", show_default=False, readable=False)],
 ):
     """Show what a checkpoint holds: model, sizes, training state, corpus, provenance.
 

@@ -74,7 +74,8 @@ def _looks_binary(head: bytes) -> str | None:
     text = head.decode("utf-8", errors="replace")
     if not text:
         return None
-    good = sum(1 for c in text if c.isprintable() or c in "\n\r\t\f\v")
+    # U+FFFD stands for bytes that are not UTF-8: it counts against the file, not for it.
+    good = sum(1 for c in text if (c.isprintable() and c != "\ufffd") or c in "\n\r\t\f\v")
     if good / len(text) < 0.8:
         return f"only {100 * good / len(text):.0f}% of its first characters are printable text"
     return None
@@ -83,21 +84,20 @@ def _looks_binary(head: bytes) -> str | None:
 def iter_text(path: Path, opts: TextOptions = TextOptions(), chunk_bytes: int = CHUNK_BYTES) -> Iterator[str]:
     """Decode a UTF-8 file chunk by chunk: BOM dropped, errors reported by byte offset and line."""
     decoder = codecs.getincrementaldecoder("utf-8")(errors=opts.encoding_errors)
-    offset = 0  # bytes of the file consumed before this chunk
     lines = 0  # newlines seen before this chunk
     held = ""  # a trailing "\r" kept back so that a CRLF split across chunks is still seen
     with open(path, "rb") as f:
+        # The BOM and the binary sniff look at the file's head, whatever the chunk size.
+        head = f.read(8192)
+        offset = len(BOM) if head.startswith(BOM) else 0  # bytes of the file consumed before this chunk
+        if not opts.force:
+            why = _looks_binary(head[offset:])
+            if why:
+                raise InputError(f"{path}: looks like a binary file ({why}); pass --force to use it anyway")
+        f.seek(offset)
         while True:
-            raw = f.read(chunk_bytes)
-            final = not raw
-            data = raw
-            if offset == 0 and data.startswith(BOM):
-                data = data[len(BOM):]
-                offset = len(BOM)
-            if offset <= len(BOM) and raw and not opts.force:
-                why = _looks_binary(data[:8192])
-                if why:
-                    raise InputError(f"{path}: looks like a binary file ({why}); pass --force to use it anyway")
+            data = f.read(chunk_bytes)
+            final = not data
             pending = decoder.getstate()[0]  # bytes of a character split across chunks
             try:
                 text = decoder.decode(data, final=final)

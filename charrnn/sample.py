@@ -24,7 +24,9 @@ def pick(logits: torch.Tensor, temp: float, top_k: int | None, top_p: float | No
     logits = logits.float()
     if temp == 0:
         return logits.argmax(dim=-1)
-    logits = logits / temp
+    # Shift so the largest logit is 0 and divide in float64: a tiny temperature then gives
+    # -inf (probability 0) for the rest instead of inf - inf = NaN.
+    logits = (logits - logits.max(dim=-1, keepdim=True).values).double() / temp
     if top_k is not None and 0 < top_k < logits.size(-1):
         kth = torch.topk(logits, top_k, dim=-1).values[:, -1:]
         logits = logits.masked_fill(logits < kth, float("-inf"))

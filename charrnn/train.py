@@ -138,8 +138,6 @@ def train(
 
 
 def _train(corpus, model_cfg, cfg, run_dir, cb, resume, should_stop, dd, device, precision, rows) -> TrainResult:
-    if dd.main:
-        run_dir.mkdir(parents=True, exist_ok=True)
     vocab = corpus.vocab
 
     if resume is not None:
@@ -165,12 +163,15 @@ def _train(corpus, model_cfg, cfg, run_dir, cb, resume, should_stop, dd, device,
     # fused: one kernel for the whole update instead of a few per parameter tensor
     opt = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.99),
                             fused=device.type in ("cuda", "cpu"))
-    if device.type == "cpu":
-        torch.set_flush_denormal(True)  # tiny gradients late in a sequence otherwise take the slow path
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     train_ids, val_ids = corpus.split("train"), corpus.split("val")
     batcher = StreamBatcher(train_ids, cfg.batch_size, cfg.seq_len, rows)
     spe = batcher.steps_per_epoch
+    # Everything is checked: only now is anything written, and only by rank 0.
+    if dd.main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        for leftover in run_dir.glob(".*.pt.tmp-*"):  # from a run killed while saving
+            leftover.unlink(missing_ok=True)
 
     step, epoch, k = 0, 0, 0
     best, best_step, last_val = float("inf"), 0, float("nan")
@@ -335,9 +336,11 @@ def _train(corpus, model_cfg, cfg, run_dir, cb, resume, should_stop, dd, device,
                 state = None
                 cb.on_warning(f"step {step + 1}: non-finite loss or gradient, step skipped, learning rate halved")
                 if bad >= MAX_BAD_STEPS:
+                    saved = [n for n in ("last.pt", "best.pt") if (run_dir / n).exists()]
                     raise TrainingError(
                         f"training diverged: {bad} non-finite steps in a row at step {step + 1}; "
-                        f"try a lower --lr (now {cfg.lr}) or --grad-clip; last.pt and best.pt hold the last good weights"
+                        f"try a lower --lr (now {cfg.lr}) or --grad-clip; "
+                        + (f"{' and '.join(saved)} hold the last good weights" if saved else "no checkpoint was written")
                     )
             step += 1
             k += 1
@@ -373,8 +376,8 @@ def _train(corpus, model_cfg, cfg, run_dir, cb, resume, should_stop, dd, device,
             if last_eval_step != step:
                 do_eval()
             save("last")
-            if not math.isfinite(best):
-                save("best")  # every eval so far was non-finite: still leave a model to sample
+            if not math.isfinite(best) and all(bool(torch.isfinite(p).all()) for p in params):
+                save("best")  # no eval gave a finite loss (no val split): still leave a model to sample
     finally:
         if metrics_f is not None:
             metrics_f.close()

@@ -1,0 +1,99 @@
+"""Crash test: train, kill -9 at a random moment, check the newest checkpoint loads, resume; repeat.
+
+    python -m tests.kill9 WORKDIR --kills 20
+
+Each round forks a child that runs `charrnn train` (fresh, then `--resume`) with a checkpoint at
+every step, waits until it has saved once, then kills it within the next half second, so kills
+often land in the middle of a save. The parent imports torch once, which keeps
+a round to a fraction of a second. Prints one JSON line: rounds, the step of last.pt after each
+kill, how many kills left a half-written temporary file, and any checkpoint that failed to load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import signal
+import time
+from pathlib import Path
+
+import torch
+
+from charrnn import checkpoint
+from charrnn.cli import app
+from charrnn.errors import CheckpointError
+
+FLAGS = ["--hidden", "16", "--layers", "2", "--batch-size", "4", "--seq-len", "16", "--lr", "0.01",
+         "--warmup-steps", "5", "--device", "cpu", "--precision", "fp32", "--quiet",
+         "--checkpoint-every", "1", "--eval-every", "3", "--log-every", "1", "--decay-steps", "1000"]
+
+
+def _child(args: list[str]) -> None:
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    os.dup2(devnull, 2)
+    torch.set_num_threads(1)  # a forked child must not reuse the parent's thread pool
+    try:
+        app(args)
+    finally:
+        os._exit(0)
+
+
+def _stamp(path: Path):
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    return st.st_ino, st.st_mtime_ns
+
+
+def crash_loop(workdir: Path, text: Path, kills: int, seed: int = 0, max_s: float = 0.5) -> dict:
+    rng = random.Random(seed)
+    os.chdir(workdir)
+    run = workdir / "run"
+    steps, torn, failures = [], 0, []
+    for i in range(kills):
+        if (run / "last.pt").exists():
+            args = ["train", "--resume", str(run), "--max-steps", "1000000", "--quiet"]
+        else:
+            args = ["train", str(text), *FLAGS, "--max-steps", "1000000", "--out", str(run)]
+        before = _stamp(run / "last.pt")
+        pid = os.fork()
+        if pid == 0:
+            _child(args)
+        # Let the child get into training (it has saved once), then kill it at a random moment.
+        deadline = time.monotonic() + 60
+        while _stamp(run / "last.pt") == before and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(rng.uniform(0, max_s))
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        torn += any(run.glob(f".*.pt.tmp-{pid}"))
+        for name in ("last.pt", "best.pt"):
+            if (run / name).exists():
+                try:
+                    ckpt = checkpoint.load(run / name)
+                    checkpoint.load_model(run / name)
+                except CheckpointError as e:
+                    failures.append(f"round {i}: {e}")
+                    continue
+                if name == "last.pt":
+                    steps.append(ckpt["step"])
+    return {"rounds": kills, "steps": steps, "torn_writes": torn, "failures": failures}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("workdir", type=Path)
+    ap.add_argument("--text", type=Path, help="corpus file [default: WORKDIR/corpus.txt]")
+    ap.add_argument("--kills", type=int, default=20)
+    ap.add_argument("--seed", type=int, default=0)
+    a = ap.parse_args()
+    workdir = a.workdir.resolve()
+    print(json.dumps(crash_loop(workdir, (a.text or workdir / "corpus.txt").resolve(), a.kills, a.seed)))
+
+
+if __name__ == "__main__":
+    main()

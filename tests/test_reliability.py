@@ -1,0 +1,604 @@
+"""Bad input gets a clear one-line answer, a checkpoint is data and is never lost.
+
+Each test here backs a row of the README's Reliability table.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import pickle
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from typer.testing import CliRunner
+
+from charrnn import checkpoint
+from charrnn import data as data_mod
+from charrnn import train as train_mod
+from charrnn.cli import app
+from charrnn.data import TextOptions, preprocess
+from charrnn.errors import DeviceError, InputError, TrainingError
+from charrnn.model import CharRNN
+from charrnn.runtime import pick_precision
+from charrnn.sample import generate, pick
+from charrnn.train import MAX_BAD_STEPS, Callbacks, train
+from charrnn.vocab import Vocab
+from tests.conftest import MIXED_TEXT, tiny_model, tiny_train
+from tests.test_cli import TINY_FLAGS
+
+ROOT = Path(__file__).resolve().parents[1]
+PROPERTY = settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@pytest.fixture
+def cli(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner()
+
+    def run(*args, input=None):
+        return runner.invoke(app, [str(a) for a in args], input=input)
+
+    return run
+
+
+def one_line_error(r, code: int, *words: str) -> None:
+    """Exit `code`, one line on stderr starting `charrnn: error:` (after any one-line warnings),
+    no traceback."""
+    assert r.exit_code == code, (r.exit_code, r.stderr, r.exception)
+    *before, last = r.stderr.splitlines()
+    assert r.stderr.endswith("\n") and last.startswith("charrnn: error:"), r.stderr
+    assert all(line.startswith("charrnn: warning:") for line in before), r.stderr
+    assert "Traceback" not in r.stderr
+    for w in words:
+        assert w in last, (w, r.stderr)
+
+
+def files_under(path: Path) -> set[Path]:
+    return {p.relative_to(path) for p in path.rglob("*")}
+
+
+def same_weights(a: dict, b: dict) -> bool:
+    return a["model"].keys() == b["model"].keys() and all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+
+
+# --------------------------------------------------------------------------- bad input files
+
+BAD_FILES = {
+    "missing": (None, "no such file"),
+    "empty": (b"", "is empty"),
+    "whitespace": (b"  \n\t\r\n   \n", "only whitespace"),
+    "nul_bytes": (b"hello\x00world\x00" * 50, "binary file (it contains NUL bytes)"),
+    "random_bytes": (bytes(range(1, 256)) * 20, "binary file (only"),
+    "bad_utf8": ("first line\nsecond ok\nna".encode() + b"\xff" + b"ve\n" * 100, "invalid UTF-8 at byte 23 (line 3)"),
+    "too_short": (b"hello world, " * 10, "needs at least 2049; lower --batch-size or --seq-len"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_FILES))
+def test_bad_input_file_is_refused_and_nothing_is_written(cli, tmp_path, case):
+    content, words = BAD_FILES[case]
+    src = tmp_path / "input.txt"
+    if content is not None:
+        src.write_bytes(content)
+    before = files_under(tmp_path)
+    r = cli("train", src, *TINY_FLAGS, "--batch-size", 32, "--seq-len", 64)
+    one_line_error(r, 3, words)
+    # no run directory, no half-written corpus; only a complete cached corpus may stay
+    assert not (tmp_path / "checkpoints").exists()
+    new = files_under(tmp_path) - before
+    assert all(p.parts[0] == "corpora" for p in new), new
+    if case == "too_short":  # the corpus itself was fine: its cache is complete
+        (entry,) = (tmp_path / "corpora").iterdir()
+        assert {p.name for p in entry.iterdir()} == {"ids.bin", "vocab.json", "meta.json"}
+    else:
+        assert not any(p for p in new if len(p.parts) > 1), new
+
+
+def test_directory_and_unreadable_input(cli, tmp_path, monkeypatch):
+    one_line_error(cli("preprocess", tmp_path), 3, "is a directory")
+    src = tmp_path / "secret.txt"
+    src.write_text(MIXED_TEXT, encoding="utf-8")
+    src.chmod(0)
+    if os.access(src, os.R_OK):  # root reads anything: make the check see what a user would
+        real = os.access
+        monkeypatch.setattr(data_mod.os, "access", lambda p, mode: False if Path(p) == src else real(p, mode))
+    one_line_error(cli("train", src, *TINY_FLAGS), 3, "permission denied")
+    one_line_error(cli("preprocess", src), 3, "permission denied")
+
+
+def test_encoding_errors_replace_or_ignore_proceed(cli, tmp_path):
+    src = tmp_path / "latin1.txt"
+    src.write_bytes("Mot à mot, ligne après ligne.\n".encode("latin-1") * 40)
+    one_line_error(cli("preprocess", src), 3, "invalid UTF-8 at byte 4 (line 1)", "--encoding-errors")
+    for mode, expect in (("replace", "Mot \ufffd mot"), ("ignore", "Mot  mot")):
+        r = cli("preprocess", src, "--encoding-errors", mode, "--out", f"c-{mode}")
+        assert r.exit_code == 0, r.stderr
+        corpus = data_mod.Corpus.load(tmp_path / f"c-{mode}")
+        assert corpus.vocab.decode(corpus.ids).startswith(expect)
+
+
+def test_bom_dropped_crlf_kept_unless_newline_lf(cli, tmp_path):
+    text = "line one\r\nline two\r\n" * 30
+    src = tmp_path / "bom.txt"
+    src.write_bytes(b"\xef\xbb\xbf" + text.encode())
+    assert cli("preprocess", src, "--out", "keep").exit_code == 0
+    assert cli("preprocess", src, "--out", "lf", "--newline", "lf").exit_code == 0
+    keep, lf = data_mod.Corpus.load(tmp_path / "keep"), data_mod.Corpus.load(tmp_path / "lf")
+    assert keep.vocab.decode(keep.ids) == text and "\ufeff" not in keep.vocab
+    assert lf.vocab.decode(lf.ids) == text.replace("\r\n", "\n")
+    # the BOM is found even when the first read is shorter than it
+    tiny_chunks = preprocess(src, tmp_path / "tiny", opts=TextOptions(), chunk_bytes=1)
+    assert tiny_chunks.vocab.decode(tiny_chunks.ids) == text
+
+
+def test_binary_file_accepted_with_force(cli, tmp_path):
+    src = tmp_path / "data.bin"
+    src.write_bytes(b"ab\x00cd\x01" * 500)
+    one_line_error(cli("preprocess", src), 3, "binary", "--force")
+    assert cli("preprocess", src, "--force").exit_code == 0
+    noise = tmp_path / "noise.bin"
+    noise.write_bytes(bytes(range(128, 256)) * 40)
+    # replacing bad bytes does not sneak a binary file past the check
+    one_line_error(cli("preprocess", noise, "--encoding-errors", "replace"), 3, "binary")
+    assert cli("preprocess", noise, "--encoding-errors", "replace", "--force").exit_code == 0
+
+
+# --------------------------------------------------------------------------- nonsense options
+
+@pytest.mark.parametrize("args, code, words", [
+    (["sample", "--temp", "-1"], 2, "--temp"),
+    (["sample", "--top-p", "1.5"], 2, "--top-p"),
+    (["sample", "--top-p", "0"], 2, "--top-p"),
+    (["sample", "--top-k", "0"], 2, "--top-k"),
+    (["sample", "--length", "-5"], 2, "--length"),
+    (["train", "x.txt", "--hidden", "0"], 2, "--hidden"),
+    (["train", "x.txt", "--lr", "0"], 2, "--lr"),
+    (["train", "x.txt", "--dropout", "1"], 2, "--dropout"),
+    (["preprocess", "x.txt", "--val-frac", "1.2"], 2, "--val-frac"),
+    (["preprocess", "x.txt", "--val-frac", "0.6", "--test-frac", "0.5"], 2, "--test-frac"),
+    (["train", "x.txt", "--device", "tpu"], 2, "--device"),
+])
+def test_nonsense_options(cli, args, code, words):
+    one_line_error(cli(*args), code, words)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_device_cuda_without_cuda(cli, mixed_file, trained_run, tmp_path):
+    r = cli("train", mixed_file, *TINY_FLAGS, "--device", "cuda", "--max-steps", 5)
+    one_line_error(r, 5, "no CUDA device")
+    assert not (tmp_path / "checkpoints").exists()
+    one_line_error(cli("sample", trained_run, "--device", "cuda"), 5, "no CUDA device")
+    one_line_error(cli("eval", trained_run, "--device", "cuda"), 5, "no CUDA device")
+
+
+def test_precision_the_device_cannot_do(cli, mixed_file, tmp_path):
+    r = cli("train", mixed_file, *TINY_FLAGS, "--precision", "fp16", "--max-steps", 5)
+    one_line_error(r, 5, "fp16 needs a CUDA device")
+    assert not (tmp_path / "checkpoints").exists()
+    with pytest.raises(DeviceError, match="bf16 is not supported on mps"):
+        pick_precision("bf16", torch.device("mps"))
+
+
+def test_prime_outside_vocabulary_named_or_skipped(cli, trained_run):
+    one_line_error(cli("sample", trained_run, "--prime", "Zжz", "--length", 5), 7, "'Z'", "'ж'")
+    r = cli("sample", trained_run, "--length", 5, "--unknown", "skip", input="Zhe")
+    assert r.exit_code == 0 and r.stdout.startswith("he")
+
+
+def test_tiny_temperature_and_extreme_logits_still_sample():
+    g = torch.Generator().manual_seed(0)
+    logits = torch.tensor([[3e38, -3e38, 0.0, 1.0], [1.0, 1.0, 1.0, 1.0]])
+    for temp in (1e-300, 5e-324, 1e-6, 1.0, 1e300):
+        ids = pick(logits, temp, None, None, g)
+        assert ids.shape == (2,) and 0 <= int(ids.min()) and int(ids.max()) < 4
+    assert int(pick(logits, 1e-300, None, None, g)[0]) == 0
+
+
+# --------------------------------------------------------------------------- bad checkpoints
+
+def _bad_checkpoints(run: Path, dest: Path) -> dict[str, Path]:
+    dest.mkdir()
+    good = (run / "last.pt").read_bytes()
+    out = {}
+    out["truncated"] = dest / "truncated.pt"
+    out["truncated"].write_bytes(good[: len(good) // 2])
+    out["corrupt"] = dest / "corrupt.pt"
+    out["corrupt"].write_bytes(good[:300] + bytes(b ^ 0x5A for b in good[300:2000]) + good[2000:])
+    out["garbage"] = dest / "garbage.pt"
+    out["garbage"].write_bytes(random.Random(0).randbytes(4096))
+    out["empty"] = dest / "empty.pt"
+    out["empty"].write_bytes(b"")
+    ckpt = torch.load(run / "last.pt", weights_only=True)
+    out["future"] = dest / "future.pt"
+    torch.save({**ckpt, "version": checkpoint.VERSION + 1}, out["future"])
+    out["foreign"] = dest / "foreign.pt"
+    torch.save({"state_dict": ckpt["model"], "epoch": 3}, out["foreign"])
+    out["nan_weights"] = dest / "nan.pt"
+    torch.save({**ckpt, "model": {k: v * float("nan") for k, v in ckpt["model"].items()}}, out["nan_weights"])
+    out["bad_vocab"] = dest / "bad_vocab.pt"
+    torch.save({**ckpt, "vocab": ["ab", "c"]}, out["bad_vocab"])
+    out["weights_only"] = dest / "weights_only.pt"
+    torch.save({k: v for k, v in ckpt.items() if k not in checkpoint.RESUME_KEYS}, out["weights_only"])
+    return out
+
+
+BAD_CKPT_WORDS = {
+    "truncated": "truncated or corrupt", "corrupt": "corrupt", "garbage": "corrupt", "empty": "empty file",
+    "future": "newer than this charrnn reads", "foreign": "not a charrnn checkpoint",
+    "nan_weights": "non-finite", "bad_vocab": "malformed 'vocab'", "weights_only": "cannot be resumed",
+}
+
+
+def test_bad_checkpoints_are_refused_by_every_command(cli, trained_run, tmp_path):
+    bad = _bad_checkpoints(trained_run, tmp_path / "bad")
+    for case, path in bad.items():
+        runs = [("train", "--resume", path, "--max-steps", 40)]
+        if case != "weights_only":  # sample, eval and info need only the weights
+            runs += [("sample", path, "--length", 5), ("eval", path), ("info", path)]
+        for args in runs:
+            before = files_under(tmp_path)
+            r = cli(*args)
+            one_line_error(r, 4, BAD_CKPT_WORDS[case])
+            assert files_under(tmp_path) == before, (case, args)
+
+
+def test_resume_on_a_corpus_with_another_vocabulary(cli, trained_run, tmp_path):
+    other = tmp_path / "other.txt"
+    other.write_text("abcdefgh " * 400, encoding="utf-8")
+    ckpt_before = (trained_run / "last.pt").read_bytes()
+    r = cli("train", other, "--resume", trained_run, "--max-steps", 40, "--out", "elsewhere")
+    one_line_error(r, 4, "different vocabulary")
+    assert not (tmp_path / "elsewhere").exists()
+    assert (trained_run / "last.pt").read_bytes() == ckpt_before
+
+
+# --------------------------------------------------------------------------- security
+
+class _CreatesFile:
+    """Unpickling this opens (and so creates) a file: what a hostile checkpoint would do."""
+
+    def __init__(self, path: Path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def _malicious(path: Path, marker: Path, kind: str) -> Path:
+    payload = {"format": checkpoint.FORMAT, "version": 1, "model": _CreatesFile(marker)}
+    if kind == "torch":
+        torch.save(payload, path)
+    else:
+        path.write_bytes(pickle.dumps(payload, protocol=2))
+    return path
+
+
+@pytest.mark.parametrize("kind", ["torch", "pickle"])
+def test_malicious_pickle_is_refused_and_never_runs(cli, tmp_path, kind):
+    marker = tmp_path / "pwned"
+    evil = _malicious(tmp_path / "evil.pt", marker, kind)
+    # the payload is live: an unsafe load does create the file
+    if kind == "torch":
+        torch.load(evil, weights_only=False)
+    else:
+        pickle.loads(evil.read_bytes())
+    assert marker.exists()
+    marker.unlink()
+    run = tmp_path / "evil-run"
+    run.mkdir()
+    shutil.copy(evil, run / "last.pt")
+    for args in (("sample", evil, "--length", 5), ("eval", evil), ("info", evil),
+                 ("train", "--resume", run, "--max-steps", 10)):
+        r = cli(*args)
+        assert r.exit_code == 4, (args, r.stderr)
+        assert r.stderr.startswith("charrnn: error:") and r.stderr.count("\n") == 1
+        assert "refused: the file asks to run code" in r.stderr, r.stderr
+        assert not marker.exists(), args
+
+
+def test_metadata_paths_never_write_outside_the_run_directory(cli, tmp_path, mixed_file, monkeypatch):
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    r = cli("preprocess", mixed_file, "--out", "corpora/mixed")
+    assert r.exit_code == 0, r.stderr
+    meta_path = work / "corpora" / "mixed" / "meta.json"
+    meta = json.loads(meta_path.read_text())
+    meta["name"] = "../../../escaped"
+    meta_path.write_text(json.dumps(meta))
+    before_outside = {p for p in files_under(tmp_path) if p.parts[0] != "work"}
+    r = cli("train", "corpora/mixed", *TINY_FLAGS, "--max-steps", 5)
+    assert r.exit_code == 0, r.stderr
+    assert {p for p in files_under(tmp_path) if p.parts[0] != "work"} == before_outside
+    assert not list(tmp_path.parent.glob("escaped*"))
+    (run,) = (work / "checkpoints").iterdir()
+    assert run.name.startswith("escaped-")
+    # a checkpoint's corpus path is only ever read: resuming writes in the run directory alone
+    corpus_files = {p: p.read_bytes() for p in (work / "corpora" / "mixed").iterdir()}
+    r = cli("train", "--resume", run, "--max-steps", 8)
+    assert r.exit_code == 0, r.stderr
+    assert {p: p.read_bytes() for p in (work / "corpora" / "mixed").iterdir()} == corpus_files
+    ckpt = torch.load(run / "last.pt", weights_only=True)
+    ckpt["corpus"]["path"] = str(tmp_path / "nowhere")
+    torch.save(ckpt, run / "last.pt")
+    one_line_error(cli("train", "--resume", run, "--max-steps", 12), 3, "corpus is not on this machine")
+    assert not (tmp_path / "nowhere").exists()
+
+
+# --------------------------------------------------------------------------- faults survived
+
+def _cli_subprocess(args: list[str], cwd: Path) -> subprocess.Popen:
+    env = {**os.environ, "OMP_NUM_THREADS": "1",  # as in this process (conftest)
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    return subprocess.Popen([sys.executable, "-m", "charrnn", *map(str, args)], cwd=cwd, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for_step(metrics: Path, step: int, proc: subprocess.Popen, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()
+        if metrics.exists():
+            lines = [line for line in metrics.read_text().splitlines() if line.endswith("}")]
+            if lines and json.loads(lines[-1]).get("step", 0) >= step:
+                return
+        time.sleep(0.05)
+    proc.kill()
+    pytest.fail("training did not reach step {step}")
+
+
+SCHEDULE = ["--decay-steps", 200, "--eval-every", 0, "--checkpoint-every", 0, "--log-every", 1]
+
+
+@pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_signal_saves_last_and_resume_is_exact(cli, tmp_path, mixed_file, signum, code):
+    run = tmp_path / "checkpoints" / "sig"
+    proc = _cli_subprocess(["train", mixed_file, *TINY_FLAGS, *SCHEDULE, "--max-steps", 100000,
+                            "--out", run], tmp_path)
+    _wait_for_step(run / "metrics.jsonl", 3, proc)
+    proc.send_signal(signum)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == code, stderr
+    assert "Traceback" not in stderr
+    assert f"resume with: charrnn train --resume {run}" in stderr
+    saved = checkpoint.load(run / "last.pt")
+    s = saved["step"]
+    assert s >= 3
+    # resumed, it ends bitwise where an uninterrupted run of the same length ends
+    r = cli("train", "--resume", run, "--max-steps", s + 12, "--quiet")
+    assert r.exit_code == 0, r.stderr
+    r = cli("train", mixed_file, *TINY_FLAGS, *SCHEDULE, "--max-steps", s + 12, "--out", tmp_path / "straight")
+    assert r.exit_code == 0, r.stderr
+    a, b = checkpoint.load(run / "last.pt"), checkpoint.load(tmp_path / "straight" / "last.pt")
+    assert a["step"] == b["step"] == s + 12 and same_weights(a, b)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_kill_9_at_random_moments_newest_checkpoint_always_loads(cli, tmp_path):
+    from tests.kill9 import FLAGS
+
+    (tmp_path / "corpus.txt").write_text(MIXED_TEXT, encoding="utf-8")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    out = subprocess.run([sys.executable, "-m", "tests.kill9", str(tmp_path), "--kills", "20", "--seed", "1"],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout.strip().splitlines()[-1])
+    assert report["failures"] == []
+    assert report["rounds"] >= 20 and len(report["steps"]) == 20
+    assert report["steps"] == sorted(report["steps"]) and report["steps"][-1] > report["steps"][0]
+    # twenty kills and resumes later, the weights are those of a run never interrupted
+    last = checkpoint.load(tmp_path / "run" / "last.pt")
+    r = cli("train", tmp_path / "corpus.txt", *FLAGS, "--checkpoint-every", 0, "--eval-every", 0,
+            "--max-steps", last["step"], "--out", tmp_path / "straight")
+    assert r.exit_code == 0, r.stderr
+    assert same_weights(last, checkpoint.load(tmp_path / "straight" / "last.pt"))
+
+
+def test_disk_full_keeps_previous_checkpoint_and_stops_cleanly(cli, tmp_path, mixed_file, monkeypatch):
+    if not Path("/dev/full").exists():
+        pytest.skip("needs /dev/full")
+    run = tmp_path / "checkpoints" / "full"
+    real_save = checkpoint.save
+    calls, previous = [], []
+
+    def save(payload, path):
+        calls.append(path)
+        if len(calls) == 3:  # the third save meets a full disk: the kernel's own ENOSPC
+            previous.append((run / "last.pt").read_bytes())
+            (Path(path).parent / f".{Path(path).name}.tmp-{os.getpid()}").symlink_to("/dev/full")
+        return real_save(payload, path)
+
+    monkeypatch.setattr(checkpoint, "save", save)
+    flags = [*TINY_FLAGS, "--decay-steps", 200, "--eval-every", 0, "--checkpoint-every", 5]
+    r = cli("train", mixed_file, *flags, "--max-steps", 40, "--out", run)
+    one_line_error(r, 6, f"could not write checkpoint {run / 'last.pt'}: the disk is full",
+                   "the previous checkpoint is intact")
+    assert len(calls) == 3 and (run / "last.pt").read_bytes() == previous[0]
+    assert not list(run.glob(".*tmp*"))
+    last = checkpoint.load(run / "last.pt")
+    assert last["step"] == 10
+    for line in (run / "metrics.jsonl").read_text().splitlines():  # closed with whole lines
+        json.loads(line)
+    monkeypatch.setattr(checkpoint, "save", real_save)
+    # resuming from the surviving checkpoint matches an uninterrupted run
+    r = cli("train", "--resume", run, "--max-steps", 20, "--quiet")
+    assert r.exit_code == 0, r.stderr
+    r = cli("train", mixed_file, *flags, "--max-steps", 20, "--out", tmp_path / "straight")
+    assert r.exit_code == 0, r.stderr
+    assert same_weights(checkpoint.load(run / "last.pt"), checkpoint.load(tmp_path / "straight" / "last.pt"))
+
+
+def test_enospc_from_a_write_is_named(tmp_path, monkeypatch):
+    path = tmp_path / "last.pt"
+    checkpoint.save({"a": 1}, path)
+    good = path.read_bytes()
+    real_open = open
+
+    class Full:
+        def __init__(self, f):
+            self.f = f
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+        def write(self, b):
+            self.f.write(bytes(b)[:100])
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr("builtins.open", lambda p, mode="r", *a, **k: Full(real_open(p, mode, *a, **k))
+                        if ".tmp-" in str(p) else real_open(p, mode, *a, **k))
+    with pytest.raises(TrainingError, match="the disk is full"):
+        checkpoint.save({"a": 2}, path)
+    monkeypatch.undo()
+    assert path.read_bytes() == good and not list(tmp_path.glob(".*tmp*"))
+
+
+class _Warnings(Callbacks):
+    def __init__(self):
+        self.warnings = []
+
+    def on_warning(self, message: str) -> None:
+        self.warnings.append(message)
+
+
+def _nan_on(monkeypatch, bad_calls):
+    """Make the training loss NaN on the given (1-based) training steps."""
+    real = train_mod.cross_entropy
+    n = [0]
+
+    def ce(logits, y, reduction="mean"):
+        loss = real(logits, y, reduction=reduction)
+        if reduction == "mean":  # the training loss (evaluation sums)
+            n[0] += 1
+            if bad_calls(n[0]):
+                return loss * float("nan")
+        return loss
+
+    monkeypatch.setattr(train_mod, "cross_entropy", ce)
+
+
+def test_nan_steps_are_skipped_and_the_rate_lowered(tmp_path, mixed_corpus, monkeypatch):
+    _nan_on(monkeypatch, lambda i: i in (4, 5, 9))
+    cb = _Warnings()
+    result = train(mixed_corpus, tiny_model(len(mixed_corpus.vocab)), tiny_train(max_steps=20, eval_every=5),
+                   tmp_path / "run", cb)
+    assert result.step == 20 and len(cb.warnings) == 3
+    assert all("non-finite loss" in w and "step skipped" in w for w in cb.warnings)
+    last = checkpoint.load(tmp_path / "run" / "last.pt")
+    assert last["lr_scale"] == 0.125
+    for name in ("last.pt", "best.pt"):
+        checkpoint.load_model(tmp_path / "run" / name)  # finite weights
+    assert 0 < checkpoint.load(tmp_path / "run" / "best.pt")["best_val_loss"] < float("inf")
+
+
+def test_divergence_stops_with_a_clear_message_and_best_stays_finite(cli, tmp_path, mixed_file, monkeypatch):
+    _nan_on(monkeypatch, lambda i: i > 6)
+    run = tmp_path / "checkpoints" / "nan"
+    r = cli("train", mixed_file, *TINY_FLAGS, "--eval-every", 3, "--checkpoint-every", 3, "--max-steps", 40,
+            "--out", run)
+    one_line_error(r, 6, f"training diverged: {MAX_BAD_STEPS} non-finite steps in a row at step {6 + MAX_BAD_STEPS}",
+                   "last.pt and best.pt hold the last good weights")
+    assert r.stderr.count("charrnn: error") == 1
+    best = checkpoint.load(run / "best.pt")
+    assert best["best_val_loss"] < float("inf") and best["step"] <= 6
+    checkpoint.load_model(run / "best.pt")
+    checkpoint.load_model(run / "last.pt")
+
+
+def test_absurd_learning_rate_never_saves_a_nan_model(cli, tmp_path, mixed_file):
+    run = tmp_path / "checkpoints" / "boom"
+    r = cli("train", mixed_file, *TINY_FLAGS, "--lr", "1e38", "--grad-clip", 0, "--eval-every", 2,
+            "--max-steps", 40, "--out", run)
+    one_line_error(r, 6, "training diverged", "no checkpoint was written")
+    assert not (run / "best.pt").exists() and not (run / "last.pt").exists()
+
+
+# --------------------------------------------------------------------------- properties
+
+# Astral planes, combining marks, CJK, RTL, controls, format characters, everything else.
+UNICODE = st.one_of(
+    st.characters(),
+    st.characters(min_codepoint=0x10000),
+    st.characters(categories=["Mn", "Me", "Mc"]),
+    st.characters(min_codepoint=0x4E00, max_codepoint=0x9FFF),
+    st.characters(min_codepoint=0x0590, max_codepoint=0x06FF),
+    st.characters(categories=["Cc", "Cf", "Zs", "Zl", "Zp"]),
+    st.sampled_from(["\r\n", "\r", "\n", "\ufeff", "\x00"]),
+)
+TEXT = st.lists(UNICODE, max_size=200).map("".join)
+
+
+@PROPERTY
+@given(TEXT)
+def test_vocab_encode_decode_round_trip(text):
+    v = Vocab.from_text(text)
+    ids = v.encode(text)
+    assert all(0 <= i < len(v) for i in ids)
+    assert v.decode(ids) == text
+    assert Vocab(json.loads(v.to_json())["chars"]) == v
+
+
+@PROPERTY
+@given(TEXT, st.integers(1, 64), st.sampled_from(["keep", "lf"]))
+def test_preprocess_then_decode_is_the_original(tmp_path_factory, text, chunk_bytes, newline):
+    expected = text[1:] if text.startswith("\ufeff") else text  # a leading BOM is dropped
+    if newline == "lf":
+        expected = expected.replace("\r\n", "\n")
+    d = tmp_path_factory.mktemp("p")
+    src = d / "text.txt"
+    src.write_bytes(text.encode("utf-8"))
+    opts = TextOptions(newline=newline, force=True)
+    if not expected or expected.isspace() or all(c.isspace() for c in expected):
+        with pytest.raises(InputError):
+            preprocess(src, d / "c", opts=opts, chunk_bytes=chunk_bytes)
+        return
+    corpus = preprocess(src, d / "c", opts=opts, chunk_bytes=chunk_bytes)
+    assert corpus.vocab.decode(corpus.ids) == expected
+
+
+_MODELS: dict[int, CharRNN] = {}
+
+
+def _model(v: int) -> CharRNN:
+    if v not in _MODELS:
+        torch.manual_seed(v)
+        _MODELS[v] = CharRNN(tiny_model(v)).eval()
+    return _MODELS[v]
+
+
+@PROPERTY
+@given(
+    st.lists(UNICODE.filter(lambda c: len(c) == 1), min_size=1, max_size=40, unique=True),
+    st.one_of(st.just(0.0), st.floats(min_value=0.0, max_value=1e300, allow_nan=False, allow_infinity=False)),
+    st.one_of(st.none(), st.integers(1, 50)),
+    st.one_of(st.none(), st.floats(min_value=1e-9, max_value=1.0)),
+    st.integers(0, 2**31),
+)
+def test_sampling_stays_in_the_vocabulary_and_is_valid_utf8(chars, temp, top_k, top_p, seed):
+    v = Vocab(sorted(chars))
+    model = _model(len(v))
+    pieces = list(generate(model, v, prime=v.chars[0], length=20, temp=temp, top_k=top_k, top_p=top_p,
+                           seed=seed, num_samples=2, fast=True))
+    for s in range(2):
+        text = "".join(p[s] for p in pieces)
+        assert set(text) <= set(v.chars)
+        assert text.encode("utf-8").decode("utf-8") == text
+    g = torch.Generator().manual_seed(seed)
+    logits = torch.randn(3, len(v), generator=g) * 1e30  # logits far beyond what a model gives
+    ids = pick(logits, temp, top_k, top_p, g)
+    assert ((ids >= 0) & (ids < len(v))).all()
