@@ -54,17 +54,18 @@ def generate(
     num_samples: int = 1,
     unknown: str = "error",
     fast: bool = True,
+    precision: str = "fp32",
 ) -> Iterator[tuple[str, ...]]:
     was_training = model.training
     model.eval()
     try:
         yield from _generate(model, vocab, prime, length, temp, top_k, top_p, stop, seed,
-                             num_samples, unknown, fast)
+                             num_samples, unknown, fast, precision)
     finally:
         model.train(was_training)
 
 
-def _generate(model, vocab, prime, length, temp, top_k, top_p, stop, seed, num_samples, unknown, fast):
+def _generate(model, vocab, prime, length, temp, top_k, top_p, stop, seed, num_samples, unknown, fast, precision):
     device = next(model.parameters()).device
     g = generator(seed, device)
     b = num_samples
@@ -83,7 +84,7 @@ def _generate(model, vocab, prime, length, temp, top_k, top_p, stop, seed, num_s
     logits, state = model(x)
     logits = logits[:, -1]  # (B, V)
     if fast:
-        stepper = FastStepper(model)
+        stepper = FastStepper(model, torch.bfloat16 if precision == "bf16" else torch.float32)
         step, state = stepper.step, stepper.convert(state)
     else:
         step = _reference_step(model)
