@@ -17,6 +17,7 @@ import os
 import shutil
 import tempfile
 import time
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -158,10 +159,42 @@ class Corpus:
         return self.meta.get("name", self.path.name)
 
     def split(self, name: str) -> np.ndarray:
+        a, b = self._bounds(name)
+        return self.ids[a:b]
+
+    def split_reader(self, name: str) -> IdReader:
+        """The split read through pread, for training: the page cache it goes through is not
+        mapped into the process, so resident memory stays flat however large the corpus."""
+        a, b = self._bounds(name)
+        return IdReader(self.path / "ids.bin", self.ids.dtype, a, b)
+
+    def _bounds(self, name: str) -> tuple[int, int]:
         if name not in self.meta["splits"]:
             raise BadValueError(f"split must be one of {', '.join(self.meta['splits'])}, not {name!r}")
         a, b = self.meta["splits"][name]
-        return self.ids[a:b]
+        return a, b
+
+
+class IdReader:
+    """ids[start:stop] of an id file, sliced like an array (`r[i:j]`, step 1) and read with pread."""
+
+    def __init__(self, path: Path, dtype: np.dtype, start: int, stop: int):
+        self.dtype = np.dtype(dtype)
+        self.start, self.stop = start, stop
+        self.fd = os.open(path, os.O_RDONLY)
+        weakref.finalize(self, os.close, self.fd)
+
+    def __len__(self) -> int:
+        return self.stop - self.start
+
+    def __getitem__(self, key: slice) -> np.ndarray:
+        a, b, step = key.indices(len(self))
+        if step != 1:
+            raise ValueError("IdReader slices with step 1 only")
+        n = max(b - a, 0)
+        size = self.dtype.itemsize
+        data = os.pread(self.fd, n * size, (self.start + a) * size)
+        return np.frombuffer(data, dtype=self.dtype, count=len(data) // size)
 
 
 def split_bounds(n: int, val_frac: float, test_frac: float) -> dict[str, list[int]]:

@@ -164,7 +164,7 @@ def _train(corpus, model_cfg, cfg, run_dir, cb, resume, should_stop, dd, device,
     opt = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.99),
                             fused=device.type in ("cuda", "cpu"))
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
-    train_ids, val_ids = corpus.split("train"), corpus.split("val")
+    train_ids, val_ids = corpus.split_reader("train"), corpus.split_reader("val")
     batcher = StreamBatcher(train_ids, cfg.batch_size, cfg.seq_len, rows)
     spe = batcher.steps_per_epoch
     # Everything is checked: only now is anything written, and only by rank 0.
@@ -212,7 +212,7 @@ def _train(corpus, model_cfg, cfg, run_dir, cb, resume, should_stop, dd, device,
         return max(p, elapsed / cfg.time_limit) if cfg.time_limit else p
 
     meta = corpus.meta
-    corpus_info = {"name": corpus.name, "sha256": meta.get("source_sha256"), "path": str(corpus.path),
+    corpus_info = {"name": corpus.name, "sha256": meta.get("source_sha256"), "path": str(corpus.path.resolve()),
                    "chars": meta.get("chars"), "split_sizes": meta.get("split_sizes")}
     history: list[dict] = list(resume.get("history", [])) if resume else []
 
