@@ -1,0 +1,83 @@
+"""Quality per wall-clock budget: train presets on tiny-shakespeare for a fixed time each and
+print the val loss (nats and bits per character) beside the nanoGPT reference figures.
+
+    python benchmarks/quality.py                              # small, medium for 60 s; auto for 60 and 600 s
+    python benchmarks/quality.py --presets tiny,small --budgets 60
+    python benchmarks/quality.py --presets auto --budgets 600 --samples 4
+
+Each run is `charrnn train CORPUS --preset P --time-limit B` in a child process (so runs do
+not share a process), on nanoGPT's split (the last 10% is val). Needs
+../shared/corpora/tinyshakespeare.txt. Run on an otherwise idle machine: it measures what a
+user gets in the time they give.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "corpora" / "tinyshakespeare.txt"
+
+# Measured on this project's 2-core CPU machine (see benchmarks/README.md) and published figures.
+REFERENCES = [
+    ("nanoGPT CPU recipe (4x128 transformer), 2,000 iters", "~63 s CPU", 1.89),
+    ("nanoGPT CPU recipe, 19,000 iters", "~9.5 min CPU", 1.52),
+    ("nanoGPT GPU recipe (6x384 transformer), 5,000 iters", "~3 min A100", 1.4697),
+]
+
+
+def run(corpus: Path, preset: str, budget: float, out: Path, extra: list[str]) -> dict:
+    cmd = [sys.executable, "-m", "charrnn", "train", str(corpus), "--preset", preset, "--time-limit", str(budget),
+           "--quiet", "--out", str(out), *extra]
+    p = subprocess.run(cmd, capture_output=True, text=True)
+    if p.returncode != 0:
+        raise SystemExit(f"failed: {' '.join(cmd)}\n{p.stderr}")
+    lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    evals = [m for m in lines if "val_loss" in m]
+    steps = [m for m in lines if "train_loss" in m]
+    chosen = next((ln.split("-> ")[1] for ln in p.stderr.splitlines() if ln.startswith("preset auto -> ")), preset)
+    return {"preset": preset, "chosen": chosen, "budget": budget, "val": min(m["val_loss"] for m in evals),
+            "steps": steps[-1]["step"], "elapsed": steps[-1]["elapsed_s"]}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--presets", default="small,medium,auto")
+    ap.add_argument("--budgets", default="60")
+    ap.add_argument("--corpus", type=Path, default=SHARED)
+    ap.add_argument("--samples", type=int, default=0, help="print this many lines of a sample per run")
+    ap.add_argument("--keep", type=Path, help="keep the run directories here")
+    ap.add_argument("extra", nargs="*", help="more charrnn train flags, after --")
+    args = ap.parse_args()
+    if not args.corpus.exists():
+        raise SystemExit(f"{args.corpus} is absent")
+    root = args.keep or Path(tempfile.mkdtemp(prefix="charrnn-quality-"))
+    results = []
+    for budget in (float(b) for b in args.budgets.split(",")):
+        for preset in args.presets.split(","):
+            out = root / f"{preset}-{int(budget)}s"
+            r = run(args.corpus, preset, budget, out, args.extra)
+            results.append(r)
+            print(f"  {preset} ({r['chosen']}) {budget:.0f} s: val {r['val']:.4f}", file=sys.stderr, flush=True)
+            if args.samples:
+                s = subprocess.run([sys.executable, "-m", "charrnn", "sample", str(out), "--prime", "ROMEO:",
+                                    "--length", "400", "--seed", "7"], capture_output=True, text=True).stdout
+                r["sample"] = "\n".join(s.splitlines()[: args.samples])
+    print(f"{'run':<58} {'budget':>12} {'val nats/char':>14} {'bits/char':>10} {'steps':>7}")
+    for r in results:
+        name = f"charrnn --preset {r['preset']}" + (f" ({r['chosen']})" if r["chosen"] != r["preset"] else "")
+        print(f"{name:<58} {r['budget']:>10.0f} s {r['val']:>14.4f} {r['val'] / math.log(2):>10.4f} {r['steps']:>7}")
+    for name, budget, val in REFERENCES:
+        print(f"{name:<58} {budget:>12} {val:>14.4f} {val / math.log(2):>10.4f} {'':>7}")
+    for r in results:
+        if "sample" in r:
+            print(f"\n--preset {r['preset']}, {r['budget']:.0f} s:\n{r['sample']}")
+
+
+if __name__ == "__main__":
+    main()
