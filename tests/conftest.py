@@ -6,7 +6,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from typer.testing import CliRunner
 
+from charrnn.cli import app
 from charrnn.config import ModelConfig, TrainConfig
 from charrnn.data import preprocess
 from charrnn.train import train
@@ -42,6 +44,22 @@ def mixed_file(tmp_path: Path) -> Path:
 @pytest.fixture
 def mixed_corpus(tmp_path: Path, mixed_file: Path):
     return preprocess(mixed_file, tmp_path / "corpora" / "mixed")
+
+
+TINY_FLAGS = ["--hidden", "16", "--layers", "2", "--batch-size", "4", "--seq-len", "16", "--lr", "0.01",
+              "--warmup-steps", "5", "--device", "cpu", "--precision", "fp32", "--quiet"]
+
+
+@pytest.fixture
+def cli(tmp_path, monkeypatch):
+    """Run charrnn in a fresh working directory (corpora/ and checkpoints/ land there)."""
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner()
+
+    def run(*args, input=None):
+        return runner.invoke(app, [str(a) for a in args], input=input)
+
+    return run
 
 
 TINY = dict(hidden=16, layers=2)

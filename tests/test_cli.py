@@ -8,25 +8,8 @@ import subprocess
 import sys
 
 import pytest
-from typer.testing import CliRunner
+from tests.conftest import MIXED_TEXT, SHARED, TINY_FLAGS
 
-from charrnn.cli import app
-from tests.conftest import MIXED_TEXT, SHARED
-
-TINY_FLAGS = ["--hidden", "16", "--layers", "2", "--batch-size", "4", "--seq-len", "16", "--lr", "0.01",
-              "--warmup-steps", "5", "--device", "cpu", "--precision", "fp32", "--quiet"]
-
-
-@pytest.fixture
-def cli(tmp_path, monkeypatch):
-    """Run charrnn in a fresh working directory (corpora/ and checkpoints/ land there)."""
-    monkeypatch.chdir(tmp_path)
-    runner = CliRunner()
-
-    def run(*args, input=None):
-        return runner.invoke(app, [str(a) for a in args], input=input)
-
-    return run
 
 
 @pytest.fixture
@@ -37,7 +20,7 @@ def cli_run(cli, mixed_file):
 
 
 def test_every_command_has_help_with_examples(cli):
-    for cmd in ("preprocess", "train", "sample", "eval", "info"):
+    for cmd in ("preprocess", "train", "sample", "eval", "info", "visualize", "report"):
         r = cli(cmd, "--help")
         assert r.exit_code == 0
         assert "Example" in r.stdout, cmd

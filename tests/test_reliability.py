@@ -21,12 +21,10 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from typer.testing import CliRunner
 
 from charrnn import checkpoint
 from charrnn import data as data_mod
 from charrnn import train as train_mod
-from charrnn.cli import app
 from charrnn.data import TextOptions, preprocess
 from charrnn.errors import DeviceError, InputError, TrainingError
 from charrnn.model import CharRNN
@@ -34,22 +32,10 @@ from charrnn.runtime import pick_precision
 from charrnn.sample import generate, pick
 from charrnn.train import MAX_BAD_STEPS, Callbacks, train
 from charrnn.vocab import Vocab
-from tests.conftest import MIXED_TEXT, tiny_model, tiny_train
-from tests.test_cli import TINY_FLAGS
+from tests.conftest import MIXED_TEXT, TINY_FLAGS, tiny_model, tiny_train
 
 ROOT = Path(__file__).resolve().parents[1]
 PROPERTY = settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-
-
-@pytest.fixture
-def cli(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    runner = CliRunner()
-
-    def run(*args, input=None):
-        return runner.invoke(app, [str(a) for a in args], input=input)
-
-    return run
 
 
 def one_line_error(r, code: int, *words: str) -> None:
