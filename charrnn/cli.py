@@ -451,7 +451,8 @@ class ConsoleView:
     def on_sample(self, step: int, text: str, m: dict) -> None:
         if self.progress is None:
             return
-        err.rule(f"sample at step {step} · train {m['train_loss']:.3f} · val {m['val_loss']:.3f}")
+        val = f"{m['val_loss']:.3f}" if m["val_loss"] == m["val_loss"] else "-"  # nan: no eval yet
+        err.rule(f"sample at step {step} · train {m['train_loss']:.3f} · val {val}")
         err.print(Text(text.strip("\n")), soft_wrap=True)
         err.rule()
 
