@@ -93,7 +93,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "small": dict(hidden=256, layers=2, dropout=0.0, batch_size=32, seq_len=32, lr=5e-3, warmup_steps=50,
                   eval_every=2500),
     "medium": dict(hidden=512, layers=2, dropout=0.25, batch_size=32, seq_len=64, lr=4e-3, warmup_steps=100,
-                   eval_every=2000),
+                   min_lr_frac=0.02, eval_every=2000),
     "large": dict(hidden=512, layers=3, dropout=0.2, batch_size=64, seq_len=128, lr=2e-3, warmup_steps=200,
                   eval_every=1000),
 }
