@@ -18,6 +18,11 @@ FLAGS = ["--hidden", "16", "--layers", "2", "--batch-size", "8", "--seq-len", "1
          "--log-every", "5", "--device", "cpu", "--precision", "fp32", "--seed", "3", "--quiet"]
 
 
+# How a torchrun start that failed for reasons outside charrnn reads (ports taken, rendezvous).
+LAUNCH_FAILURES = ("EADDRINUSE", "Address already in use", "RendezvousConnectionError", "RendezvousTimeoutError",
+                   "DistNetworkError", "Connection refused", "Connection reset")
+
+
 def charrnn(*args, cwd):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
     return subprocess.run([sys.executable, "-m", "charrnn", *map(str, args)], cwd=cwd, env=env,
@@ -34,9 +39,11 @@ def test_two_gloo_processes_match_one_process(tmp_path, mixed_corpus):
     tc = dict(batch_size=8, max_steps=20, decay_steps=40, log_every=5)
     train(mixed_corpus, mc, tiny_train(**tc), tmp_path / "one")
 
-    r = charrnn("train", mixed_corpus.path, *FLAGS, "--max-steps", 20, "--nproc", 2, "--out", tmp_path / "two",
-                cwd=tmp_path)
-    assert r.returncode == 0, r.stderr
+    args = ("train", mixed_corpus.path, *FLAGS, "--max-steps", 20, "--nproc", 2, "--out", tmp_path / "two")
+    r = charrnn(*args, cwd=tmp_path)
+    if r.returncode != 0 and any(w in r.stderr for w in LAUNCH_FAILURES):
+        r = charrnn(*args, cwd=tmp_path)  # the rendezvous lost a race for a loopback port: once more
+    assert r.returncode == 0, r.stderr[-3000:]
     one = checkpoint.load(tmp_path / "one" / "last.pt")
     two = checkpoint.load(tmp_path / "two" / "last.pt")
     assert two["step"] == 20 and two["hidden"][0].shape == one["hidden"][0].shape  # the whole batch's state
