@@ -281,9 +281,7 @@ def train_cmd(
             raise BadValueError("--preset cannot be used with --resume: the run's configuration comes from the checkpoint")
         cfg = checkpoint.train_config(ckpt).with_overrides(explicit)
         if input is None:
-            input = Path(ckpt.get("corpus", {}).get("path", ""))
-            if not (input / "meta.json").is_file():
-                raise InputError("the checkpoint's corpus is not on this machine; name the corpus file or directory")
+            input = _checkpoint_corpus(ckpt, "name the corpus file or directory")
         run_dir = out or (resume if resume.is_dir() else ckpt_path.parent)
     else:
         if input is None:
@@ -354,6 +352,14 @@ def _open_corpus(path: Path, val_frac: float, test_frac: float, opts: TextOption
     if path.is_dir():
         return Corpus.load(path)
     return cached_corpus(path, CORPORA, val_frac, test_frac, opts)
+
+
+def _checkpoint_corpus(ckpt: dict, instead: str) -> Path:
+    """The preprocessed corpus a checkpoint was trained on, where it is still on this machine."""
+    path = ckpt.get("corpus", {}).get("path")
+    if not path or not (Path(path) / "meta.json").is_file():
+        raise InputError(f"the checkpoint's corpus is not on this machine; {instead}")
+    return Path(path)
 
 
 def _new_run_dir(name: str) -> Path:
@@ -578,10 +584,9 @@ def eval_cmd(
 
       charrnn eval checkpoints/my-run/best.pt --file holdout.txt
     """
-    from charrnn import checkpoint
-
     import numpy as np
 
+    from charrnn import checkpoint
     from charrnn.runtime import pick_device, pick_precision
     from charrnn.train import evaluate
 
@@ -594,9 +599,7 @@ def eval_cmd(
         ids = np.asarray(vocab.encode(text, unknown=unknown, context=str(file)), dtype=np.int64)
         what = str(file)
     else:
-        cpath = Path(ckpt.get("corpus", {}).get("path", ""))
-        if not (cpath / "meta.json").is_file():
-            raise InputError("the checkpoint's corpus is not on this machine; use --file to evaluate on a text file")
+        cpath = _checkpoint_corpus(ckpt, "use --file to evaluate on a text file")
         corpus = Corpus.load(cpath)
         if corpus.vocab != vocab:
             raise CheckpointError(f"corpus {cpath} has a different vocabulary than the checkpoint")
@@ -653,14 +656,14 @@ def _loss_sparkline(history: list) -> str:
 
 
 def _report_after_training(run_dir: Path) -> None:
-    from charrnn import checkpoint
-    from charrnn.report import write_report
+    from charrnn.report import load_run, write_report
 
     try:
-        spark = _loss_sparkline(checkpoint.load(run_dir / "last.pt").get("history", []))
+        run = load_run(run_dir)  # reads last.pt once, for the sparkline and the report
+        spark = _loss_sparkline((run.ckpt or {}).get("history", []))
         if spark:
             err.print(f"train loss {spark}")
-        err.print(f"report: {write_report(run_dir)}", soft_wrap=True)
+        err.print(f"report: {write_report(run_dir, run=run)}", soft_wrap=True)
     except (CharRNNError, OSError) as e:  # the model is saved; a report that fails must not fail the run
         err.print(Text(f"charrnn: warning: no report written: {e}"))
 
@@ -701,10 +704,7 @@ def visualize_cmd(
     elif text is not None:
         content, what = "".join(iter_text(check_text_file(text))), str(text)
     else:
-        cpath = Path(ckpt.get("corpus", {}).get("path", ""))
-        if not (cpath / "meta.json").is_file():
-            raise InputError("the checkpoint's corpus is not on this machine; give --text FILE or --prime TEXT")
-        corpus = Corpus.load(cpath)
+        corpus = Corpus.load(_checkpoint_corpus(ckpt, "give --text FILE or --prime TEXT"))
         content, what = corpus.vocab.decode(corpus.split("val")[:max_chars]), f"val split of {corpus.name}"
     ids = vocab.encode(content, unknown=unknown, context=what)
     content = vocab.decode(ids[:max_chars])

@@ -254,8 +254,9 @@ def _timeline(samples: list[dict]) -> str:
     return f'<ol class="timeline">{"".join(items)}</ol>'
 
 
-def write_report(run_dir: Path, out: Path | None = None) -> Path:
-    run = load_run(run_dir)
+def write_report(run_dir: Path, out: Path | None = None, run: Run | None = None) -> Path:
+    """Write the report page; `run` saves reading the run again where the caller has it."""
+    run = run or load_run(run_dir)
     out = Path(out) if out is not None else Path(run_dir) / "report.html"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(render(run), encoding="utf-8")
