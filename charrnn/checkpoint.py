@@ -8,7 +8,6 @@ Loading uses `torch.load(weights_only=True)`: a checkpoint is data, never code.
 
 from __future__ import annotations
 
-import errno
 import io
 import os
 import pickle
@@ -18,7 +17,7 @@ from pathlib import Path
 import torch
 
 from charrnn.config import ModelConfig, TrainConfig
-from charrnn.errors import CheckpointError, TrainingError
+from charrnn.errors import CheckpointError, TrainingError, os_reason
 from charrnn.vocab import Vocab
 
 FORMAT = "charrnn-checkpoint"
@@ -44,8 +43,8 @@ def save(payload: dict, path: Path) -> None:
         os.replace(tmp, path)
     except OSError as e:
         tmp.unlink(missing_ok=True)
-        what = "the disk is full" if e.errno == errno.ENOSPC else e.strerror or str(e)
-        raise TrainingError(f"could not write checkpoint {path}: {what}; the previous checkpoint is intact") from None
+        raise TrainingError(
+            f"could not write checkpoint {path}: {os_reason(e)}; the previous checkpoint is intact") from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

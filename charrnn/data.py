@@ -327,8 +327,11 @@ class StreamBatcher:
 
     def batch(self, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Inputs and targets of the k-th batch of an epoch, each (B, T) int64."""
+        return self.batch_at(k * self.seq_len)
+
+    def batch_at(self, off: int) -> tuple[np.ndarray, np.ndarray]:
+        """Inputs and targets of the window starting `off` characters into every stream."""
         t = self.seq_len
-        off = k * t
         chunk = np.stack([self.ids[s + off : s + off + t + 1] for s in self.starts]).astype(np.int64)
         return chunk[:, :-1], chunk[:, 1:]
 

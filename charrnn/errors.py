@@ -4,6 +4,8 @@ The CLI prints `charrnn: error: <message>` on one line of stderr and exits with
 `exit_code`; library callers catch `CharRNNError`.
 """
 
+import errno
+
 
 class CharRNNError(Exception):
     exit_code = 1
@@ -50,3 +52,8 @@ class UnknownCharacterError(CharRNNError):
         super().__init__(
             f"{context} has {len(chars)} character(s) not in the model's vocabulary: {shown}"
         )
+
+
+def os_reason(e: OSError) -> str:
+    """What an OSError from a write means, in a few words."""
+    return "the disk is full" if e.errno == errno.ENOSPC else e.strerror or str(e)

@@ -28,7 +28,7 @@ from charrnn import __version__, checkpoint, distributed
 from charrnn.config import DEFAULT_MAX_EPOCHS, ModelConfig, TrainConfig
 from charrnn.data import Corpus, StreamBatcher, eval_batches
 from charrnn.distributed import Dist
-from charrnn.errors import CheckpointError, TrainingError
+from charrnn.errors import CheckpointError, TrainingError, os_reason
 from charrnn.model import CharRNN, State, cross_entropy
 from charrnn.runtime import autocast, pick_device, pick_precision, rng_state, seed_everything, set_rng_state
 from charrnn.sample import sample_text
@@ -173,7 +173,7 @@ def _train(corpus, model_cfg, cfg, run_dir, cb, resume, should_stop, dd, device,
         for leftover in run_dir.glob(".*.pt.tmp-*"):  # from a run killed while saving
             leftover.unlink(missing_ok=True)
 
-    step, epoch, k = 0, 0, 0
+    step, epoch, pos = 0, 0, 0  # pos: characters into every stream; the next window starts there
     best, best_step, last_val = float("inf"), 0, float("nan")
     stale = 0  # evals without improvement
     elapsed0 = 0.0
@@ -184,7 +184,8 @@ def _train(corpus, model_cfg, cfg, run_dir, cb, resume, should_stop, dd, device,
         opt.load_state_dict(resume["optimizer"])
         if "scaler" in resume and resume["scaler"]:
             scaler.load_state_dict(resume["scaler"])
-        step, epoch, k = resume["step"], resume["epoch"], resume["data"]["batch"]
+        step, epoch = resume["step"], resume["epoch"]
+        pos = _data_offset(resume["data"], cfg.seq_len)
         best = resume.get("best_val_loss", best)
         best_step = resume.get("best_step", 0)
         last_val = resume.get("val_loss", last_val)
@@ -226,7 +227,8 @@ def _train(corpus, model_cfg, cfg, run_dir, cb, resume, should_stop, dd, device,
             "optimizer": _to_cpu(opt.state_dict()),
             "scaler": scaler.state_dict() if scaler.is_enabled() else None,
             "step": step, "epoch": epoch,
-            "data": {"batch": k, "batch_size": cfg.batch_size, "seq_len": cfg.seq_len},
+            "data": {"offset": pos, "batch": pos // cfg.seq_len, "batch_size": cfg.batch_size,
+                     "seq_len": cfg.seq_len},
             "hidden": None if hidden is None else _to_cpu(hidden),
             "rng": _to_cpu(rng_state()),
             "best_val_loss": best, "best_step": best_step, "val_loss": last_val,
@@ -245,12 +247,17 @@ def _train(corpus, model_cfg, cfg, run_dir, cb, resume, should_stop, dd, device,
         checkpoint.save(data, path)
         cb.on_checkpoint(path, kind)
 
-    metrics_f = open(run_dir / "metrics.jsonl", "a", encoding="utf-8") if dd.main else None
+    metrics_path = run_dir / "metrics.jsonl"
+    metrics_f = open(metrics_path, "a", encoding="utf-8") if dd.main else None
 
     def log(m: dict) -> None:
-        if metrics_f is not None:
+        if metrics_f is None:
+            return
+        try:
             metrics_f.write(json.dumps(m) + "\n")
             metrics_f.flush()
+        except OSError as e:
+            raise TrainingError(f"could not write {metrics_path}: {os_reason(e)}; {_kept(run_dir)}") from None
 
     last_eval_step = -1
 
@@ -302,10 +309,10 @@ def _train(corpus, model_cfg, cfg, run_dir, cb, resume, should_stop, dd, device,
             if reason:
                 stopped = reason
                 break
-            if k >= spe:
-                epoch, k, state = epoch + 1, 0, None
+            if pos + cfg.seq_len > batcher.stream_len:
+                epoch, pos, state = epoch + 1, 0, None
 
-            xb, yb = batcher.batch(k)
+            xb, yb = batcher.batch_at(pos)
             x = torch.from_numpy(xb).to(device, non_blocking=True)
             y = torch.from_numpy(yb).to(device, non_blocking=True)
             lr = lr_at(cfg, step, progress(elapsed)) * lr_scale
@@ -336,14 +343,12 @@ def _train(corpus, model_cfg, cfg, run_dir, cb, resume, should_stop, dd, device,
                 state = None
                 cb.on_warning(f"step {step + 1}: non-finite loss or gradient, step skipped, learning rate halved")
                 if bad >= MAX_BAD_STEPS:
-                    saved = [n for n in ("last.pt", "best.pt") if (run_dir / n).exists()]
                     raise TrainingError(
                         f"training diverged: {bad} non-finite steps in a row at step {step + 1}; "
-                        f"try a lower --lr (now {cfg.lr}) or --grad-clip; "
-                        + (f"{' and '.join(saved)} hold the last good weights" if saved else "no checkpoint was written")
+                        f"try a lower --lr (now {cfg.lr}) or --grad-clip; {_kept(run_dir)}"
                     )
             step += 1
-            k += 1
+            pos += cfg.seq_len
             chars_log += x.numel() * dd.world
             elapsed = elapsed0 + time.perf_counter() - t_start
 
@@ -358,14 +363,19 @@ def _train(corpus, model_cfg, cfg, run_dir, cb, resume, should_stop, dd, device,
                 history.append({"step": step, "train_loss": train_loss})
                 log(m)
                 t_log, chars_log, loss_sum, loss_n = now, 0, 0.0, 0
-            cb.on_step(m | {"train_loss": train_loss, "val_loss": last_val, "epoch_frac": epoch + k / spe}, logged)
+            epoch_frac = epoch + pos / batcher.stream_len
+            cb.on_step(m | {"train_loss": train_loss, "val_loss": last_val, "epoch_frac": epoch_frac}, logged)
 
             if cfg.eval_every and step % cfg.eval_every == 0:
                 do_eval()
             if cfg.sample_every and step % cfg.sample_every == 0 and dd.main:
                 text = sample_text(model, vocab, length=cfg.sample_length, temp=cfg.sample_temp,
                                    seed=cfg.seed + step)
-                _write_sample(run_dir / "samples.txt", step, train_loss, last_val, text)
+                try:
+                    _write_sample(run_dir / "samples.txt", step, train_loss, last_val, text)
+                except OSError as e:
+                    raise TrainingError(
+                        f"could not write {run_dir / 'samples.txt'}: {os_reason(e)}; {_kept(run_dir)}") from None
                 cb.on_sample(step, text, {"step": step, "train_loss": train_loss, "val_loss": last_val})
             if cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
                 save("last")
@@ -380,8 +390,31 @@ def _train(corpus, model_cfg, cfg, run_dir, cb, resume, should_stop, dd, device,
                 save("best")  # no eval gave a finite loss (no val split): still leave a model to sample
     finally:
         if metrics_f is not None:
-            metrics_f.close()
+            try:
+                metrics_f.close()
+            except OSError:
+                pass  # the write that failed has already been reported
     return TrainResult(run_dir, step, epoch, best, best_step, last_val, elapsed, stopped)
+
+
+def _kept(run_dir: Path) -> str:
+    saved = [n for n in ("last.pt", "best.pt") if (run_dir / n).exists()]
+    if not saved:
+        return "no checkpoint was written"
+    return f"{' and '.join(saved)} {'hold' if len(saved) > 1 else 'holds'} the last good weights"
+
+
+def _data_offset(data, seq_len: int) -> int:
+    """Characters into every stream where a resumed run goes on. The offset, not the batch
+    index, is what stays true when --seq-len changes between runs; checkpoints that predate
+    "offset" held only the batch index, in windows of their own --seq-len."""
+    try:
+        pos = data["offset"] if "offset" in data else data["batch"] * data.get("seq_len", seq_len)
+    except (TypeError, KeyError, AttributeError):
+        pos = None
+    if not isinstance(pos, int) or pos < 0:
+        raise CheckpointError("checkpoint has a malformed 'data' position; it cannot be resumed")
+    return pos
 
 
 def _write_sample(path: Path, step: int, train_loss: float, val_loss: float, text: str) -> None:

@@ -426,6 +426,22 @@ def test_disk_full_keeps_previous_checkpoint_and_stops_cleanly(cli, tmp_path, mi
     assert same_weights(checkpoint.load(run / "last.pt"), checkpoint.load(tmp_path / "straight" / "last.pt"))
 
 
+@pytest.mark.parametrize("name", ["metrics.jsonl", "samples.txt"])
+def test_disk_full_for_a_log_file_stops_with_one_line(cli, tmp_path, mixed_file, name):
+    if not Path("/dev/full").exists():
+        pytest.skip("needs /dev/full")
+    run = tmp_path / "checkpoints" / "full"
+    run.mkdir(parents=True)
+    (run / name).symlink_to("/dev/full")  # every write to it meets the kernel's own ENOSPC
+    r = cli("train", mixed_file, *TINY_FLAGS, "--max-steps", 20, "--eval-every", 0, "--checkpoint-every", 2,
+            "--sample-every", 5, "--out", run)
+    if name == "metrics.jsonl":  # its first line is written at step 1, before any checkpoint
+        one_line_error(r, 6, f"could not write {run / name}: the disk is full; no checkpoint was written")
+    else:
+        one_line_error(r, 6, f"could not write {run / name}: the disk is full; last.pt holds the last good weights")
+        assert checkpoint.load(run / "last.pt")["step"] == 4
+
+
 def test_enospc_from_a_write_is_named(tmp_path, monkeypatch):
     path = tmp_path / "last.pt"
     checkpoint.save({"a": 1}, path)

@@ -74,6 +74,20 @@ def test_resume_is_bitwise_equal_to_uninterrupted(tmp_path, mixed_corpus, model_
     assert steps == sorted(set(steps))  # the resumed run's metrics continue, without repeats
 
 
+def test_resume_with_another_seq_len_goes_on_from_the_same_character(tmp_path, mixed_corpus):
+    mc = tiny_model(len(mixed_corpus.vocab))
+    train(mixed_corpus, mc, tiny_train(max_steps=10, seq_len=16), tmp_path / "a")
+    ckpt = checkpoint.load(tmp_path / "a" / "last.pt")
+    assert ckpt["data"]["offset"] == 160 and ckpt["epoch"] == 0
+    train(mixed_corpus, None, tiny_train(max_steps=14, seq_len=8), tmp_path / "a", resume=ckpt)
+    after = checkpoint.load(tmp_path / "a" / "last.pt")
+    assert after["epoch"] == 0 and after["data"]["offset"] == 160 + 4 * 8
+    # a checkpoint from before "offset" was stored: its batch index counts windows of its own seq_len
+    del ckpt["data"]["offset"]
+    train(mixed_corpus, None, tiny_train(max_steps=11, seq_len=8), tmp_path / "b", resume=ckpt)
+    assert checkpoint.load(tmp_path / "b" / "last.pt")["data"]["offset"] == 160 + 8
+
+
 def test_same_seed_same_sample_and_different_seed_differs(trained_run):
     model, vocab, _ = checkpoint.load_model(trained_run / "best.pt")
     a = sample_text(model, vocab, prime="床前", length=80, seed=11)
