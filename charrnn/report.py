@@ -199,7 +199,7 @@ def render(run: Run) -> str:
                             "step", "characters per second")),
     ]
     name = run.path.resolve().name
-    parts = [PAGE_HEAD.replace("__TITLE__", html.escape(name)), f"<header><h1>{html.escape(name)}</h1>",
+    parts = [page_head(f"{name} · charrnn report") + PAGE_CSS, f"<header><h1>{html.escape(name)}</h1>",
              f"<p>{html.escape(_summary(run))}</p></header><main>"]
     parts.append('<section class="charts">' + "".join(
         f'<figure><figcaption>{html.escape(t)}</figcaption>{svg}</figure>' for t, svg in charts) + "</section>")
@@ -263,16 +263,13 @@ def write_report(run_dir: Path, out: Path | None = None, run: Run | None = None)
     return out
 
 
-PAGE_HEAD = """<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>__TITLE__ · charrnn report</title>
-<style>
-body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;margin:0;color:#222;background:#fafafa}
-header{padding:12px 20px;background:#263238;color:#eceff1}
-header h1{font-size:18px;margin:0 0 2px}
-header p{margin:0;font-size:13px;color:#b0bec5}
-main{padding:12px 20px}
+def page_head(title: str) -> str:
+    """The start of every charrnn page, up to inside its <style>: the same body and header look."""
+    head = Path(__file__).with_name("page_head.html").read_text(encoding="utf-8")
+    return head.replace("__TITLE__", html.escape(title))
+
+
+PAGE_CSS = """main{padding:12px 20px}
 h2{font-size:15px;margin:8px 0}
 .charts{display:grid;grid-template-columns:repeat(auto-fill,minmax(400px,1fr));gap:12px}
 figure{margin:0;background:#fff;border:1px solid #ddd;border-radius:6px;padding:6px}

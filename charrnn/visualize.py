@@ -26,6 +26,7 @@ import torch
 
 from charrnn.errors import InputError
 from charrnn.model import CharRNN, FastStepper
+from charrnn.report import page_head
 from charrnn.vocab import Vocab
 
 TOP_K = 5
@@ -193,7 +194,8 @@ def build_page(model: CharRNN, vocab: Vocab, text: str, title: str = "charrnn", 
         "cells": cells,
     }
     head, tail = Path(__file__).with_name("visualize.html").read_text(encoding="utf-8").split("__DATA__", 1)
-    return head.replace("__TITLE__", html.escape(title)) + script_json(data) + tail
+    head = head.replace("__HEAD__\n", page_head(f"{title} · charrnn visualize")).replace("__TITLE__", html.escape(title))
+    return head + script_json(data) + tail
 
 
 def script_json(obj) -> str:
