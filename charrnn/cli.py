@@ -194,7 +194,7 @@ def _preset_help() -> str:
     rows = ["[bold]Presets[/bold] (explicit flags override them; auto picks by --time-limit and device):", ""]
     for name, p in PRESETS.items():
         rows.append(f"  {name:<7} {p['layers']}x{p['hidden']} {p.get('model', 'lstm')}, dropout {p['dropout']}, "
-                    f"batch {p['batch_size']} x seq {p['seq_len']}, lr {p['lr']}")
+                    f"batch {p['batch_size']} x seq {p['seq_len']}, lr {p['lr']}, weight decay {p.get('weight_decay', 0.0)}")
     return "\n\n".join(["\n".join(rows[:1])] + ["\n".join(rows[2:])])
 
 

@@ -8,6 +8,8 @@ import subprocess
 import sys
 
 import pytest
+
+from charrnn import checkpoint
 from tests.conftest import MIXED_TEXT, SHARED, TINY_FLAGS
 
 
@@ -25,6 +27,21 @@ def test_every_command_has_help_with_examples(cli):
         assert r.exit_code == 0
         assert "Example" in r.stdout, cmd
     assert "tiny" in cli("train", "--help").stdout  # the presets table
+
+
+def test_presets_set_the_recipe_and_explicit_flags_win(cli, mixed_file, tmp_path):
+    from charrnn.config import PRESETS
+
+    r = cli("train", mixed_file, "--preset", "auto", "--time-limit", 60, "--hidden", 24, "--lr", 0.02,
+            "--max-steps", 1, "--device", "cpu", "--quiet", "--out", tmp_path / "run")
+    assert r.exit_code == 0, r.stderr
+    assert "preset auto -> small" in r.stderr  # a minute on the CPU
+    ckpt = checkpoint.load(tmp_path / "run" / "last.pt")
+    assert ckpt["model_config"]["hidden"] == 24 and ckpt["train_config"]["lr"] == 0.02  # explicit flags
+    small = PRESETS["small"]
+    assert ckpt["model_config"]["layers"] == small["layers"]
+    for name in ("batch_size", "seq_len", "weight_decay", "warmup_steps"):
+        assert ckpt["train_config"][name] == small[name], name
 
 
 def test_preprocess_writes_corpus_and_summary(cli, mixed_file, tmp_path):
