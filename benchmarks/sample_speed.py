@@ -1,6 +1,7 @@
 """Sampling speed: charrnn's sampler against per-character `nn.LSTM` calls, side by side.
 
     python benchmarks/sample_speed.py [--hidden 512 --layers 3 --length 2000]
+    python benchmarks/sample_speed.py --device cuda
 
 Prints chars/s for one stream and for 32 streams, the ratio to the baseline, and the
 memory-bandwidth bound measured on the spot: the time of the bare matrix-vector
@@ -20,10 +21,17 @@ from charrnn.sample import generate
 from charrnn.vocab import Vocab
 
 
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def baseline(model: CharRNN, length: int, streams: int, seed: int = 0) -> float:
-    """The plain way: nn.LSTM once per character, carrying (h, c)."""
-    g = torch.Generator().manual_seed(seed)
-    ids = torch.zeros(streams, 1, dtype=torch.long)
+    """The plain way: nn.LSTM once per character, carrying (h, c), and each character read back
+    (as a sampler that prints as it goes must)."""
+    device = model.head.weight.device
+    g = torch.Generator(device).manual_seed(seed)
+    ids = torch.zeros(streams, 1, dtype=torch.long, device=device)
     state = None
     t = time.perf_counter()
     with torch.no_grad():
@@ -31,6 +39,7 @@ def baseline(model: CharRNN, length: int, streams: int, seed: int = 0) -> float:
             out, state = model.rnn(model.embed(ids), state)
             probs = torch.softmax(model.head(out[:, -1]) / 0.8, dim=-1)
             ids = torch.multinomial(probs, 1, generator=g)
+            ids.tolist()
     return streams * length / (time.perf_counter() - t)
 
 
@@ -46,19 +55,22 @@ def bound(model: CharRNN, reps: int) -> float:
     """chars/s if a step cost only one pass over every weight matrix (float32, one stream):
     each matrix multiplied by a vector in turn, in whichever of torch's two forms is faster."""
     mats = [p.detach().contiguous() for n, p in model.named_parameters() if p.dim() == 2 and not n.startswith("embed")]
+    device = mats[0].device
     best = 0.0
     for form in ("mv", "mm"):
         if form == "mv":
-            ops = [(torch.mv, m, torch.randn(m.shape[1])) for m in mats]
+            ops = [(torch.mv, m, torch.randn(m.shape[1], device=device)) for m in mats]
         else:
-            ops = [(torch.mm, torch.randn(1, m.shape[1]), m.T.contiguous()) for m in mats]
+            ops = [(torch.mm, torch.randn(1, m.shape[1], device=device), m.T.contiguous()) for m in mats]
         for _ in range(10):
             for f, a, b in ops:
                 f(a, b)
+        sync(device)
         t = time.perf_counter()
         for _ in range(reps):
             for f, a, b in ops:
                 f(a, b)
+        sync(device)
         best = max(best, reps / (time.perf_counter() - t))
     return best
 
@@ -70,12 +82,15 @@ def main() -> None:
     ap.add_argument("--vocab", type=int, default=65)
     ap.add_argument("--length", type=int, default=2000)
     ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds; the best of each is kept")
+    ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     args = ap.parse_args()
+    device = torch.device(args.device)
     torch.manual_seed(0)
     vocab = Vocab([chr(ord("a") + i) if i < 26 else chr(0x400 + i) for i in range(args.vocab)])
-    model = CharRNN(ModelConfig(vocab_size=args.vocab, hidden=args.hidden, layers=args.layers)).eval()
+    model = CharRNN(ModelConfig(vocab_size=args.vocab, hidden=args.hidden, layers=args.layers)).to(device).eval()
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{torch.get_num_threads()} threads"
     print(f"{args.layers}x{args.hidden} LSTM, vocab {args.vocab}, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads, best of {args.rounds} interleaved rounds")
+          f"{where}, best of {args.rounds} interleaved rounds")
     rows = []
     for streams, length, precision in ((1, args.length, "fp32"), (32, max(args.length // 8, 50), "fp32"),
                                        (32, max(args.length // 8, 50), "bf16")):
@@ -91,7 +106,7 @@ def main() -> None:
         one = streams == 1
         print(f"{streams:>8} {precision:>18} {b:>20.0f}/s {o:>8.0f}/s {o / b:>6.1f}x "
               f"{f'{mv:8.0f}' if one else '-':>8} {f'{100 * o / mv:.0f}%' if one else '-':>9}")
-    print("bound: one float32 pass over every weight matrix per character (one stream), measured above")
+    print(f"bound: one float32 pass over every weight matrix per character (one stream, {device.type}), measured above")
 
 
 if __name__ == "__main__":

@@ -4,9 +4,10 @@ side by side in one process (interleaved rounds, best of each).
     python benchmarks/train_speed.py                      # 3x512, batch 128 x seq 128
     python benchmarks/train_speed.py --hidden 128 --layers 2 --batch-size 50 --seq-len 50
     python benchmarks/train_speed.py --quality-steps 300  # + val loss, fp32 vs charrnn's precision
+    python benchmarks/train_speed.py --device cuda        # on a GPU: cuDNN, bf16 autocast
 
 "ours" is the real `charrnn.train.train` loop (precision auto: bf16 autocast where the CPU has
-AMX or AVX512-BF16), timed from its own metrics after warm-up steps. Reads
+AMX or AVX512-BF16, and on CUDA), timed from its own metrics after warm-up steps. Reads
 ../shared/corpora/tinyshakespeare.txt when present, else generates text.
 """
 
@@ -41,34 +42,42 @@ def corpus_file(tmp: Path) -> Path:
     return path
 
 
-def baseline(corpus, h: int, layers: int, b: int, t: int, steps: int, warm: int) -> float:
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def baseline(corpus, h: int, layers: int, b: int, t: int, steps: int, warm: int, device: torch.device) -> float:
     """Plain float32 nn.LSTM + AdamW, carrying the hidden state: chars/s after warm-up."""
     torch.manual_seed(0)
     v = len(corpus.vocab)
-    emb, rnn, head = nn.Embedding(v, h), nn.LSTM(h, h, layers, batch_first=True), nn.Linear(h, v)
+    emb, rnn, head = (m.to(device) for m in (nn.Embedding(v, h), nn.LSTM(h, h, layers, batch_first=True),
+                                             nn.Linear(h, v)))
     params = [*emb.parameters(), *rnn.parameters(), *head.parameters()]
     opt = torch.optim.AdamW(params, lr=2e-3)
     batcher = StreamBatcher(corpus.split("train"), b, t)
     state = None
     for i in range(warm + steps):
         if i == warm:
+            sync(device)
             t0 = time.perf_counter()
-        x, y = (torch.from_numpy(a) for a in batcher.batch(i % batcher.steps_per_epoch))
+        x, y = (torch.from_numpy(a).to(device) for a in batcher.batch(i % batcher.steps_per_epoch))
         out, state = rnn(emb(x), state)
         loss = F.cross_entropy(head(out).reshape(-1, v), y.reshape(-1))
         opt.zero_grad()
         loss.backward()
         opt.step()
         state = tuple(s.detach() for s in state)
+    sync(device)
     return steps * b * t / (time.perf_counter() - t0)
 
 
-def ours(corpus, h: int, layers: int, b: int, t: int, steps: int, warm: int, run: Path, precision: str = "auto",
-         **extra) -> tuple[float, float]:
+def ours(corpus, h: int, layers: int, b: int, t: int, steps: int, warm: int, run: Path, device: torch.device,
+         precision: str = "auto", **extra) -> tuple[float, float]:
     """(chars/s after warm-up, final val loss) of charrnn's own loop."""
     mc = ModelConfig(vocab_size=len(corpus.vocab), hidden=h, layers=layers)
     tc = TrainConfig(batch_size=b, seq_len=t, max_steps=warm + steps, eval_every=0, checkpoint_every=0,
-                     log_every=1, device="cpu", precision=precision, seed=0, **extra)
+                     log_every=1, device=device.type, precision=precision, seed=0, **extra)
     result = train(corpus, mc, tc, run)
     lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     el = {m["step"]: m["elapsed_s"] for m in lines if "train_loss" in m}
@@ -85,20 +94,24 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--quality-steps", type=int, default=0, help="also train this many steps in fp32 and in "
                     "charrnn's precision from the same seed and compare val loss")
+    ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     args = ap.parse_args()
     h, layers, b, t = args.hidden, args.layers, args.batch_size, args.seq_len
-    steps = args.steps or max(5, int(3e6 / (b * t * (h / 128) ** 2 * layers)))
+    device = torch.device(args.device)
+    # about 10 s a round on this project's CPU; a GPU does in the order of 50x as many steps
+    steps = args.steps or max(5, int(3e6 / (b * t * (h / 128) ** 2 * layers))) * (50 if device.type == "cuda" else 1)
     warm = 3
-    prec = pick_precision("auto", torch.device("cpu"))
+    prec = pick_precision("auto", device)
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{torch.get_num_threads()} threads"
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         corpus = preprocess(corpus_file(tmp), tmp / "corpus", val_frac=0.1)
         print(f"{layers}x{h} LSTM, vocab {len(corpus.vocab)}, batch {b} x seq {t}, {steps} timed steps, "
-              f"torch {torch.__version__}, {torch.get_num_threads()} threads, charrnn precision {prec}")
+              f"torch {torch.__version__}, {where}, charrnn precision {prec}")
         best_b = best_o = 0.0
         for r in range(args.rounds):
-            best_b = max(best_b, baseline(corpus, h, layers, b, t, steps, warm))
-            o, _ = ours(corpus, h, layers, b, t, steps, warm, tmp / f"run{r}")
+            best_b = max(best_b, baseline(corpus, h, layers, b, t, steps, warm, device))
+            o, _ = ours(corpus, h, layers, b, t, steps, warm, tmp / f"run{r}", device)
             best_o = max(best_o, o)
         print(f"{'':<28} {'chars/s':>10}")
         print(f"{'baseline fp32 nn.LSTM+AdamW':<28} {best_b:>10.0f}")
@@ -106,8 +119,8 @@ def main() -> None:
         print(f"ratio: {best_o / best_b:.2f}x")
         if args.quality_steps:
             n = args.quality_steps
-            _, v32 = ours(corpus, h, layers, b, t, n - warm, warm, tmp / "q32", precision="fp32")
-            _, vp = ours(corpus, h, layers, b, t, n - warm, warm, tmp / "qp", precision=prec)
+            _, v32 = ours(corpus, h, layers, b, t, n - warm, warm, tmp / "q32", device, precision="fp32")
+            _, vp = ours(corpus, h, layers, b, t, n - warm, warm, tmp / "qp", device, precision=prec)
             print(f"val loss after {n} steps, seed 0: fp32 {v32:.4f}, {prec} {vp:.4f}, "
                   f"difference {vp - v32:+.4f} nats/char")
 
