@@ -3,9 +3,10 @@
     python benchmarks/sample_speed.py [--hidden 512 --layers 3 --length 2000]
     python benchmarks/sample_speed.py --device cuda
 
-Prints chars/s for one stream and for 32 streams, the ratio to the baseline, and the
-memory-bandwidth bound measured on the spot: the time of the bare matrix-vector
-products over every weight of one step (what any exact sampler must at least do).
+Prints chars/s for one stream and for 32 streams, the ratio to the baseline, and the bound
+measured on the spot: the time of the bare matrix products over every weight of one step
+(what any exact sampler must at least do). For one stream that is memory bandwidth, for 32
+the arithmetic of a 32-row matrix product in the row's precision.
 """
 
 from __future__ import annotations
@@ -51,17 +52,20 @@ def ours(model: CharRNN, vocab: Vocab, length: int, streams: int, precision: str
     return streams * length / (time.perf_counter() - t)
 
 
-def bound(model: CharRNN, reps: int) -> float:
-    """chars/s if a step cost only one pass over every weight matrix (float32, one stream):
-    each matrix multiplied by a vector in turn, in whichever of torch's two forms is faster."""
-    mats = [p.detach().contiguous() for n, p in model.named_parameters() if p.dim() == 2 and not n.startswith("embed")]
+def bound(model: CharRNN, reps: int, streams: int = 1, dtype: torch.dtype = torch.float32) -> float:
+    """chars/s if a step cost only one pass over every weight matrix: each matrix multiplied by
+    the streams' vectors in turn (for one stream in whichever of torch's two forms is faster).
+    One stream is bound by memory bandwidth, many by the matrix product's arithmetic."""
+    mats = [p.detach().contiguous().to(dtype) for n, p in model.named_parameters()
+            if p.dim() == 2 and not n.startswith("embed")]
     device = mats[0].device
     best = 0.0
-    for form in ("mv", "mm"):
+    for form in ("mv", "mm") if streams == 1 else ("mm",):
         if form == "mv":
-            ops = [(torch.mv, m, torch.randn(m.shape[1], device=device)) for m in mats]
+            ops = [(torch.mv, m, torch.randn(m.shape[1], device=device, dtype=dtype)) for m in mats]
         else:
-            ops = [(torch.mm, torch.randn(1, m.shape[1], device=device), m.T.contiguous()) for m in mats]
+            ops = [(torch.mm, torch.randn(streams, m.shape[1], device=device, dtype=dtype), m.T.contiguous())
+                   for m in mats]
         for _ in range(10):
             for f, a, b in ops:
                 f(a, b)
@@ -71,7 +75,7 @@ def bound(model: CharRNN, reps: int) -> float:
             for f, a, b in ops:
                 f(a, b)
         sync(device)
-        best = max(best, reps / (time.perf_counter() - t))
+        best = max(best, streams * reps / (time.perf_counter() - t))
     return best
 
 
@@ -99,14 +103,14 @@ def main() -> None:
             b = max(b, baseline(model, length, streams))
             o = max(o, ours(model, vocab, length, streams, precision))
         rows.append((streams, precision, b, o))
-    mv = max(bound(model, 300) for _ in range(args.rounds))
+    dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16}
     print(f"{'streams':>8} {'charrnn precision':>18} {'baseline nn.LSTM/char':>22} {'charrnn':>10} {'ratio':>7} "
           f"{'bound':>8} {'of bound':>9}")
     for streams, precision, b, o in rows:
-        one = streams == 1
-        print(f"{streams:>8} {precision:>18} {b:>20.0f}/s {o:>8.0f}/s {o / b:>6.1f}x "
-              f"{f'{mv:8.0f}' if one else '-':>8} {f'{100 * o / mv:.0f}%' if one else '-':>9}")
-    print(f"bound: one float32 pass over every weight matrix per character (one stream, {device.type}), measured above")
+        mv = max(bound(model, 300 if streams == 1 else 50, streams, dtypes[precision]) for _ in range(args.rounds))
+        print(f"{streams:>8} {precision:>18} {b:>20.0f}/s {o:>8.0f}/s {o / b:>6.1f}x {mv:8.0f} {100 * o / mv:>8.0f}%")
+    print(f"bound: one pass over every weight matrix per character in that precision, on {device.type}, "
+          "for that many streams at once; measured above")
 
 
 if __name__ == "__main__":
