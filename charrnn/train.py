@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -170,7 +171,7 @@ def _train(corpus, model_cfg, cfg, run_dir, cb, resume, should_stop, dd, device,
     # Everything is checked: only now is anything written, and only by rank 0.
     if dd.main:
         run_dir.mkdir(parents=True, exist_ok=True)
-        for leftover in run_dir.glob(".*.pt.tmp-*"):  # from a run killed while saving
+        for leftover in run_dir.glob(".*.tmp-*"):  # from a run killed while saving
             leftover.unlink(missing_ok=True)
 
     step, epoch, pos = 0, 0, 0  # pos: characters into every stream; the next window starts there
@@ -434,4 +435,11 @@ def _truncate_metrics(path: Path, step: int) -> None:
                 keep.append(line)
         except json.JSONDecodeError:
             continue  # a line cut short by a crash
-    path.write_text("".join(line + "\n" for line in keep), encoding="utf-8")
+    # a new file renamed over the old one: a crash or a full disk half-way leaves the old lines
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        tmp.write_text("".join(line + "\n" for line in keep), encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise TrainingError(f"could not rewrite {path} to resume: {os_reason(e)}; it and the checkpoint are intact") from None

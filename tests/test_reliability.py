@@ -442,6 +442,27 @@ def test_disk_full_for_a_log_file_stops_with_one_line(cli, tmp_path, mixed_file,
         assert checkpoint.load(run / "last.pt")["step"] == 4
 
 
+def test_disk_full_while_resuming_keeps_metrics_and_checkpoint(cli, tmp_path, mixed_file, monkeypatch):
+    run = tmp_path / "checkpoints" / "r"
+    r = cli("train", mixed_file, *TINY_FLAGS, "--max-steps", 10, "--checkpoint-every", 5, "--out", run)
+    assert r.exit_code == 0, r.stderr
+    metrics, last = (run / "metrics.jsonl").read_bytes(), (run / "last.pt").read_bytes()
+    # resuming rewrites metrics.jsonl through a temporary file: that write meets a full disk half-way
+    real_write_text = Path.write_text
+
+    def write_text(self, data, *a, **k):
+        if ".metrics.jsonl.tmp-" not in self.name:
+            return real_write_text(self, data, *a, **k)
+        real_write_text(self, data[:20], *a, **k)
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(Path, "write_text", write_text)
+    r = cli("train", "--resume", run, "--max-steps", 20, "--quiet")
+    one_line_error(r, 6, f"could not rewrite {run / 'metrics.jsonl'} to resume: the disk is full")
+    assert (run / "metrics.jsonl").read_bytes() == metrics and (run / "last.pt").read_bytes() == last
+    assert not list(run.glob(".*tmp*"))
+
+
 def test_enospc_from_a_write_is_named(tmp_path, monkeypatch):
     path = tmp_path / "last.pt"
     checkpoint.save({"a": 1}, path)
