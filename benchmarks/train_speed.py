@@ -99,7 +99,10 @@ def main() -> None:
     h, layers, b, t = args.hidden, args.layers, args.batch_size, args.seq_len
     device = torch.device(args.device)
     # about 10 s a round on this project's CPU; a GPU does in the order of 50x as many steps
-    steps = args.steps or max(5, int(3e6 / (b * t * (h / 128) ** 2 * layers))) * (50 if device.type == "cuda" else 1)
+    # (at most 2,000: small models are bound by kernel launches there, not by arithmetic)
+    steps = args.steps or max(5, int(3e6 / (b * t * (h / 128) ** 2 * layers)))
+    if device.type == "cuda" and not args.steps:
+        steps = min(50 * steps, 2000)
     warm = 3
     prec = pick_precision("auto", device)
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{torch.get_num_threads()} threads"

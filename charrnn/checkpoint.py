@@ -25,26 +25,32 @@ VERSION = 1
 
 
 def save(payload: dict, path: Path) -> None:
-    """Write to a temporary file beside `path`, fsync, then rename over it: a crash or a full
-    disk mid-write leaves the previous file at `path` intact."""
+    """Write `path` atomically (see `write_atomic`): a crash or a full disk mid-write leaves
+    the previous checkpoint intact."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     payload = {"format": FORMAT, "version": VERSION, **payload}
     # Serialise in memory first: torch.save reports a failed write (a full disk) as a vague
     # RuntimeError, while a plain write raises the OSError that says what happened.
     buf = io.BytesIO()
     torch.save(payload, buf)
     try:
+        write_atomic(path, buf.getbuffer())
+    except OSError as e:
+        raise TrainingError(
+            f"could not write checkpoint {path}: {os_reason(e)}; the previous checkpoint is intact") from None
+
+
+def write_atomic(path: Path, data) -> None:
+    """Write to a temporary file beside `path` (`.NAME.tmp-PID`), fsync, then rename over it.
+    Raises the OSError of a failed write, with the temporary file removed and `path` as it was."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
         with open(tmp, "wb") as f:
-            f.write(buf.getbuffer())
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except OSError as e:
-        tmp.unlink(missing_ok=True)
-        raise TrainingError(
-            f"could not write checkpoint {path}: {os_reason(e)}; the previous checkpoint is intact") from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

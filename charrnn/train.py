@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -171,8 +170,9 @@ def _train(corpus, model_cfg, cfg, run_dir, cb, resume, should_stop, dd, device,
     # Everything is checked: only now is anything written, and only by rank 0.
     if dd.main:
         run_dir.mkdir(parents=True, exist_ok=True)
-        for leftover in run_dir.glob(".*.tmp-*"):  # from a run killed while saving
-            leftover.unlink(missing_ok=True)
+        for pattern in (".*.pt.tmp-*", ".metrics.jsonl.tmp-*"):  # from a run killed while saving
+            for leftover in run_dir.glob(pattern):
+                leftover.unlink(missing_ok=True)
 
     step, epoch, pos = 0, 0, 0  # pos: characters into every stream; the next window starts there
     best, best_step, last_val = float("inf"), 0, float("nan")
@@ -204,7 +204,10 @@ def _train(corpus, model_cfg, cfg, run_dir, cb, resume, should_stop, dd, device,
     max_epochs = DEFAULT_MAX_EPOCHS if all(v is None for v in limits) else cfg.max_epochs
     step_limits = [cfg.max_steps] if cfg.max_steps is not None else []
     if max_epochs is not None:
-        step_limits.append(math.ceil(max_epochs * spe))
+        # the windows left to the epoch limit, counted from where the data stands: on a fresh run
+        # or a resume with the same --seq-len this is ceil(max_epochs * spe); after a --seq-len
+        # change, step counts windows of the old length
+        step_limits.append(step + math.ceil(max(0.0, (max_epochs - epoch) * spe - pos / cfg.seq_len)))
     total_steps = min(step_limits) if step_limits else None
 
     def progress(elapsed: float) -> float:
@@ -435,11 +438,7 @@ def _truncate_metrics(path: Path, step: int) -> None:
                 keep.append(line)
         except json.JSONDecodeError:
             continue  # a line cut short by a crash
-    # a new file renamed over the old one: a crash or a full disk half-way leaves the old lines
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        tmp.write_text("".join(line + "\n" for line in keep), encoding="utf-8")
-        os.replace(tmp, path)
+    try:  # a crash or a full disk half-way leaves the old lines
+        checkpoint.write_atomic(path, "".join(line + "\n" for line in keep).encode("utf-8"))
     except OSError as e:
-        tmp.unlink(missing_ok=True)
         raise TrainingError(f"could not rewrite {path} to resume: {os_reason(e)}; it and the checkpoint are intact") from None

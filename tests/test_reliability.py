@@ -448,25 +448,15 @@ def test_disk_full_while_resuming_keeps_metrics_and_checkpoint(cli, tmp_path, mi
     assert r.exit_code == 0, r.stderr
     metrics, last = (run / "metrics.jsonl").read_bytes(), (run / "last.pt").read_bytes()
     # resuming rewrites metrics.jsonl through a temporary file: that write meets a full disk half-way
-    real_write_text = Path.write_text
-
-    def write_text(self, data, *a, **k):
-        if ".metrics.jsonl.tmp-" not in self.name:
-            return real_write_text(self, data, *a, **k)
-        real_write_text(self, data[:20], *a, **k)
-        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-
-    monkeypatch.setattr(Path, "write_text", write_text)
+    _disk_full_for(monkeypatch, ".metrics.jsonl.tmp-")
     r = cli("train", "--resume", run, "--max-steps", 20, "--quiet")
     one_line_error(r, 6, f"could not rewrite {run / 'metrics.jsonl'} to resume: the disk is full")
     assert (run / "metrics.jsonl").read_bytes() == metrics and (run / "last.pt").read_bytes() == last
     assert not list(run.glob(".*tmp*"))
 
 
-def test_enospc_from_a_write_is_named(tmp_path, monkeypatch):
-    path = tmp_path / "last.pt"
-    checkpoint.save({"a": 1}, path)
-    good = path.read_bytes()
+def _disk_full_for(monkeypatch, name_part: str) -> None:
+    """Files opened with `name_part` in their path take 100 bytes of a write, then fail with ENOSPC."""
     real_open = open
 
     class Full:
@@ -484,7 +474,14 @@ def test_enospc_from_a_write_is_named(tmp_path, monkeypatch):
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     monkeypatch.setattr("builtins.open", lambda p, mode="r", *a, **k: Full(real_open(p, mode, *a, **k))
-                        if ".tmp-" in str(p) else real_open(p, mode, *a, **k))
+                        if name_part in str(p) else real_open(p, mode, *a, **k))
+
+
+def test_enospc_from_a_write_is_named(tmp_path, monkeypatch):
+    path = tmp_path / "last.pt"
+    checkpoint.save({"a": 1}, path)
+    good = path.read_bytes()
+    _disk_full_for(monkeypatch, ".tmp-")
     with pytest.raises(TrainingError, match="the disk is full"):
         checkpoint.save({"a": 2}, path)
     monkeypatch.undo()

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from charrnn import checkpoint
-from charrnn.data import preprocess
+from charrnn.data import StreamBatcher, preprocess
 from charrnn.model import CharRNN
 from charrnn.sample import generate, pick, sample_text
 from charrnn.train import train
@@ -83,9 +83,14 @@ def test_resume_with_another_seq_len_goes_on_from_the_same_character(tmp_path, m
     after = checkpoint.load(tmp_path / "a" / "last.pt")
     assert after["epoch"] == 0 and after["data"]["offset"] == 160 + 4 * 8
     # a checkpoint from before "offset" was stored: its batch index counts windows of its own seq_len
-    del ckpt["data"]["offset"]
-    train(mixed_corpus, None, tiny_train(max_steps=11, seq_len=8), tmp_path / "b", resume=ckpt)
+    old = {**ckpt, "data": {k: v for k, v in ckpt["data"].items() if k != "offset"}}
+    train(mixed_corpus, None, tiny_train(max_steps=11, seq_len=8), tmp_path / "b", resume=old)
     assert checkpoint.load(tmp_path / "b" / "last.pt")["data"]["offset"] == 160 + 8
+    # an epoch limit counts the windows left from where the data stands, in the new length
+    train(mixed_corpus, None, tiny_train(max_epochs=1, seq_len=8), tmp_path / "c", resume=ckpt)
+    end = checkpoint.load(tmp_path / "c" / "last.pt")
+    stream_len = StreamBatcher(mixed_corpus.split_reader("train"), 4, 8).stream_len
+    assert end["epoch"] == 0 and end["data"]["offset"] + 8 > stream_len >= end["data"]["offset"]
 
 
 def test_same_seed_same_sample_and_different_seed_differs(trained_run):
