@@ -191,7 +191,8 @@ def _corpus_table(corpus: Corpus) -> None:
 # --------------------------------------------------------------------------- train
 
 def _preset_help() -> str:
-    rows = ["[bold]Presets[/bold] (explicit flags override them; auto picks by --time-limit and device):", ""]
+    rows = ["[bold]Presets[/bold] (explicit flags override them; auto picks large on CUDA or without --time-limit, "
+            "else small up to 120 s, medium up to 3600 s, large beyond):", ""]
     for name, p in PRESETS.items():
         rows.append(f"  {name:<7} {p['layers']}x{p['hidden']} {p.get('model', 'lstm')}, dropout {p['dropout']}, "
                     f"batch {p['batch_size']} x seq {p['seq_len']}, lr {p['lr']}, weight decay {p.get('weight_decay', 0.0)}")

@@ -30,7 +30,7 @@ def test_every_command_has_help_with_examples(cli):
 
 
 def test_presets_set_the_recipe_and_explicit_flags_win(cli, mixed_file, tmp_path):
-    from charrnn.config import PRESETS
+    from charrnn.config import PRESETS, auto_preset
 
     r = cli("train", mixed_file, "--preset", "auto", "--time-limit", 60, "--hidden", 24, "--lr", 0.02,
             "--max-steps", 1, "--device", "cpu", "--quiet", "--out", tmp_path / "run")
@@ -42,6 +42,8 @@ def test_presets_set_the_recipe_and_explicit_flags_win(cli, mixed_file, tmp_path
     assert ckpt["model_config"]["layers"] == small["layers"]
     for name in ("batch_size", "seq_len", "weight_decay", "warmup_steps"):
         assert ckpt["train_config"][name] == small[name], name
+    assert [auto_preset(t, "cpu") for t in (60, 120, 121, 3600, 3601)] == ["small", "small", "medium", "medium", "large"]
+    assert auto_preset(60, "cuda") == auto_preset(None, "cpu") == "large"
 
 
 def test_preprocess_writes_corpus_and_summary(cli, mixed_file, tmp_path):
