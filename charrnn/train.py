@@ -261,7 +261,7 @@ def _train(corpus, model_cfg, cfg, run_dir, cb, resume, should_stop, dd, device,
             metrics_f.write(json.dumps(m) + "\n")
             metrics_f.flush()
         except OSError as e:
-            raise TrainingError(f"could not write {metrics_path}: {os_reason(e)}; {_kept(run_dir)}") from None
+            raise _write_failed(metrics_path, e) from None
 
     last_eval_step = -1
 
@@ -378,8 +378,7 @@ def _train(corpus, model_cfg, cfg, run_dir, cb, resume, should_stop, dd, device,
                 try:
                     _write_sample(run_dir / "samples.txt", step, train_loss, last_val, text)
                 except OSError as e:
-                    raise TrainingError(
-                        f"could not write {run_dir / 'samples.txt'}: {os_reason(e)}; {_kept(run_dir)}") from None
+                    raise _write_failed(run_dir / "samples.txt", e) from None
                 cb.on_sample(step, text, {"step": step, "train_loss": train_loss, "val_loss": last_val})
             if cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
                 save("last")
@@ -399,6 +398,11 @@ def _train(corpus, model_cfg, cfg, run_dir, cb, resume, should_stop, dd, device,
             except OSError:
                 pass  # the write that failed has already been reported
     return TrainResult(run_dir, step, epoch, best, best_step, last_val, elapsed, stopped)
+
+
+def _write_failed(path: Path, e: OSError) -> TrainingError:
+    """A log file of the run (beside its checkpoints) could not be written."""
+    return TrainingError(f"could not write {path}: {os_reason(e)}; {_kept(path.parent)}")
 
 
 def _kept(run_dir: Path) -> str:
