@@ -70,6 +70,14 @@ def autocast(device: torch.device, precision: str):
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
+def needs_loss_scaling(device: torch.device, precision: str) -> bool:
+    """Whether gradients pass through float16 and need a loss scale to stay out of underflow.
+
+    On CUDA, autocast runs cuDNN's recurrent layers in float16 whatever dtype it was given
+    (cuDNN has no bfloat16 RNN), so a bf16 run there has float16 gradients too."""
+    return precision == "fp16" or (device.type == "cuda" and precision == "bf16")
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)

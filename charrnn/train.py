@@ -30,7 +30,8 @@ from charrnn.data import Corpus, StreamBatcher, eval_batches
 from charrnn.distributed import Dist
 from charrnn.errors import CheckpointError, TrainingError, os_reason
 from charrnn.model import CharRNN, State, cross_entropy
-from charrnn.runtime import autocast, pick_device, pick_precision, rng_state, seed_everything, set_rng_state
+from charrnn.runtime import (autocast, needs_loss_scaling, pick_device, pick_precision, rng_state, seed_everything,
+                             set_rng_state)
 from charrnn.sample import sample_text
 
 LN2 = math.log(2)
@@ -163,7 +164,7 @@ def _train(corpus, model_cfg, cfg, run_dir, cb, resume, should_stop, dd, device,
     # fused: one kernel for the whole update instead of a few per parameter tensor
     opt = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.99),
                             fused=device.type in ("cuda", "cpu"))
-    scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+    scaler = torch.amp.GradScaler(device.type, enabled=needs_loss_scaling(device, precision))
     train_ids, val_ids = corpus.split_reader("train"), corpus.split_reader("val")
     batcher = StreamBatcher(train_ids, cfg.batch_size, cfg.seq_len, rows)
     spe = batcher.steps_per_epoch
@@ -195,7 +196,7 @@ def _train(corpus, model_cfg, cfg, run_dir, cb, resume, should_stop, dd, device,
         lr_scale = resume.get("lr_scale", 1.0)
         if resume.get("hidden") is not None:
             # stored for the whole batch, so any number of processes can take their share
-            state = tuple(h[:, rows].to(device) for h in resume["hidden"])
+            state = tuple(h[:, rows].to(device, torch.float32) for h in resume["hidden"])
         if dd.main:
             set_rng_state(resume["rng"])
             _truncate_metrics(run_dir / "metrics.jsonl", step)
@@ -337,7 +338,8 @@ def _train(corpus, model_cfg, cfg, run_dir, cb, resume, should_stop, dd, device,
                 scaler.step(opt)
                 scaler.update()
                 bad = 0
-                state = tuple(s.detach() for s in new_state)
+                # float32 whatever autocast ran in, so a resume in another precision can take it
+                state = tuple(s.detach().float() for s in new_state)
                 loss_sum += loss_v
                 loss_n += 1
             else:

@@ -18,6 +18,7 @@ def test_cuda_training_in_bf16_and_sampling_on_cpu(tmp_path, mixed_corpus):
                    tiny_train(max_steps=60, device="cuda", precision="auto"), run)
     ckpt = checkpoint.load(run / "best.pt")
     assert ckpt["device"] == "cuda" and ckpt["precision"] in ("bf16", "fp16")
+    assert ckpt["scaler"] is not None  # cuDNN's recurrent layers ran in float16: the loss was scaled
     assert result.best_val_loss < 4.0
     model, vocab, _ = checkpoint.load_model(run / "best.pt", torch.device("cpu"))
     assert sample_text(model, vocab, prime="The", length=50, seed=1).startswith("The")

@@ -6,6 +6,7 @@ import torch
 from charrnn import checkpoint
 from charrnn.data import StreamBatcher, preprocess
 from charrnn.model import CharRNN
+from charrnn.runtime import needs_loss_scaling
 from charrnn.sample import generate, pick, sample_text
 from charrnn.train import train
 from tests.conftest import tiny_model, tiny_train
@@ -91,6 +92,26 @@ def test_resume_with_another_seq_len_goes_on_from_the_same_character(tmp_path, m
     end = checkpoint.load(tmp_path / "c" / "last.pt")
     stream_len = StreamBatcher(mixed_corpus.split_reader("train"), 4, 8).stream_len
     assert end["epoch"] == 0 and end["data"]["offset"] + 8 > stream_len >= end["data"]["offset"]
+
+
+def test_resume_in_another_precision_takes_the_carried_state(tmp_path, mixed_corpus):
+    # bf16 autocast hands back a bf16 state; fp32's LSTM refuses one, so it is kept in float32
+    mc = tiny_model(len(mixed_corpus.vocab))
+    train(mixed_corpus, mc, tiny_train(max_steps=10, precision="bf16"), tmp_path / "a")
+    ckpt = checkpoint.load(tmp_path / "a" / "last.pt")
+    assert ckpt["precision"] == "bf16" and {h.dtype for h in ckpt["hidden"]} == {torch.float32}
+    train(mixed_corpus, None, tiny_train(max_steps=15), tmp_path / "a", resume=ckpt)
+    # a checkpoint written before the state was kept in float32
+    old = {**ckpt, "hidden": [h.bfloat16() for h in ckpt["hidden"]]}
+    result = train(mixed_corpus, None, tiny_train(max_steps=15), tmp_path / "b", resume=old)
+    assert result.step == 15 and checkpoint.load(tmp_path / "b" / "last.pt")["precision"] == "fp32"
+
+
+def test_loss_scaling_wherever_gradients_pass_through_float16():
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")  # a device object needs no GPU
+    assert needs_loss_scaling(cuda, "fp16") and needs_loss_scaling(cuda, "bf16")  # cuDNN RNNs: fp16
+    assert not needs_loss_scaling(cuda, "fp32")
+    assert not needs_loss_scaling(cpu, "bf16") and not needs_loss_scaling(cpu, "fp32")
 
 
 def test_same_seed_same_sample_and_different_seed_differs(trained_run):
