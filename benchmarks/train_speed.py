@@ -8,7 +8,7 @@ side by side in one process (interleaved rounds, best of each).
 
 "ours" is the real `charrnn.train.train` loop (precision auto: bf16 autocast where the CPU has
 AMX or AVX512-BF16, and on CUDA), timed from its own metrics after warm-up steps. Reads
-../shared/corpora/tinyshakespeare.txt when present, else generates text.
+../shared/corpora/tinyshakespeare.txt (or --corpus) when present, else generates text.
 """
 
 from __future__ import annotations
@@ -32,9 +32,9 @@ from charrnn.train import train
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "corpora" / "tinyshakespeare.txt"
 
 
-def corpus_file(tmp: Path) -> Path:
-    if SHARED.exists():
-        return SHARED
+def corpus_file(tmp: Path, path: Path) -> Path:
+    if path.exists():
+        return path
     rng = random.Random(0)
     words = ["the", "king", "and", "thou", "art", "my", "lord", "of", "love", "death", "night", "day"]
     path = tmp / "words.txt"
@@ -95,7 +95,11 @@ def main() -> None:
     ap.add_argument("--quality-steps", type=int, default=0, help="also train this many steps in fp32 and in "
                     "charrnn's precision from the same seed and compare val loss")
     ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    ap.add_argument("--corpus", type=Path, default=SHARED, help="text to train on [default: ../shared's "
+                    "tiny-shakespeare; generated words when it is absent]")
     args = ap.parse_args()
+    if args.corpus != SHARED and not args.corpus.exists():
+        raise SystemExit(f"{args.corpus} is absent")
     h, layers, b, t = args.hidden, args.layers, args.batch_size, args.seq_len
     device = torch.device(args.device)
     # about 10 s a round on this project's CPU; a GPU does in the order of 50x as many steps
@@ -108,7 +112,7 @@ def main() -> None:
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{torch.get_num_threads()} threads"
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        corpus = preprocess(corpus_file(tmp), tmp / "corpus", val_frac=0.1)
+        corpus = preprocess(corpus_file(tmp, args.corpus), tmp / "corpus", val_frac=0.1)
         print(f"{layers}x{h} LSTM, vocab {len(corpus.vocab)}, batch {b} x seq {t}, {steps} timed steps, "
               f"torch {torch.__version__}, {where}, charrnn precision {prec}")
         best_b = best_o = 0.0
