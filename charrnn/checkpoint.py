@@ -41,10 +41,21 @@ def save(payload: dict, path: Path) -> None:
             f"could not write checkpoint {path}: {os_reason(e)}; the previous checkpoint is intact") from None
 
 
+_TMP = ".tmp-"  # write_atomic's temporary files are .NAME.tmp-PID
+
+
+def remove_leftovers(d: Path, names: tuple[str, ...]) -> None:
+    """Remove the temporary files that `write_atomic` left for these names in `d`, from a
+    process killed mid-write (it removes its own on any error it lives through)."""
+    for name in names:
+        for leftover in d.glob(f".{name}{_TMP}*"):
+            leftover.unlink(missing_ok=True)
+
+
 def write_atomic(path: Path, data) -> None:
     """Write to a temporary file beside `path` (`.NAME.tmp-PID`), fsync, then rename over it.
     Raises the OSError of a failed write, with the temporary file removed and `path` as it was."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp = path.with_name(f".{path.name}{_TMP}{os.getpid()}")
     try:
         with open(tmp, "wb") as f:
             f.write(data)

@@ -171,9 +171,7 @@ def _train(corpus, model_cfg, cfg, run_dir, cb, resume, should_stop, dd, device,
     # Everything is checked: only now is anything written, and only by rank 0.
     if dd.main:
         run_dir.mkdir(parents=True, exist_ok=True)
-        for pattern in (".*.pt.tmp-*", ".metrics.jsonl.tmp-*"):  # from a run killed while saving
-            for leftover in run_dir.glob(pattern):
-                leftover.unlink(missing_ok=True)
+        checkpoint.remove_leftovers(run_dir, ("*.pt", "metrics.jsonl"))  # from a run killed while saving
 
     step, epoch, pos = 0, 0, 0  # pos: characters into every stream; the next window starts there
     best, best_step, last_val = float("inf"), 0, float("nan")

@@ -455,6 +455,19 @@ def test_disk_full_while_resuming_keeps_metrics_and_checkpoint(cli, tmp_path, mi
     assert not list(run.glob(".*tmp*"))
 
 
+def test_leftover_temporary_files_of_a_killed_run_are_removed_on_resume(cli, tmp_path, mixed_file):
+    run = tmp_path / "checkpoints" / "r"
+    r = cli("train", mixed_file, *TINY_FLAGS, "--max-steps", 5, "--out", run)
+    assert r.exit_code == 0, r.stderr
+    torn = [run / ".last.pt.tmp-99999", run / ".best.pt.tmp-7", run / ".metrics.jsonl.tmp-12"]
+    other = run / ".notes.txt.tmp-1"  # not charrnn's: left alone
+    for f in (*torn, other):
+        f.write_bytes(b"half a file")
+    r = cli("train", "--resume", run, "--max-steps", 8, "--quiet")
+    assert r.exit_code == 0, r.stderr
+    assert not any(f.exists() for f in torn) and other.exists()
+
+
 def _disk_full_for(monkeypatch, name_part: str) -> None:
     """Files opened with `name_part` in their path take 100 bytes of a write, then fail with ENOSPC."""
     real_open = open
