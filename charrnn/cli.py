@@ -31,7 +31,7 @@ from charrnn.config import (
     MODEL_FIELDS, PRESET_NAMES, PRESETS, ModelConfig, TrainConfig, auto_preset,
 )
 from charrnn.data import Corpus, TextOptions, cached_corpus, check_text_file, iter_text, preprocess
-from charrnn.errors import BadValueError, CharRNNError, CheckpointError, InputError
+from charrnn.errors import LAUNCHED_ENV, BadValueError, CharRNNError, CheckpointError, InputError, PeerLostError
 
 LN2 = math.log(2)
 DeviceName = Literal["auto", "cpu", "cuda", "mps"]
@@ -55,6 +55,12 @@ class OneLineErrors(TyperGroup):
             _fail(e.format_message(), e.exit_code)
         except typer.Abort:
             _fail("aborted", 130)
+        except PeerLostError as e:
+            if not os.environ.get(LAUNCHED_ENV):  # else the launcher names the process that stopped first
+                _print_error(str(e))
+            sys.stderr.flush()
+            # at once: tearing down a process group whose peer is gone can abort the interpreter
+            os._exit(e.exit_code)
         except CharRNNError as e:
             _fail(str(e), e.exit_code)
         except KeyboardInterrupt:
@@ -70,12 +76,16 @@ class OneLineErrors(TyperGroup):
 
 
 def _fail(message: str, code: int):
+    _print_error(message)
+    sys.exit(code)
+
+
+def _print_error(message: str) -> None:
     first = message.strip().splitlines()[0] if message.strip() else "failed"
     try:
         err.print(Text(f"charrnn: error: {first}"), soft_wrap=True)
     except BrokenPipeError:
         pass
-    sys.exit(code)
 
 
 def _quiet_broken_pipe() -> None:
@@ -254,7 +264,7 @@ def train_cmd(
 
       charrnn train --resume checkpoints/tinyshakespeare-20261128-101500 --max-steps 5000
     """
-    from charrnn import checkpoint
+    from charrnn import checkpoint, distributed
     from charrnn.train import train
 
     rank = int(os.environ.get("RANK", "0"))
@@ -307,7 +317,10 @@ def train_cmd(
 
     if nproc > 1 and "WORLD_SIZE" not in os.environ:
         # the corpus is cached and the run directory named here, once, before the processes start
-        raise typer.Exit(_launch_torchrun(nproc, run_dir))
+        code, message = distributed.launch(nproc, [*_without_nproc(sys.argv[1:]), "--out", str(run_dir)])
+        if message:
+            _fail(message, code)
+        raise typer.Exit(code)
     view = ConsoleView(quiet)
     stop = StopFlag()
     with stop.installed():
@@ -333,20 +346,15 @@ def train_cmd(
     )
 
 
-def _launch_torchrun(nproc: int, run_dir: Path) -> int:
-    """`charrnn train --nproc N ...` -> `torchrun --standalone --nproc-per-node N -m charrnn train ... --out RUN`."""
-    import subprocess
-
+def _without_nproc(argv: list[str]) -> list[str]:
     args, skip = [], False
-    for a in sys.argv[1:]:
+    for a in argv:
         if skip or a == "--nproc":
             skip = not skip
             continue
         if not a.startswith("--nproc="):
             args.append(a)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
-           "-m", "charrnn", *args, "--out", str(run_dir)]
-    return subprocess.call(cmd)
+    return args
 
 
 def _open_corpus(path: Path, val_frac: float, test_frac: float, opts: TextOptions) -> Corpus:

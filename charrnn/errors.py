@@ -41,6 +41,17 @@ class TrainingError(CharRNNError):
     exit_code = 6
 
 
+class PeerLostError(TrainingError):
+    """Another process of a data-parallel run stopped, and this one cannot go on without it."""
+
+    exit_code = 8
+
+
+# Set for the processes that `charrnn train --nproc N` starts: the launcher, not rank 0, then
+# reports a process that stopped first.
+LAUNCHED_ENV = "CHARRNN_LAUNCHED"
+
+
 class UnknownCharacterError(CharRNNError):
     """Text holds characters the model's vocabulary lacks."""
 

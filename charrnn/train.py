@@ -28,7 +28,7 @@ from charrnn import __version__, checkpoint, distributed
 from charrnn.config import DEFAULT_MAX_EPOCHS, ModelConfig, TrainConfig
 from charrnn.data import Corpus, StreamBatcher, eval_batches
 from charrnn.distributed import Dist
-from charrnn.errors import CheckpointError, TrainingError, os_reason
+from charrnn.errors import CheckpointError, PeerLostError, TrainingError, os_reason
 from charrnn.model import CharRNN, State, cross_entropy
 from charrnn.runtime import (autocast, needs_loss_scaling, pick_device, pick_precision, rng_state, seed_everything,
                              set_rng_state)
@@ -132,10 +132,18 @@ def train(
     precision = pick_precision(cfg.precision, device)
     rows = dd.share(cfg.batch_size)  # this process's streams of each batch
     device = distributed.setup(dd, device)
+    lost = False
     try:
         return _train(corpus, model_cfg, cfg, run_dir, cb, resume, should_stop, dd, device, precision, rows)
+    except RuntimeError as e:
+        if not (dd.enabled and distributed.peer_lost(e)):
+            raise
+        lost = True
+        reason = str(e).strip().splitlines()[-1].strip() if str(e).strip() else type(e).__name__
+        raise PeerLostError(f"another training process stopped ({reason}); {_kept(run_dir)}") from None
     finally:
-        distributed.teardown(dd)
+        if not lost:  # destroying a group whose peer is gone can abort this process
+            distributed.teardown(dd)
 
 
 def _train(corpus, model_cfg, cfg, run_dir, cb, resume, should_stop, dd, device, precision, rows) -> TrainResult:

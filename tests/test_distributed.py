@@ -2,8 +2,11 @@
 same global batch, write a checkpoint that samples normally, and resume on another world size."""
 
 import os
+import signal
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -67,3 +70,64 @@ def test_batch_must_split_evenly(tmp_path, mixed_corpus):
     r = charrnn("train", mixed_corpus.path, *FLAGS, "--batch-size", 5, "--max-steps", 2, "--nproc", 2,
                 "--out", tmp_path / "odd", cwd=tmp_path)
     assert r.returncode != 0 and "multiple of the number of processes" in r.stderr
+
+
+def _launch_retry(args, cwd):
+    r = charrnn(*args, cwd=cwd)
+    if r.returncode != 0 and any(w in r.stderr for w in LAUNCH_FAILURES):
+        r = charrnn(*args, cwd=cwd)
+    return r
+
+
+@pytest.mark.slow
+def test_a_write_failure_on_rank_0_is_one_line_and_its_exit_code(tmp_path, mixed_corpus):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "samples.txt").symlink_to("/dev/full")
+    r = _launch_retry(("train", mixed_corpus.path, *FLAGS, "--max-steps", 20, "--sample-every", 5, "--nproc", 2,
+                       "--out", run), tmp_path)
+    assert r.returncode == 6
+    assert r.stderr.strip().splitlines() == [
+        f"charrnn: error: could not write {run / 'samples.txt'}: the disk is full; no checkpoint was written"]
+
+
+@pytest.mark.slow
+def test_a_process_that_dies_is_named_and_the_others_stop(tmp_path, mixed_corpus):
+    run = tmp_path / "run"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
+    args = ["train", mixed_corpus.path, *FLAGS, "--max-steps", 10**6, "--checkpoint-every", 20, "--nproc", 2,
+            "--out", run]
+    launcher = subprocess.Popen([sys.executable, "-m", "charrnn", *map(str, args)], cwd=tmp_path, env=env,
+                                stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (run / "last.pt").exists() and launcher.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        ranks = {_rank_of(pid): pid for pid in _children(launcher.pid)}
+        assert set(ranks) == {0, 1}, launcher.stderr.read() if launcher.poll() is not None else ranks
+        os.kill(ranks[1], signal.SIGKILL)
+        _, stderr = launcher.communicate(timeout=60)
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+    assert launcher.returncode == 1
+    assert stderr.strip().splitlines() == ["charrnn: error: training process 1 of 2 was killed by signal 9"]
+    assert not Path(f"/proc/{ranks[0]}").exists()  # rank 0 was stopped too, and reaped
+    assert checkpoint.load(run / "last.pt")["step"] >= 20
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _rank_of(pid: int) -> int:
+    env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    return int(next(e for e in env if e.startswith(b"RANK=")).split(b"=", 1)[1])
