@@ -38,6 +38,7 @@ DeviceName = Literal["auto", "cpu", "cuda", "mps"]
 PresetName = Literal["auto", "tiny", "small", "medium", "large"]
 CORPORA = Path("corpora")
 CHECKPOINTS = Path("checkpoints")
+MAX_SEED = 2**63 - 1  # torch seeds are signed 64-bit
 
 err = Console(stderr=True, highlight=False)
 # Path arguments are declared readable=False: the library checks files itself, so an unreadable
@@ -52,6 +53,8 @@ class OneLineErrors(TyperGroup):
             rv = super().main(args=args, prog_name=prog_name or "charrnn", complete_var=complete_var,
                               standalone_mode=False, **extra)
         except typer.TyperException as e:  # usage errors: bad option values, missing arguments
+            if type(e).__name__ == "NoArgsIsHelpError":  # `charrnn` alone: the help was the answer
+                sys.exit(e.exit_code)
             _fail(e.format_message(), e.exit_code)
         except typer.Abort:
             _fail("aborted", 130)
@@ -69,10 +72,22 @@ class OneLineErrors(TyperGroup):
             _quiet_broken_pipe()
             sys.exit(0)
         except MemoryError:
-            _fail("out of memory; try a smaller --batch-size, --seq-len or --hidden", 1)
+            _fail(OUT_OF_MEMORY, 1)
+        except RuntimeError as e:  # torch's allocators report a failed allocation as a RuntimeError
+            if not _out_of_memory(e):
+                raise
+            _fail(OUT_OF_MEMORY, 1)
         except OSError as e:
             _fail(f"{e.filename + ': ' if e.filename else ''}{e.strerror or e}", 1)
         sys.exit(rv if isinstance(rv, int) else 0)
+
+
+OUT_OF_MEMORY = "out of memory; try a smaller --batch-size, --seq-len, --hidden or --num-samples"
+
+
+def _out_of_memory(e: RuntimeError) -> bool:
+    text = str(e)
+    return type(e).__name__ == "OutOfMemoryError" or "can't allocate memory" in text or "out of memory" in text
 
 
 def _fail(message: str, code: int):
@@ -104,9 +119,9 @@ def in_range(lo: float | None, hi: float | None, lo_open: bool = False, hi_open:
             return value
         bad = (lo is not None and (value < lo or (lo_open and value == lo))) or (
             hi is not None and (value > hi or (hi_open and value == hi)))
-        if bad or value != value:
+        if bad or value != value or math.isinf(value):
             left = "(" if lo_open else "["
-            right = ")" if hi_open else "]"
+            right = ")" if hi_open or hi is None else "]"
             raise typer.BadParameter(f"{value} is not in {left}{lo if lo is not None else '-inf'}, "
                                      f"{hi if hi is not None else 'inf'}{right}")
         return value
@@ -182,7 +197,11 @@ def preprocess_cmd(
       charrnn preprocess poems.txt --out corpora/poems --val-frac 0.05 --test-frac 0.05
     """
     opts = TextOptions(encoding_errors, newline, force)
-    corpus = preprocess(input, out or CORPORA / input.stem, val_frac, test_frac, opts)
+    out = (out or CORPORA / input.stem).absolute()  # `--out .` has no name to build a temporary one from
+    if out.is_file() or (out.is_dir() and any(out.iterdir()) and not (out / "meta.json").is_file()):
+        raise BadValueError(f"--out {out} exists and is not a corpus directory; choose another --out "
+                            "(preprocess replaces only its own output)")
+    corpus = preprocess(input, out, val_frac, test_frac, opts)
     _corpus_table(corpus)
 
 
@@ -241,9 +260,9 @@ def train_cmd(
     resume: Annotated[Optional[Path], typer.Option("--resume", help="Continue a run: its directory (last.pt) or a checkpoint file.")] = None,
     device: Annotated[Optional[DeviceName], typer.Option("--device", help="auto picks cuda, then mps, then cpu.")] = None,
     precision: Annotated[Optional[Literal["auto", "fp32", "bf16", "fp16"]], typer.Option("--precision", help="auto: bf16 where the hardware is fast at it, else fp32.")] = None,
-    seed: Annotated[Optional[int], typer.Option("--seed", min=0, help="Seed for weights, dropout and samples [default: 1337].")] = None,
+    seed: Annotated[Optional[int], typer.Option("--seed", min=0, max=MAX_SEED, help="Seed for weights, dropout and samples [default: 1337].")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or samples on the console.")] = False,
-    nproc: Annotated[int, typer.Option("--nproc", min=1, help="Data-parallel processes on this machine, launched with torchrun (one per GPU; gloo on the CPU).")] = 1,
+    nproc: Annotated[int, typer.Option("--nproc", min=1, help="Data-parallel processes on this machine (one per GPU; gloo on the CPU).")] = 1,
     val_frac: ValFrac = 0.1,
     test_frac: TestFrac = 0.0,
     encoding_errors: EncodingErrors = "strict",
@@ -315,6 +334,8 @@ def train_cmd(
     else:
         model_cfg = None
 
+    if rank == 0:
+        _check_run_dir(run_dir, ckpt_path if ckpt is not None else None, ckpt)
     if nproc > 1 and "WORLD_SIZE" not in os.environ:
         # the corpus is cached and the run directory named here, once, before the processes start
         code, message = distributed.launch(nproc, [*_without_nproc(sys.argv[1:]), "--out", str(run_dir)])
@@ -344,6 +365,29 @@ def train_cmd(
         f"checkpoint {run_dir / 'best.pt'}",
         soft_wrap=True,
     )
+
+
+def _check_run_dir(run_dir: Path, ckpt_path: Path | None, ckpt: dict | None) -> None:
+    """Refuse a run directory whose checkpoints this run would overwrite by mistake: another
+    run's, or a newer last.pt than the checkpoint being resumed."""
+    from charrnn import checkpoint
+
+    held = [n for n in ("last.pt", "best.pt") if (run_dir / n).exists()]
+    if not held:
+        return
+    if ckpt_path is None or run_dir.resolve() != ckpt_path.parent.resolve():
+        raise BadValueError(f"--out {run_dir} already holds a run ({' and '.join(held)}); continue it with "
+                            f"--resume {run_dir}, or choose another --out")
+    last = run_dir / "last.pt"
+    if not last.exists() or last.resolve() == ckpt_path.resolve():
+        return
+    try:
+        newer = checkpoint.load(last)["step"] > ckpt["step"]
+    except (CheckpointError, KeyError, TypeError):
+        return  # a damaged last.pt is what resuming from best.pt is for
+    if newer:
+        raise BadValueError(f"{last} is ahead of {ckpt_path.name} (step {ckpt['step']}) and resuming here would "
+                            f"overwrite it; add --out DIR to go on from {ckpt_path.name} in a new run directory")
 
 
 def _without_nproc(argv: list[str]) -> list[str]:
@@ -494,7 +538,7 @@ def sample_cmd(
     temp: Annotated[float, typer.Option("--temp", "-t", min=0.0, help="Temperature; 0 = always the likeliest character.")] = 0.8,
     prime: Annotated[Optional[str], typer.Option("--prime", "-p", help="Text to start from [default: stdin when it is not a terminal].")] = None,
     length: Annotated[int, typer.Option("--length", "-n", min=0, help="New characters to generate per sample.")] = 1000,
-    seed: Annotated[Optional[int], typer.Option("--seed", min=0, help="Same seed, same text [default: random].")] = None,
+    seed: Annotated[Optional[int], typer.Option("--seed", min=0, max=MAX_SEED, help="Same seed, same text [default: random].")] = None,
     top_k: Annotated[Optional[int], typer.Option("--top-k", min=1, help="Sample only among the K likeliest characters.")] = None,
     top_p: Annotated[Optional[float], typer.Option("--top-p", callback=in_range(0, 1, lo_open=True), help="Sample from the smallest set of characters whose probability reaches P.")] = None,
     stop: Annotated[Optional[str], typer.Option("--stop", help="End a sample when this string appears (it is not printed).")] = None,
@@ -567,6 +611,8 @@ def _read_stdin_prime() -> str:
 
 def _utf8_stdout():
     out = sys.stdout
+    if out is None:  # started with stdout closed (`>&-`)
+        raise CharRNNError("stdout is closed: there is nowhere to write the text")
     if hasattr(out, "reconfigure") and (out.encoding or "").lower().replace("-", "") != "utf8":
         try:
             out.reconfigure(encoding="utf-8")

@@ -22,6 +22,13 @@ class ModelConfig:
     layers: int = 3
     dropout: float = 0.0  # between recurrent layers and before the output layer
 
+    def __post_init__(self):  # a checkpoint's config is not checked by the CLI's options
+        if self.model not in MODEL_TYPES:
+            raise ValueError(f"model must be one of {', '.join(MODEL_TYPES)}, not {self.model!r}")
+        _positive(self, "vocab_size", "hidden", "layers")
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"dropout must be in [0, 1), not {self.dropout!r}")
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
@@ -56,6 +63,9 @@ class TrainConfig:
     device: str = "auto"
     precision: str = "auto"
 
+    def __post_init__(self):
+        _positive(self, "batch_size", "seq_len", "eval_batch_size")
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
@@ -69,6 +79,13 @@ class TrainConfig:
 
 # When a run sets no limit at all it trains this many epochs.
 DEFAULT_MAX_EPOCHS = 20
+
+
+def _positive(config, *names: str) -> None:
+    for name in names:
+        value = getattr(config, name)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, not {value!r}")
 
 
 def _names(cls) -> set[str]:

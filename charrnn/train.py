@@ -188,23 +188,31 @@ def _train(corpus, model_cfg, cfg, run_dir, cb, resume, should_stop, dd, device,
     lr_scale = 1.0  # lowered after non-finite steps
     state: State | None = None
     if resume is not None:
-        model.load_state_dict(resume["model"])
-        opt.load_state_dict(resume["optimizer"])
-        if "scaler" in resume and resume["scaler"]:
-            scaler.load_state_dict(resume["scaler"])
-        step, epoch = resume["step"], resume["epoch"]
         pos = _data_offset(resume["data"], cfg.seq_len)
-        best = resume.get("best_val_loss", best)
-        best_step = resume.get("best_step", 0)
-        last_val = resume.get("val_loss", last_val)
-        stale = resume.get("stale_evals", 0)
-        elapsed0 = resume.get("elapsed_s", 0.0)
-        lr_scale = resume.get("lr_scale", 1.0)
-        if resume.get("hidden") is not None:
-            # stored for the whole batch, so any number of processes can take their share
-            state = tuple(h[:, rows].to(device, torch.float32) for h in resume["hidden"])
+        try:  # a checkpoint that loads can still hold a damaged training state
+            model.load_state_dict(resume["model"])
+            opt.load_state_dict(resume["optimizer"])
+            if "scaler" in resume and resume["scaler"]:
+                scaler.load_state_dict(resume["scaler"])
+            step, epoch = int(resume["step"]), int(resume["epoch"])
+            best = float(resume.get("best_val_loss", best))
+            best_step = int(resume.get("best_step", 0))
+            last_val = float(resume.get("val_loss", last_val))
+            stale = int(resume.get("stale_evals", 0))
+            elapsed0 = float(resume.get("elapsed_s", 0.0))
+            lr_scale = float(resume.get("lr_scale", 1.0))
+            if resume.get("hidden") is not None:
+                # stored for the whole batch, so any number of processes can take their share
+                state = tuple(h[:, rows].to(device, torch.float32) for h in resume["hidden"])
+                want = (model_cfg.layers, len(range(cfg.batch_size)[rows]), model_cfg.hidden)
+                if len(state) != (2 if model_cfg.model == "lstm" else 1) or any(h.shape != want for h in state):
+                    raise ValueError("the carried hidden state does not fit the model and batch")
+            if dd.main:
+                set_rng_state(resume["rng"])
+        except (KeyError, TypeError, ValueError, RuntimeError, AttributeError, IndexError) as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise CheckpointError(f"the checkpoint's training state is damaged ({first}); it cannot be resumed") from None
         if dd.main:
-            set_rng_state(resume["rng"])
             _truncate_metrics(run_dir / "metrics.jsonl", step)
 
     limits = [cfg.max_steps, cfg.max_epochs, cfg.time_limit]
@@ -214,7 +222,9 @@ def _train(corpus, model_cfg, cfg, run_dir, cb, resume, should_stop, dd, device,
         # the windows left to the epoch limit, counted from where the data stands: on a fresh run
         # or a resume with the same --seq-len this is ceil(max_epochs * spe); after a --seq-len
         # change, step counts windows of the old length
-        step_limits.append(step + math.ceil(max(0.0, (max_epochs - epoch) * spe - pos / cfg.seq_len)))
+        windows = max(0.0, (max_epochs - epoch) * spe - pos / cfg.seq_len)
+        if math.isfinite(windows):  # an epoch limit too large to count is no limit
+            step_limits.append(step + math.ceil(windows))
     total_steps = min(step_limits) if step_limits else None
 
     def progress(elapsed: float) -> float:
@@ -226,7 +236,8 @@ def _train(corpus, model_cfg, cfg, run_dir, cb, resume, should_stop, dd, device,
     meta = corpus.meta
     corpus_info = {"name": corpus.name, "sha256": meta.get("source_sha256"), "path": str(corpus.path.resolve()),
                    "chars": meta.get("chars"), "split_sizes": meta.get("split_sizes")}
-    history: list[dict] = list(resume.get("history", [])) if resume else []
+    old_history = resume.get("history") if resume else None
+    history = [h for h in old_history if isinstance(h, dict)] if isinstance(old_history, list) else []
 
     def payload() -> dict:
         hidden = None if state is None else [distributed.gather_rows(h, dd) for h in state]
@@ -444,12 +455,13 @@ def _truncate_metrics(path: Path, step: int) -> None:
     if not path.exists():
         return
     keep = []
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
         try:
-            if json.loads(line).get("step", 0) <= step:
-                keep.append(line)
+            m = json.loads(line)
         except json.JSONDecodeError:
             continue  # a line cut short by a crash
+        if isinstance(m, dict) and isinstance(m.get("step", 0), (int, float)) and m.get("step", 0) <= step:
+            keep.append(line)  # and damaged lines are dropped
     try:  # a crash or a full disk half-way leaves the old lines
         checkpoint.write_atomic(path, "".join(line + "\n" for line in keep).encode("utf-8"))
     except OSError as e:

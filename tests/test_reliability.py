@@ -154,9 +154,35 @@ def test_binary_file_accepted_with_force(cli, tmp_path):
     (["preprocess", "x.txt", "--val-frac", "1.2"], 2, "--val-frac"),
     (["preprocess", "x.txt", "--val-frac", "0.6", "--test-frac", "0.5"], 2, "--test-frac"),
     (["train", "x.txt", "--device", "tpu"], 2, "--device"),
+    (["train", "x.txt", "--max-epochs", "inf"], 2, "--max-epochs"),
+    (["train", "x.txt", "--lr", "inf"], 2, "--lr"),
+    (["train", "x.txt", "--seed", str(2**64)], 2, "--seed"),
+    (["sample", "--seed", str(2**63)], 2, "--seed"),
 ])
 def test_nonsense_options(cli, args, code, words):
     one_line_error(cli(*args), code, words)
+
+
+def test_huge_but_finite_epoch_limit_is_no_limit(cli, mixed_file):
+    r = cli("train", mixed_file, *TINY_FLAGS, "--max-epochs", "1e308", "--max-steps", 3, "--out", "r")
+    assert r.exit_code == 0, r.stderr
+
+
+def test_a_model_too_large_for_memory_is_one_line(cli, mixed_file):
+    # 300,000 x 1,200,000 float32 weights: far beyond any machine's memory, refused at allocation
+    r = cli("train", mixed_file, *TINY_FLAGS, "--hidden", 300000, "--layers", 1, "--max-steps", 1, "--out", "r")
+    one_line_error(r, 1, "out of memory")
+
+
+def test_no_arguments_shows_help_without_an_error_line(cli):
+    r = cli()
+    assert r.exit_code == 2 and "Usage" in r.stdout and "error" not in r.stderr
+
+
+def test_sample_with_stdout_closed_is_one_line(trained_run):
+    cmd = f"{sys.executable} -m charrnn sample {trained_run} --length 5 >&-"
+    r = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1 and r.stderr == "charrnn: error: stdout is closed: there is nowhere to write the text\n"
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
@@ -237,6 +263,60 @@ def test_bad_checkpoints_are_refused_by_every_command(cli, trained_run, tmp_path
             r = cli(*args)
             one_line_error(r, 4, BAD_CKPT_WORDS[case])
             assert files_under(tmp_path) == before, (case, args)
+
+
+def test_damaged_training_state_is_refused_on_resume(cli, trained_run, tmp_path):
+    # checkpoints that load, but whose training state was edited or damaged
+    ckpt = torch.load(trained_run / "last.pt", weights_only=True)
+    hidden = ckpt["hidden"]
+    cases = {
+        "model_type": ({**ckpt, "model_config": {**ckpt["model_config"], "model": "transformer"}},
+                       "malformed 'model_config'"),
+        "seq_len_0": ({**ckpt, "train_config": {**ckpt["train_config"], "seq_len": 0}}, "malformed 'train_config'"),
+        "hidden_batch": ({**ckpt, "hidden": [h[:, :2] for h in hidden]}, "training state is damaged"),
+        "rng": ({**ckpt, "rng": {}}, "training state is damaged"),
+        "step": ({**ckpt, "step": "x"}, "training state is damaged"),
+        "optimizer": ({**ckpt, "optimizer": {"state": {}}}, "training state is damaged"),
+    }
+    dest = tmp_path / "damaged"
+    dest.mkdir()
+    for case, (data, words) in cases.items():
+        path = dest / f"{case}.pt"
+        torch.save(data, path)
+        before = files_under(tmp_path)
+        one_line_error(cli("train", "--resume", path, "--max-steps", 40), 4, words)
+        assert files_under(tmp_path) == before, case
+    # history is only a record: damaged entries are dropped, the run goes on
+    torch.save({**ckpt, "history": [1, 2, "x", {"step": 1, "train_loss": 4.0}]}, dest / "history.pt")
+    r = cli("train", "--resume", dest / "history.pt", "--max-steps", 35, "--quiet")
+    assert r.exit_code == 0, r.stderr
+
+
+def test_a_run_directory_is_never_overwritten_by_mistake(cli, trained_run, mixed_file, tmp_path):
+    before = {n: (trained_run / n).read_bytes() for n in ("last.pt", "best.pt", "metrics.jsonl")}
+    # a new run into an existing run's directory
+    one_line_error(cli("train", mixed_file, *TINY_FLAGS, "--max-steps", 3, "--out", trained_run), 2,
+                   "already holds a run", f"--resume {trained_run}")
+    # preprocess into a run directory, or onto a file
+    one_line_error(cli("preprocess", mixed_file, "--out", trained_run), 2, "is not a corpus directory")
+    one_line_error(cli("preprocess", mixed_file, "--out", trained_run / "metrics.jsonl"), 2, "is not a corpus directory")
+    assert {n: (trained_run / n).read_bytes() for n in before} == before
+    # resuming from best.pt in place would overwrite a newer last.pt: refused, and --out branches off
+    last = checkpoint.load(trained_run / "last.pt")
+    torch.save({**checkpoint.load(trained_run / "best.pt"), "step": last["step"] - 10}, trained_run / "best.pt")
+    one_line_error(cli("train", "--resume", trained_run / "best.pt", "--max-steps", 40), 2,
+                   "is ahead of best.pt", "--out")
+    assert (trained_run / "last.pt").read_bytes() == before["last.pt"]
+    r = cli("train", "--resume", trained_run / "best.pt", "--max-steps", 25, "--out", tmp_path / "branch", "--quiet")
+    assert r.exit_code == 0, r.stderr
+    assert checkpoint.load(tmp_path / "branch" / "last.pt")["step"] == 25
+    # a corpus directory may be preprocessed again in place, and `--out .` names the current one
+    assert cli("preprocess", mixed_file, "--out", "c").exit_code == 0
+    assert cli("preprocess", mixed_file, "--out", "c").exit_code == 0
+    (tmp_path / "empty").mkdir()
+    os.chdir(tmp_path / "empty")
+    r = cli("preprocess", mixed_file, "--out", ".")
+    assert r.exit_code == 0 and (tmp_path / "empty" / "meta.json").is_file(), r.stderr
 
 
 def test_resume_on_a_corpus_with_another_vocabulary(cli, trained_run, tmp_path):
