@@ -338,6 +338,7 @@ def train_cmd(
         _check_run_dir(run_dir, ckpt_path if ckpt is not None else None, ckpt)
     if nproc > 1 and "WORLD_SIZE" not in os.environ:
         # the corpus is cached and the run directory named here, once, before the processes start
+        distributed.Dist(0, nproc).share(cfg.batch_size)  # refused here, not once by each process
         code, message = distributed.launch(nproc, [*_without_nproc(sys.argv[1:]), "--out", str(run_dir)])
         if message:
             _fail(message, code)

@@ -161,16 +161,18 @@ def _wait(procs: list[subprocess.Popen]) -> int | None:
     """Wait for every process, stopping the rest once one fails; returns the rank that failed
     first (rank 0 when it stopped with any error of its own), or None."""
     cause, since, killed = None, 0.0, False
-    while any(p.poll() is None for p in procs):
+    while True:
         codes = [p.poll() for p in procs]
-        if codes[0] is not None and codes[0] != 0:
+        if codes[0] not in (None, 0):
             # rank 0's own error wins even over a peer that died a moment before it: the peer
             # most likely died of rank 0's exit (gloo can abort a process whose peer went away)
             if not killed and codes[0] != PeerLostError.exit_code:
                 cause = 0
             for p in procs[1:]:
                 _signal(p, signal.SIGKILL)
-        elif cause is None:
+        if None not in codes:
+            break
+        if cause is None:
             failed = [r for r, c in enumerate(codes) if c is not None and c not in _NOT_A_CAUSE]
             if failed:
                 cause, since = failed[0], time.monotonic()
@@ -179,8 +181,7 @@ def _wait(procs: list[subprocess.Popen]) -> int | None:
             for p in procs:
                 _signal(p, signal.SIGKILL)
         time.sleep(0.05)
-    if cause is None:  # ended in the same instant: rank 0 first, then the others in order
-        codes = [p.returncode for p in procs]
+    if cause is None:  # ended in the same instant
         cause = next((r for r, c in enumerate(codes) if c not in _NOT_A_CAUSE), None)
     return cause
 

@@ -69,7 +69,9 @@ def test_two_gloo_processes_match_one_process(tmp_path, mixed_corpus):
 def test_batch_must_split_evenly(tmp_path, mixed_corpus):
     r = charrnn("train", mixed_corpus.path, *FLAGS, "--batch-size", 5, "--max-steps", 2, "--nproc", 2,
                 "--out", tmp_path / "odd", cwd=tmp_path)
-    assert r.returncode != 0 and "multiple of the number of processes" in r.stderr
+    assert r.returncode == 2 and r.stderr.splitlines() == [
+        "charrnn: error: --batch-size 5 must be a multiple of the number of processes (2)"]
+    assert not (tmp_path / "odd").exists()
 
 
 def _launch_retry(args, cwd):
