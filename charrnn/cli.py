@@ -257,7 +257,7 @@ def train_cmd(
     sample_temp: Annotated[Optional[float], typer.Option("--sample-temp", min=0.0, help="Temperature of progress samples [default: 0.8].")] = None,
     patience: Annotated[Optional[int], typer.Option("--patience", min=0, help="Stop after this many evals without a better val loss, 0 = never.")] = None,
     log_every: Annotated[Optional[int], typer.Option("--log-every", min=1, help="Steps between metrics.jsonl lines [default: 10].")] = None,
-    resume: Annotated[Optional[Path], typer.Option("--resume", help="Continue a run: its directory (last.pt) or a checkpoint file.")] = None,
+    resume: Annotated[Optional[Path], typer.Option("--resume", readable=False, help="Continue a run: its directory (last.pt) or a checkpoint file.")] = None,
     device: Annotated[Optional[DeviceName], typer.Option("--device", help="auto picks cuda, then mps, then cpu.")] = None,
     precision: Annotated[Optional[Literal["auto", "fp32", "bf16", "fp16"]], typer.Option("--precision", help="auto: bf16 where the hardware is fast at it, else fp32.")] = None,
     seed: Annotated[Optional[int], typer.Option("--seed", min=0, max=MAX_SEED, help="Seed for weights, dropout and samples [default: 1337].")] = None,
@@ -726,8 +726,8 @@ def _report_after_training(run_dir: Path) -> None:
 
 @app.command("visualize")
 def visualize_cmd(
-    checkpoint_path: Annotated[Path, typer.Argument(metavar="CHECKPOINT_OR_RUN_DIR", help="A checkpoint file or run directory (its best.pt).", show_default=False)],
-    text: Annotated[Optional[Path], typer.Option("--text", help="A UTF-8 file to run through the model [default: the start of the checkpoint's validation split].")] = None,
+    checkpoint_path: Annotated[Path, typer.Argument(metavar="CHECKPOINT_OR_RUN_DIR", help="A checkpoint file or run directory (its best.pt).", show_default=False, readable=False)],
+    text: Annotated[Optional[Path], typer.Option("--text", readable=False, help="A UTF-8 file to run through the model [default: the start of the checkpoint's validation split].")] = None,
     prime: Annotated[Optional[str], typer.Option("--prime", help="Text to run through the model, given on the command line.")] = None,
     out: Annotated[Optional[Path], typer.Option("--out", help="The HTML page to write [default: visualize.html beside the checkpoint].")] = None,
     max_chars: Annotated[int, typer.Option("--max-chars", min=2, help="Characters of the text to show (the page grows with it).")] = 3000,
@@ -770,7 +770,7 @@ def visualize_cmd(
 
 @app.command("report")
 def report_cmd(
-    run_dir: Annotated[Path, typer.Argument(metavar="RUN_DIR", help="A directory written by `charrnn train`.", show_default=False)],
+    run_dir: Annotated[Path, typer.Argument(metavar="RUN_DIR", help="A directory written by `charrnn train`.", show_default=False, readable=False)],
     out: Annotated[Optional[Path], typer.Option("--out", help="The HTML page to write [default: RUN_DIR/report.html].")] = None,
 ):
     """Write one self-contained HTML page about a training run.
