@@ -684,24 +684,35 @@ def info_cmd(
     path = checkpoint.resolve(checkpoint_path)
     model, vocab, ckpt = checkpoint.load_model(path)
     mc, tc = model.config, checkpoint.train_config(ckpt)
-    corpus = ckpt.get("corpus", {})
-    best = ckpt.get("best_val_loss", float("nan"))
+    # the record fields are shown, not used: a damaged one shows as "?" instead of failing
+    corpus = ckpt.get("corpus") if isinstance(ckpt.get("corpus"), dict) else {}
+    history = ckpt.get("history") if isinstance(ckpt.get("history"), list) else []
+    best = ckpt.get("best_val_loss")
+    best_bits = best / LN2 if isinstance(best, (int, float)) else None
     t = Table(title=str(path), show_header=False, title_justify="left")
     t.add_row("model", f"{mc.model} {mc.layers} x {mc.hidden}, dropout {mc.dropout}")
     t.add_row("parameters", f"{model.num_params():,}")
     t.add_row("vocabulary", f"{len(vocab)} characters")
-    t.add_row("step", f"{ckpt.get('step', 0):,} (epoch {ckpt.get('epoch', 0)})")
-    t.add_row("best val loss", f"{best:.4f} nats/char, {best / LN2:.4f} bits/char (step {ckpt.get('best_step', 0)})")
-    t.add_row("train loss", _loss_sparkline(ckpt.get("history", [])) or "-")
+    t.add_row("step", f"{_number(ckpt.get('step'), ',')} (epoch {_number(ckpt.get('epoch'))})")
+    t.add_row("best val loss", f"{_number(best, '.4f')} nats/char, {_number(best_bits, '.4f')} bits/char "
+                               f"(step {_number(ckpt.get('best_step'))})")
+    t.add_row("train loss", _loss_sparkline([h for h in history if isinstance(h, dict)]) or "-")
     t.add_row("training", f"batch {tc.batch_size} x seq {tc.seq_len}, lr {tc.lr}, seed {tc.seed}, "
-                          f"{ckpt.get('elapsed_s', 0):.1f} s")
+                          f"{_number(ckpt.get('elapsed_s'), '.1f')} s")
     t.add_row("precision", f"{ckpt.get('precision', '?')} on {ckpt.get('device', '?')}")
-    t.add_row("corpus", f"{corpus.get('name', '?')} ({corpus.get('chars') or 0:,} characters)")
+    t.add_row("corpus", f"{corpus.get('name', '?')} ({_number(corpus.get('chars'), ',')} characters)")
     t.add_row("corpus sha256", str(corpus.get("sha256")))
     t.add_row("created", f"{ckpt.get('created', '?')} by charrnn {ckpt.get('charrnn_version', '?')}, "
                          f"torch {ckpt.get('torch_version', '?')}")
     t.add_row("format", f"{ckpt['format']} v{ckpt['version']}, {path.stat().st_size:,} bytes")
     Console(highlight=False).print(t)
+
+
+def _number(value, spec: str = ""):
+    """A number formatted by `spec`, or "?" for a missing or damaged one."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return "?"
+    return format(value, spec)
 
 
 # --------------------------------------------------------------------------- visualize, report

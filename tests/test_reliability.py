@@ -292,6 +292,16 @@ def test_damaged_training_state_is_refused_on_resume(cli, trained_run, tmp_path)
     assert r.exit_code == 0, r.stderr
 
 
+def test_info_shows_damaged_record_fields_as_unknown(cli, trained_run, tmp_path):
+    ckpt = torch.load(trained_run / "last.pt", weights_only=True)
+    odd = tmp_path / "odd.pt"
+    torch.save({**ckpt, "history": [1, "x"], "best_val_loss": "bad", "elapsed_s": None, "step": "s",
+                "corpus": "x"}, odd)
+    r = cli("info", odd)
+    assert r.exit_code == 0, r.stderr
+    assert "? nats/char" in r.stdout and "? (epoch" in r.stdout
+
+
 def test_a_run_directory_is_never_overwritten_by_mistake(cli, trained_run, mixed_file, tmp_path):
     before = {n: (trained_run / n).read_bytes() for n in ("last.pt", "best.pt", "metrics.jsonl")}
     # a new run into an existing run's directory
