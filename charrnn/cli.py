@@ -360,12 +360,14 @@ def train_cmd(
         raise typer.Exit(143 if stop.signum == signal.SIGTERM else 130)
     _report_after_training(run_dir)
     best = result.best_val_loss
-    err.print(
-        f"done: {result.step} steps in {result.elapsed_s:.1f} s ({result.stopped.replace('_', '-')}); "
-        f"best val loss {best:.4f} nats/char ({best / LN2:.4f} bits/char) at step {result.best_step}; "
-        f"checkpoint {run_dir / 'best.pt'}",
-        soft_wrap=True,
-    )
+    if math.isfinite(best):
+        val = f"best val loss {best:.4f} nats/char ({best / LN2:.4f} bits/char) at step {result.best_step}"
+    elif not corpus.meta.get("split_sizes", {}).get("val"):
+        val = "no val loss (the corpus has no validation split)"
+    else:
+        val = "no finite val loss"
+    err.print(f"done: {result.step} steps in {result.elapsed_s:.1f} s ({result.stopped.replace('_', '-')}); "
+              f"{val}; checkpoint {run_dir / 'best.pt'}", soft_wrap=True)
 
 
 def _check_run_dir(run_dir: Path, ckpt_path: Path | None, ckpt: dict | None) -> None:
