@@ -22,7 +22,8 @@ from charrnn.errors import CharRNNError, InputError
 
 BLOCKS = "▁▂▃▄▅▆▇█"
 MAX_SAMPLES = 40  # progress samples shown; evenly spaced over the run when there are more
-SAMPLE_HEADER = re.compile(r"^===== step (\d+) \| train loss (\S+) \| val loss (\S+) =====$")
+# loose on purpose: a header whose numbers do not parse is still a header (of a sample to skip)
+SAMPLE_HEADER = re.compile(r"^===== step (\S+) \| train loss (\S+) \| val loss (\S+) =====$")
 
 
 @dataclass
@@ -42,11 +43,11 @@ def load_run(run_dir: Path) -> Run:
     if not metrics.is_file():
         raise InputError(f"{run_dir}: no metrics.jsonl; is it a directory written by `charrnn train`?")
     run = Run(run_dir)
-    for line in metrics.read_text(encoding="utf-8").splitlines():
-        try:
-            m = json.loads(line)
-        except json.JSONDecodeError:
-            continue  # a line cut short by a crash
+    # errors="replace": a damaged byte spoils only its own line, which then fails to parse
+    for line in metrics.read_text(encoding="utf-8", errors="replace").splitlines():
+        m = metric_record(line)
+        if m is None:
+            continue
         if "train_loss" in m:
             run.train.append(m)
         elif "val_loss" in m:
@@ -63,19 +64,66 @@ def load_run(run_dir: Path) -> Run:
     return run
 
 
+# The numbers a metrics.jsonl line may hold; the charts and the summary do arithmetic on them.
+METRIC_NUMBERS = ("step", "epoch", "lr", "elapsed_s", "train_loss", "chars_per_sec", "grad_norm",
+                  "val_loss", "val_bpc", "best_val_loss")
+
+
+def metric_record(line: str) -> dict | None:
+    """One metrics.jsonl line as a record, or None for a line that is not one: cut short by a
+    crash, or damaged so that it is not an object with an integer step and numbers for numbers."""
+    try:
+        m = json.loads(line)
+    except ValueError:  # JSONDecodeError, or an integer of thousands of digits
+        return None
+    if not isinstance(m, dict) or not _is_int(m.get("step")):
+        return None
+    if not all(_is_number(m[k]) for k in METRIC_NUMBERS if k in m):
+        return None
+    return m
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and _is_number(v)
+
+
+def _is_number(v) -> bool:
+    """A JSON number that float() takes: not a bool, not an integer beyond a float's range."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return False
+    try:
+        float(v)
+    except OverflowError:
+        return False
+    return True
+
+
 def read_samples(path: Path) -> list[dict]:
+    """The progress samples of samples.txt. A sample whose header is damaged is left out, text
+    and all, rather than glued onto the sample before it."""
     if not path.is_file():
         return []
     samples: list[dict] = []
-    for line in path.read_text(encoding="utf-8").split("\n"):
+    current: list[str] | None = None  # the text lines of the sample being read; None while skipping
+    for line in path.read_text(encoding="utf-8", errors="replace").split("\n"):
         head = SAMPLE_HEADER.match(line)
         if head:
-            samples.append({"step": int(head[1]), "train_loss": float(head[2]), "val_loss": float(head[3]), "lines": []})
-        elif samples:
-            samples[-1]["lines"].append(line)
+            sample = _sample_header(head)
+            if sample:
+                samples.append(sample)
+            current = sample["lines"] if sample else None
+        elif current is not None:
+            current.append(line)
     for s in samples:
         s["text"] = "\n".join(s.pop("lines")).rstrip("\n")  # the writer ends each sample with a blank line
     return samples
+
+
+def _sample_header(head: re.Match) -> dict | None:
+    try:
+        return {"step": int(head[1]), "train_loss": float(head[2]), "val_loss": float(head[3]), "lines": []}
+    except ValueError:
+        return None
 
 
 # --------------------------------------------------------------------------- terminal
@@ -94,8 +142,11 @@ def sparkline(values: list[float], width: int = 40) -> str:
 
 
 def loss_sparkline(history: list[dict], width: int = 40) -> str:
-    """'4.17 ▇▆▄▃▂▂▁ 1.62': the train loss of a checkpoint's `history`, first and last values around it."""
-    losses = [h["train_loss"] for h in history if math.isfinite(h.get("train_loss", float("nan")))]
+    """'4.17 ▇▆▄▃▂▂▁ 1.62': the train loss of a checkpoint's `history`, first and last values around it.
+    Entries that are not records with a finite train loss (evals, or a damaged history) are left out."""
+    entries = history if isinstance(history, list) else []
+    losses = [h["train_loss"] for h in entries
+              if isinstance(h, dict) and _is_number(h.get("train_loss")) and math.isfinite(h["train_loss"])]
     if not losses:
         return ""
     return f"{losses[0]:.2f} {sparkline(losses, width)} {losses[-1]:.2f}"
@@ -228,16 +279,23 @@ def _config_table(run: Run) -> str:
     if c is None:
         return '<p class="empty">No readable last.pt or best.pt in the run directory.</p>'
     rows: list[tuple[str, object]] = []
-    rows += [(f"model.{k}", v) for k, v in c.get("model_config", {}).items()]
-    rows += [(f"train.{k}", v) for k, v in c.get("train_config", {}).items()]
-    corpus = c.get("corpus", {})
-    rows += [("corpus", f"{corpus.get('name', '?')} ({corpus.get('chars') or 0:,} characters)"),
+    rows += [(f"model.{k}", v) for k, v in _mapping(c.get("model_config")).items()]
+    rows += [(f"train.{k}", v) for k, v in _mapping(c.get("train_config")).items()]
+    corpus = _mapping(c.get("corpus"))
+    chars = corpus.get("chars") if _is_int(corpus.get("chars")) else 0
+    rows += [("corpus", f"{corpus.get('name', '?')} ({chars:,} characters)"),
              ("corpus sha256", corpus.get("sha256")), ("vocabulary", f"{len(c.get('vocab', []))} characters"),
              ("step", c.get("step")), ("epoch", c.get("epoch")),
              ("device", f"{c.get('precision', '?')} on {c.get('device', '?')}"),
              ("created", f"{c.get('created', '?')} by charrnn {c.get('charrnn_version', '?')}, torch {c.get('torch_version', '?')}")]
     body = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in rows)
     return f"<table>{body}</table>"
+
+
+def _mapping(v) -> dict:
+    # checkpoint.load checks what commands need, not these descriptive fields: a tampered
+    # checkpoint can hold anything there
+    return v if isinstance(v, dict) else {}
 
 
 def _timeline(samples: list[dict]) -> str:
