@@ -294,8 +294,8 @@ def preprocess(
         meta = {
             "format": CORPUS_FORMAT,
             "version": CORPUS_VERSION,
-            "name": src.stem,
-            "source": src.name,
+            "name": _displayable(src.stem),
+            "source": _displayable(src.name),
             "source_sha256": sha.hexdigest(),
             "source_bytes": src.stat().st_size,
             "chars": n,
@@ -325,6 +325,12 @@ def _replace_dir(new: Path, dest: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
     else:
         os.replace(new, dest)
+
+
+def _displayable(name: str) -> str:
+    """A file name as text that UTF-8 can hold: bytes of a name that were not UTF-8 (kept by
+    Python as lone surrogates) become U+FFFD."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 def cached_corpus(src: Path, root: Path, val_frac: float = 0.1, test_frac: float = 0.0,

@@ -4,6 +4,7 @@ command that can go on without it, and a damaged corpus directory is refused in 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -153,3 +154,12 @@ def test_damaged_corpus_directory_is_refused_in_one_line(cli, mixed_corpus, tmp_
     r = cli("train", mixed_corpus.path, *TINY_FLAGS, "--max-steps", 2)
     one_line_error(r, 3, str(mixed_corpus.path), words, "preprocess again")
     assert not (tmp_path / "checkpoints").exists()
+
+
+def test_a_file_name_that_is_not_utf8_is_trained_on(cli, tmp_path, mixed_file):
+    odd = Path(os.fsdecode(bytes(tmp_path) + b"/bad\xffname.txt"))
+    shutil.copy(mixed_file, odd)
+    r = cli("train", odd, *TINY_FLAGS, "--max-steps", 3)
+    assert r.exit_code == 0, r.stderr
+    assert cli("preprocess", odd, "--out", "c").exit_code == 0
+    assert json.loads((tmp_path / "c" / "meta.json").read_text(encoding="utf-8"))["source"] == "bad\ufffdname.txt"
