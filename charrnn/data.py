@@ -56,6 +56,8 @@ def check_text_file(path: Path) -> Path:
         raise InputError(f"{path}: no such file")
     if path.is_dir():
         raise InputError(f"{path}: is a directory, not a text file")
+    if not path.is_file():  # a pipe or a device: preprocessing reads the text twice
+        raise InputError(f"{path}: is not a regular file; save the text to a file first")
     if not os.access(path, os.R_OK):
         raise InputError(f"{path}: permission denied")
     return path

@@ -103,6 +103,13 @@ def test_directory_and_unreadable_input(cli, tmp_path, monkeypatch):
     one_line_error(cli("preprocess", src), 3, "permission denied")
 
 
+def test_a_pipe_is_refused_in_one_line(cli, tmp_path):
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    for args in (("train", fifo), ("preprocess", fifo)):
+        one_line_error(cli(*args), 3, "is not a regular file")
+
+
 def test_encoding_errors_replace_or_ignore_proceed(cli, tmp_path):
     src = tmp_path / "latin1.txt"
     src.write_bytes("Mot à mot, ligne après ligne.\n".encode("latin-1") * 40)
