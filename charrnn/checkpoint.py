@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from charrnn.config import ModelConfig, TrainConfig
-from charrnn.errors import CheckpointError, TrainingError, os_reason
+from charrnn.errors import CheckpointError, TrainingError, first_line, os_reason
 from charrnn.vocab import Vocab
 
 FORMAT = "charrnn-checkpoint"
@@ -124,13 +124,13 @@ def load(path: Path) -> dict:
         # an unknown opcode and the like: bytes that are not a pickle at all
         raise CheckpointError(f"{path}: corrupt checkpoint ({detail})") from None
     except (zipfile.BadZipFile, EOFError, RuntimeError, ValueError) as e:
-        raise CheckpointError(f"{path}: truncated or corrupt checkpoint ({_first_line(e)})") from None
+        raise CheckpointError(f"{path}: truncated or corrupt checkpoint ({first_line(e)})") from None
     except (PermissionError, IsADirectoryError, FileNotFoundError) as e:
         raise CheckpointError(f"{path}: cannot read checkpoint ({e.strerror or e})") from None
     except OSError as e:  # torch seeking past the end of a cut-off file, among others
         raise CheckpointError(f"{path}: truncated or corrupt checkpoint ({e.strerror or e})") from None
     except Exception as e:  # anything else torch.load can raise on garbage
-        raise CheckpointError(f"{path}: truncated or corrupt checkpoint ({type(e).__name__}: {_first_line(e)})") from None
+        raise CheckpointError(f"{path}: truncated or corrupt checkpoint ({type(e).__name__}: {first_line(e)})") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a charrnn checkpoint")
     version = ckpt.get("version")
@@ -155,12 +155,7 @@ def _unpickler_detail(e: BaseException) -> str:
     text = str(e)
     if "WeightsUnpickler error:" in text:
         text = text.split("WeightsUnpickler error:", 1)[1]
-    return _first_line(ValueError(text.strip()))
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    return text[0][:200] if text else type(e).__name__
+    return first_line(ValueError(text.strip()))
 
 
 def model_config(ckpt: dict) -> ModelConfig:
@@ -179,7 +174,7 @@ def _parse(build, ckpt: dict, key: str):
     try:
         return build(ckpt[key])
     except (TypeError, ValueError, KeyError, AttributeError) as e:
-        raise CheckpointError(f"checkpoint has a malformed {key!r} ({_first_line(e)})") from None
+        raise CheckpointError(f"checkpoint has a malformed {key!r} ({first_line(e)})") from None
 
 
 RESUME_KEYS = ("optimizer", "step", "epoch", "data", "rng")
@@ -202,7 +197,7 @@ def load_model(path: Path, device: torch.device = torch.device("cpu")):
         model = CharRNN(cfg)
         model.load_state_dict(ckpt["model"])
     except (RuntimeError, KeyError, TypeError, ValueError, AttributeError) as e:
-        raise CheckpointError(f"{path}: weights do not match the model config ({_first_line(e)})") from None
+        raise CheckpointError(f"{path}: weights do not match the model config ({first_line(e)})") from None
     v = vocab(ckpt)
     if len(v) != model.config.vocab_size:
         raise CheckpointError(f"{path}: vocabulary of {len(v)} characters does not match the model's {model.config.vocab_size}")

@@ -31,7 +31,7 @@ from charrnn.config import (
     MODEL_FIELDS, PRESET_NAMES, PRESETS, ModelConfig, TrainConfig, auto_preset,
 )
 from charrnn.data import Corpus, TextOptions, cached_corpus, check_text_file, iter_text, preprocess
-from charrnn.errors import LAUNCHED_ENV, BadValueError, CharRNNError, CheckpointError, InputError, PeerLostError
+from charrnn.errors import ERROR_PREFIX, LAUNCHED_ENV, BadValueError, CharRNNError, CheckpointError, InputError, PeerLostError
 
 LN2 = math.log(2)
 DeviceName = Literal["auto", "cpu", "cuda", "mps"]
@@ -98,7 +98,7 @@ def _fail(message: str, code: int):
 def _print_error(message: str) -> None:
     first = message.strip().splitlines()[0] if message.strip() else "failed"
     try:
-        err.print(Text(f"charrnn: error: {first}"), soft_wrap=True)
+        err.print(Text(ERROR_PREFIX + first), soft_wrap=True)
     except BrokenPipeError:
         pass
 
@@ -318,6 +318,8 @@ def train_cmd(
             raise BadValueError("name a text file or preprocessed corpus to train on (or --resume a run)")
         cfg = None
         run_dir = out
+    if rank == 0 and run_dir is not None:  # before anything is written, the corpus cache included
+        _check_run_dir(run_dir, ckpt_path if ckpt is not None else None, ckpt)
 
     corpus = _open_corpus(input, val_frac, test_frac, opts)
     if ckpt is None:
@@ -334,8 +336,6 @@ def train_cmd(
     else:
         model_cfg = None
 
-    if rank == 0:
-        _check_run_dir(run_dir, ckpt_path if ckpt is not None else None, ckpt)
     if nproc > 1 and "WORLD_SIZE" not in os.environ:
         # the corpus is cached and the run directory named here, once, before the processes start
         distributed.Dist(0, nproc).share(cfg.batch_size)  # refused here, not once by each process
@@ -375,12 +375,15 @@ def _check_run_dir(run_dir: Path, ckpt_path: Path | None, ckpt: dict | None) -> 
     run's, or a newer last.pt than the checkpoint being resumed."""
     from charrnn import checkpoint
 
-    held = [n for n in ("last.pt", "best.pt") if (run_dir / n).exists()]
+    held = [n for n in ("last.pt", "best.pt", "metrics.jsonl", "samples.txt") if (run_dir / n).exists()]
     if not held:
         return
     if ckpt_path is None or run_dir.resolve() != ckpt_path.parent.resolve():
-        raise BadValueError(f"--out {run_dir} already holds a run ({' and '.join(held)}); continue it with "
-                            f"--resume {run_dir}, or choose another --out")
+        if "last.pt" in held or "best.pt" in held:
+            raise BadValueError(f"--out {run_dir} already holds a run ({', '.join(held)}); continue it with "
+                                f"--resume {run_dir}, or choose another --out")
+        raise BadValueError(f"--out {run_dir} holds the logs of an earlier run ({', '.join(held)}); "
+                            "choose another --out, or remove them")
     last = run_dir / "last.pt"
     if not last.exists() or last.resolve() == ckpt_path.resolve():
         return

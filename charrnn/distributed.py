@@ -15,7 +15,6 @@ from __future__ import annotations
 import collections
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -25,7 +24,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from charrnn.errors import LAUNCHED_ENV, BadValueError, PeerLostError
+from charrnn.errors import ERROR_PREFIX, LAUNCHED_ENV, BadValueError, PeerLostError
 
 
 @dataclass(frozen=True)
@@ -99,9 +98,9 @@ def gather_rows(t: torch.Tensor, d: Dist, dim: int = 1) -> torch.Tensor:
     return torch.cat(parts, dim=dim)
 
 
-# When a rank other than 0 fails, rank 0 gets this long to end on its own (it may be the cause, a
-# full disk say, or already stopping) before every process is killed. Ranks other than 0 never
-# write, so killing them is always safe; checkpoints are written atomically in any case.
+# When a rank fails, or rank 0 loses a peer, the others get this long to end on their own (rank 0
+# may be the cause, a full disk say; a failing rank may still be reporting why) before every
+# process is killed. Only rank 0 writes, and it writes checkpoints atomically.
 GRACE_S = 5.0
 # Exit codes that do not make a rank the cause of a failure: interrupted, or it lost a peer.
 _NOT_A_CAUSE = (0, 130, 143, PeerLostError.exit_code)
@@ -121,53 +120,78 @@ def launch(nproc: int, args: list[str]) -> tuple[int, str]:
 
     Returns (exit code, message); the message is empty when rank 0 has reported the outcome
     itself, else it names the process that failed first and how."""
-    with socket.socket() as s:  # a free loopback port for rank 0's store
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    procs, tails = [], []
-    for rank in range(nproc):
-        env = {**os.environ, "RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(nproc),
-               "LOCAL_WORLD_SIZE": str(nproc), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port),
-               LAUNCHED_ENV: "1"}
-        pipe = subprocess.PIPE if rank else None
-        p = subprocess.Popen([sys.executable, "-m", "charrnn", *args], env=env, stderr=pipe,
-                             stdout=subprocess.DEVNULL if rank else None)
-        procs.append(p)
-        tails.append(collections.deque(maxlen=20))
-        if rank:
-            threading.Thread(target=_keep_tail, args=(p.stderr, tails[-1]), daemon=True).start()
+    # The ranks meet at a store this process holds, as they meet at torchrun's agent: its port is
+    # bound before any rank starts, so no other program can take it in between.
+    store = dist.TCPStore("127.0.0.1", 0, is_master=True, wait_for_workers=False)
+    procs: list[subprocess.Popen] = []
 
-    def forward(signum, frame):  # Ctrl-C reaches every process from the terminal; a kill only this one
-        if signum == signal.SIGTERM:
-            for p in procs:
-                _signal(p, signal.SIGTERM)
+    def forward(signum, frame):
+        # The ranks have their own process group, so a Ctrl-C at the terminal reaches only this
+        # process: it is passed on once (a second Ctrl-C, passed on too, quits them at once).
+        for p in procs:
+            _signal(p, signal.SIGTERM if signum == signal.SIGHUP else signum)
 
-    old = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
+    old = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     try:
+        for rank in range(nproc):
+            env = {**os.environ, "RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(nproc),
+                   "LOCAL_WORLD_SIZE": str(nproc), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(store.port),
+                   "TORCHELASTIC_USE_AGENT_STORE": "True", "TORCHELASTIC_RESTART_COUNT": "0", LAUNCHED_ENV: "1"}
+            if rank:
+                env["COLUMNS"] = "1000"  # an error kept back stays on one line
+            procs.append(subprocess.Popen(
+                [sys.executable, "-m", "charrnn", *args], env=env, stdout=subprocess.DEVNULL if rank else None,
+                stderr=subprocess.PIPE if rank else None, **_own_process_group()))
+        tails = [collections.deque(maxlen=50) for _ in procs]
+        readers = [threading.Thread(target=_keep_tail, args=(p.stderr, tail), daemon=True)
+                   for p, tail in zip(procs[1:], tails[1:])]
+        for r in readers:
+            r.start()
         cause = _wait(procs)
+        for r in readers:
+            r.join(timeout=5)
     finally:
+        for p in procs:  # only if this process itself is failing
+            _signal(p, signal.SIGKILL)
         for sig, handler in old.items():
             signal.signal(sig, handler)
     codes = [p.returncode for p in procs]
-    if cause is None or (cause == 0 and codes[0] > 0):
+    if cause == 0 and codes[0] > 0 and codes[0] != PeerLostError.exit_code:
         return codes[0], ""
+    if cause is None:
+        if codes[0] != PeerLostError.exit_code:
+            return codes[0], ""
+        return codes[0], f"training process 0 of {nproc} lost its peers"
     code = codes[cause]
     how = f"was killed by signal {-code}" if code < 0 else f"failed (exit {code})"
-    last = next((line.strip() for line in reversed(tails[cause]) if line.strip()), "")
-    return (code if code > 0 else 1), f"training process {cause} of {nproc} {how}" + (f": {last}" if last else "")
+    return (code if code > 0 else 1), f"training process {cause} of {nproc} {how}" + _reason(tails[cause])
+
+
+def _own_process_group() -> dict:
+    if sys.version_info >= (3, 11):
+        return {"process_group": 0}
+    return {"preexec_fn": os.setpgrp}  # no threads run yet in this process to make it unsafe
+
+
+def _reason(tail: collections.deque) -> str:
+    """': why', from the end of a rank's stderr: its charrnn error, else its last line."""
+    lines = [line.strip() for line in tail if line.strip()]
+    ours = [line for line in lines if line.startswith(ERROR_PREFIX)]
+    if ours:
+        return ": " + ours[-1][len(ERROR_PREFIX):]
+    return f": {lines[-1]}" if lines else ""
 
 
 def _wait(procs: list[subprocess.Popen]) -> int | None:
     """Wait for every process, stopping the rest once one fails; returns the rank that failed
-    first (rank 0 when it stopped with any error of its own), or None."""
-    cause, since, killed = None, 0.0, False
+    first (rank 0 when it stopped with an error of its own), or None."""
+    cause, since, killed = None, None, False
     while True:
         codes = [p.poll() for p in procs]
-        if codes[0] not in (None, 0):
+        if codes[0] not in (None, 0, PeerLostError.exit_code) and not killed:
             # rank 0's own error wins even over a peer that died a moment before it: the peer
             # most likely died of rank 0's exit (gloo can abort a process whose peer went away)
-            if not killed and codes[0] != PeerLostError.exit_code:
-                cause = 0
+            cause = 0
             for p in procs[1:]:
                 _signal(p, signal.SIGKILL)
         if None not in codes:
@@ -175,14 +199,18 @@ def _wait(procs: list[subprocess.Popen]) -> int | None:
         if cause is None:
             failed = [r for r, c in enumerate(codes) if c is not None and c not in _NOT_A_CAUSE]
             if failed:
-                cause, since = failed[0], time.monotonic()
-        elif time.monotonic() - since > GRACE_S:
+                cause = failed[0]
+        if since is None and (cause is not None or codes[0] == PeerLostError.exit_code):
+            since = time.monotonic()
+        if since is not None and time.monotonic() - since > GRACE_S:
             killed = True
             for p in procs:
                 _signal(p, signal.SIGKILL)
         time.sleep(0.05)
-    if cause is None:  # ended in the same instant
-        cause = next((r for r, c in enumerate(codes) if c not in _NOT_A_CAUSE), None)
+    if cause is None:  # ended in the same instant, or rank 0 lost a peer that was interrupted
+        first = [r for r, c in enumerate(codes) if c not in _NOT_A_CAUSE]
+        lost = [r for r, c in enumerate(codes) if r and c not in (0, PeerLostError.exit_code)]
+        cause = (first or lost or [None])[0]
     return cause
 
 

@@ -50,6 +50,7 @@ class PeerLostError(TrainingError):
 # Set for the processes that `charrnn train --nproc N` starts: the launcher, not rank 0, then
 # reports a process that stopped first.
 LAUNCHED_ENV = "CHARRNN_LAUNCHED"
+ERROR_PREFIX = "charrnn: error: "  # how the CLI prints every error, on one line
 
 
 class UnknownCharacterError(CharRNNError):
@@ -63,6 +64,13 @@ class UnknownCharacterError(CharRNNError):
         super().__init__(
             f"{context} has {len(chars)} character(s) not in the model's vocabulary: {shown}"
         )
+
+
+def first_line(e: BaseException) -> str:
+    """An exception's message cut to its first line, at most 200 characters (its type's name
+    when it has none)."""
+    text = str(e).strip()
+    return text.splitlines()[0][:200] if text else type(e).__name__
 
 
 def os_reason(e: OSError) -> str:

@@ -28,10 +28,11 @@ from charrnn import __version__, checkpoint, distributed
 from charrnn.config import DEFAULT_MAX_EPOCHS, ModelConfig, TrainConfig
 from charrnn.data import Corpus, StreamBatcher, eval_batches
 from charrnn.distributed import Dist
-from charrnn.errors import CheckpointError, PeerLostError, TrainingError, os_reason
+from charrnn.errors import CheckpointError, PeerLostError, TrainingError, first_line, os_reason
 from charrnn.model import CharRNN, State, cross_entropy
 from charrnn.runtime import (autocast, needs_loss_scaling, pick_device, pick_precision, rng_state, seed_everything,
                              set_rng_state)
+from charrnn.report import metric_record
 from charrnn.sample import sample_text
 
 LN2 = math.log(2)
@@ -131,7 +132,10 @@ def train(
     device = pick_device(cfg.device)
     precision = pick_precision(cfg.precision, device)
     rows = dd.share(cfg.batch_size)  # this process's streams of each batch
-    device = distributed.setup(dd, device)
+    try:
+        device = distributed.setup(dd, device)
+    except RuntimeError as e:  # the processes could not form a group: a rendezvous that failed
+        raise TrainingError(f"the training processes could not connect ({first_line(e)})") from None
     lost = False
     try:
         return _train(corpus, model_cfg, cfg, run_dir, cb, resume, should_stop, dd, device, precision, rows)
@@ -139,8 +143,7 @@ def train(
         if not (dd.enabled and distributed.peer_lost(e)):
             raise
         lost = True
-        reason = str(e).strip().splitlines()[-1].strip() if str(e).strip() else type(e).__name__
-        raise PeerLostError(f"another training process stopped ({reason}); {_kept(run_dir)}") from None
+        raise PeerLostError(f"another training process stopped ({first_line(e)}); {_kept(run_dir)}") from None
     finally:
         if not lost:  # destroying a group whose peer is gone can abort this process
             distributed.teardown(dd)
@@ -176,10 +179,6 @@ def _train(corpus, model_cfg, cfg, run_dir, cb, resume, should_stop, dd, device,
     train_ids, val_ids = corpus.split_reader("train"), corpus.split_reader("val")
     batcher = StreamBatcher(train_ids, cfg.batch_size, cfg.seq_len, rows)
     spe = batcher.steps_per_epoch
-    # Everything is checked: only now is anything written, and only by rank 0.
-    if dd.main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        checkpoint.remove_leftovers(run_dir, ("*.pt", "metrics.jsonl"))  # from a run killed while saving
 
     step, epoch, pos = 0, 0, 0  # pos: characters into every stream; the next window starts there
     best, best_step, last_val = float("inf"), 0, float("nan")
@@ -209,10 +208,14 @@ def _train(corpus, model_cfg, cfg, run_dir, cb, resume, should_stop, dd, device,
                     raise ValueError("the carried hidden state does not fit the model and batch")
             if dd.main:
                 set_rng_state(resume["rng"])
-        except (KeyError, TypeError, ValueError, RuntimeError, AttributeError, IndexError) as e:
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise CheckpointError(f"the checkpoint's training state is damaged ({first}); it cannot be resumed") from None
-        if dd.main:
+        except (KeyError, TypeError, ValueError, OverflowError, RuntimeError, AttributeError, IndexError) as e:
+            raise CheckpointError(
+                f"the checkpoint's training state is damaged ({first_line(e)}); it cannot be resumed") from None
+    # Everything is checked: only now is anything written, and only by rank 0.
+    if dd.main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        checkpoint.remove_leftovers(run_dir, ("*.pt", "metrics.jsonl"))  # from a run killed while saving
+        if resume is not None:
             _truncate_metrics(run_dir / "metrics.jsonl", step)
 
     limits = [cfg.max_steps, cfg.max_epochs, cfg.time_limit]
@@ -456,12 +459,9 @@ def _truncate_metrics(path: Path, step: int) -> None:
         return
     keep = []
     for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-        try:
-            m = json.loads(line)
-        except json.JSONDecodeError:
-            continue  # a line cut short by a crash
-        if isinstance(m, dict) and isinstance(m.get("step", 0), (int, float)) and m.get("step", 0) <= step:
-            keep.append(line)  # and damaged lines are dropped
+        m = metric_record(line)  # None for a line cut short by a crash, or damaged
+        if m is not None and m["step"] <= step:
+            keep.append(line)
     try:  # a crash or a full disk half-way leaves the old lines
         checkpoint.write_atomic(path, "".join(line + "\n" for line in keep).encode("utf-8"))
     except OSError as e:

@@ -175,10 +175,19 @@ def test_huge_but_finite_epoch_limit_is_no_limit(cli, mixed_file):
     assert r.exit_code == 0, r.stderr
 
 
-def test_a_model_too_large_for_memory_is_one_line(cli, mixed_file):
-    # 300,000 x 1,200,000 float32 weights: far beyond any machine's memory, refused at allocation
-    r = cli("train", mixed_file, *TINY_FLAGS, "--hidden", 300000, "--layers", 1, "--max-steps", 1, "--out", "r")
-    one_line_error(r, 1, "out of memory")
+def test_a_model_too_large_for_memory_is_one_line(mixed_file, tmp_path):
+    # 1.2 million x 300,000 float32 weights (1.4 TB), in a child whose address space is capped at
+    # 16 GB, so the allocation is refused whatever the machine's overcommit policy
+    import resource
+
+    def cap():
+        resource.setrlimit(resource.RLIMIT_AS, (16 * 2**30, 16 * 2**30))
+
+    r = subprocess.run([sys.executable, "-m", "charrnn", "train", str(mixed_file), *TINY_FLAGS, "--hidden", "300000",
+                        "--layers", "1", "--max-steps", "1", "--out", str(tmp_path / "r")], cwd=tmp_path,
+                       preexec_fn=cap, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1 and r.stderr.splitlines()[-1].startswith("charrnn: error: out of memory"), r.stderr
+    assert "Traceback" not in r.stderr
 
 
 def test_no_arguments_shows_help_without_an_error_line(cli):
@@ -283,6 +292,7 @@ def test_damaged_training_state_is_refused_on_resume(cli, trained_run, tmp_path)
         "hidden_batch": ({**ckpt, "hidden": [h[:, :2] for h in hidden]}, "training state is damaged"),
         "rng": ({**ckpt, "rng": {}}, "training state is damaged"),
         "step": ({**ckpt, "step": "x"}, "training state is damaged"),
+        "step_inf": ({**ckpt, "step": float("inf")}, "training state is damaged"),
         "optimizer": ({**ckpt, "optimizer": {"state": {}}}, "training state is damaged"),
     }
     dest = tmp_path / "damaged"
@@ -292,7 +302,8 @@ def test_damaged_training_state_is_refused_on_resume(cli, trained_run, tmp_path)
         torch.save(data, path)
         before = files_under(tmp_path)
         one_line_error(cli("train", "--resume", path, "--max-steps", 40), 4, words)
-        assert files_under(tmp_path) == before, case
+        one_line_error(cli("train", "--resume", path, "--max-steps", 40, "--out", tmp_path / "o"), 4, words)
+        assert files_under(tmp_path) == before and not (tmp_path / "o").exists(), case
     # history is only a record: damaged entries are dropped, the run goes on
     torch.save({**ckpt, "history": [1, 2, "x", {"step": 1, "train_loss": 4.0}]}, dest / "history.pt")
     r = cli("train", "--resume", dest / "history.pt", "--max-steps", 35, "--quiet")
@@ -314,6 +325,14 @@ def test_a_run_directory_is_never_overwritten_by_mistake(cli, trained_run, mixed
     # a new run into an existing run's directory
     one_line_error(cli("train", mixed_file, *TINY_FLAGS, "--max-steps", 3, "--out", trained_run), 2,
                    "already holds a run", f"--resume {trained_run}")
+    # a new run where an earlier one left only its logs (killed before its first checkpoint)
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (logs / "metrics.jsonl").write_text('{"step": 1, "train_loss": 4.0}\n')
+    cached = files_under(tmp_path / "corpora")
+    one_line_error(cli("train", mixed_file, *TINY_FLAGS, "--max-steps", 3, "--out", logs), 2,
+                   "holds the logs of an earlier run")
+    assert files_under(tmp_path / "corpora") == cached  # refused before the corpus cache is written
     # preprocess into a run directory, or onto a file
     one_line_error(cli("preprocess", mixed_file, "--out", trained_run), 2, "is not a corpus directory")
     one_line_error(cli("preprocess", mixed_file, "--out", trained_run / "metrics.jsonl"), 2, "is not a corpus directory")
@@ -523,20 +542,25 @@ def test_disk_full_keeps_previous_checkpoint_and_stops_cleanly(cli, tmp_path, mi
     assert same_weights(checkpoint.load(run / "last.pt"), checkpoint.load(tmp_path / "straight" / "last.pt"))
 
 
-@pytest.mark.parametrize("name", ["metrics.jsonl", "samples.txt"])
-def test_disk_full_for_a_log_file_stops_with_one_line(cli, tmp_path, mixed_file, name):
+def test_disk_full_for_a_log_file_stops_with_one_line(cli, tmp_path, mixed_file, mixed_corpus):
     if not Path("/dev/full").exists():
         pytest.skip("needs /dev/full")
-    run = tmp_path / "checkpoints" / "full"
+    # every write to a log file linked to /dev/full meets the kernel's own ENOSPC. A new run
+    # refuses a directory that holds logs, so metrics.jsonl is tried through train() itself ...
+    run = tmp_path / "checkpoints" / "metrics"
     run.mkdir(parents=True)
-    (run / name).symlink_to("/dev/full")  # every write to it meets the kernel's own ENOSPC
-    r = cli("train", mixed_file, *TINY_FLAGS, "--max-steps", 20, "--eval-every", 0, "--checkpoint-every", 2,
-            "--sample-every", 5, "--out", run)
-    if name == "metrics.jsonl":  # its first line is written at step 1, before any checkpoint
-        one_line_error(r, 6, f"could not write {run / name}: the disk is full; no checkpoint was written")
-    else:
-        one_line_error(r, 6, f"could not write {run / name}: the disk is full; last.pt holds the last good weights")
-        assert checkpoint.load(run / "last.pt")["step"] == 4
+    (run / "metrics.jsonl").symlink_to("/dev/full")
+    with pytest.raises(TrainingError, match="the disk is full; no checkpoint was written"):
+        train_mod.train(mixed_corpus, tiny_model(len(mixed_corpus.vocab)), tiny_train(max_steps=20), run)
+    # ... and samples.txt through a resumed run
+    run = tmp_path / "checkpoints" / "samples"
+    r = cli("train", mixed_file, *TINY_FLAGS, "--max-steps", 2, "--out", run)
+    assert r.exit_code == 0, r.stderr
+    (run / "samples.txt").symlink_to("/dev/full")
+    r = cli("train", "--resume", run, "--max-steps", 20, "--checkpoint-every", 2, "--sample-every", 5, "--quiet")
+    one_line_error(r, 6, f"could not write {run / 'samples.txt'}: the disk is full; "
+                         "last.pt and best.pt hold the last good weights")
+    assert checkpoint.load(run / "last.pt")["step"] == 4
 
 
 def test_disk_full_while_resuming_keeps_metrics_and_checkpoint(cli, tmp_path, mixed_file, monkeypatch):
