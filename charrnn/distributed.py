@@ -156,6 +156,8 @@ def launch(nproc: int, args: list[str]) -> tuple[int, str]:
         for sig, handler in old.items():
             signal.signal(sig, handler)
     codes = [p.returncode for p in procs]
+    if codes[0] == 0:  # rank 0 finished the run; a peer can still abort in gloo's teardown after it
+        return 0, ""
     if cause == 0 and codes[0] > 0 and codes[0] != PeerLostError.exit_code:
         return codes[0], ""
     if cause is None:
@@ -200,7 +202,7 @@ def _wait(procs: list[subprocess.Popen]) -> int | None:
             failed = [r for r, c in enumerate(codes) if c is not None and c not in _NOT_A_CAUSE]
             if failed:
                 cause = failed[0]
-        if since is None and (cause is not None or codes[0] == PeerLostError.exit_code):
+        if since is None and (cause is not None or codes[0] in (0, PeerLostError.exit_code)):
             since = time.monotonic()
         if since is not None and time.monotonic() - since > GRACE_S:
             killed = True
