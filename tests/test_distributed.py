@@ -1,6 +1,7 @@
 """Data-parallel training: 2 CPU processes with gloo on loopback match one process with the
 same global batch, write a checkpoint that samples normally, and resume on another world size."""
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -83,25 +84,32 @@ def test_a_write_failure_on_rank_0_is_one_line_and_its_exit_code(tmp_path, mixed
     assert (run / "last.pt").read_bytes() == last
 
 
-@pytest.mark.slow
-def test_a_process_that_dies_is_named_and_the_others_stop(tmp_path, mixed_corpus):
+@contextlib.contextmanager
+def _long_run(tmp_path, corpus):
+    """A 2-process run launched in the background, yielded once it has saved last.pt."""
     run = tmp_path / "run"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
-    args = ["train", mixed_corpus.path, *FLAGS, "--max-steps", 10**6, "--checkpoint-every", 20, "--nproc", 2,
-            "--out", run]
+    args = ["train", corpus.path, *FLAGS, "--max-steps", 10**6, "--checkpoint-every", 20, "--nproc", 2, "--out", run]
     launcher = subprocess.Popen([sys.executable, "-m", "charrnn", *map(str, args)], cwd=tmp_path, env=env,
                                 stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 120
         while not (run / "last.pt").exists() and launcher.poll() is None and time.monotonic() < deadline:
             time.sleep(0.2)
-        ranks = {_rank_of(pid): pid for pid in _children(launcher.pid)}
-        assert set(ranks) == {0, 1}, launcher.stderr.read() if launcher.poll() is not None else ranks
-        os.kill(ranks[1], signal.SIGKILL)
-        _, stderr = launcher.communicate(timeout=60)
+        assert launcher.poll() is None, launcher.stderr.read()
+        yield launcher, run
     finally:
         if launcher.poll() is None:
             launcher.kill()
+
+
+@pytest.mark.slow
+def test_a_process_that_dies_is_named_and_the_others_stop(tmp_path, mixed_corpus):
+    with _long_run(tmp_path, mixed_corpus) as (launcher, run):
+        ranks = {_rank_of(pid): pid for pid in _children(launcher.pid)}
+        assert set(ranks) == {0, 1}, ranks
+        os.kill(ranks[1], signal.SIGKILL)
+        _, stderr = launcher.communicate(timeout=60)
     assert launcher.returncode == 1
     assert stderr.strip().splitlines() == ["charrnn: error: training process 1 of 2 was killed by signal 9"]
     assert not Path(f"/proc/{ranks[0]}").exists()  # rank 0 was stopped too, and reaped
@@ -112,21 +120,9 @@ def test_a_process_that_dies_is_named_and_the_others_stop(tmp_path, mixed_corpus
 def test_ctrl_c_to_the_launcher_alone_stops_every_process_and_saves(tmp_path, mixed_corpus):
     # a terminal's Ctrl-C reaches only the launcher (the ranks have their own process group),
     # as does `kill -INT` or `timeout -s INT`: it passes the signal on
-    run = tmp_path / "run"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
-    args = ["train", mixed_corpus.path, *FLAGS, "--max-steps", 10**6, "--checkpoint-every", 20, "--nproc", 2,
-            "--out", run]
-    launcher = subprocess.Popen([sys.executable, "-m", "charrnn", *map(str, args)], cwd=tmp_path, env=env,
-                                stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 120
-        while not (run / "last.pt").exists() and launcher.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.2)
+    with _long_run(tmp_path, mixed_corpus) as (launcher, run):
         launcher.send_signal(signal.SIGINT)
         _, stderr = launcher.communicate(timeout=60)
-    finally:
-        if launcher.poll() is None:
-            launcher.kill()
     assert launcher.returncode == 130, stderr
     assert f"resume with: charrnn train --resume {run}" in stderr and "Traceback" not in stderr
     assert checkpoint.load(run / "last.pt")["step"] > 20
