@@ -578,6 +578,7 @@ def sample_cmd(
     model, vocab, _ = checkpoint.load_model(path, dev)
     if prime is None:
         prime = _read_stdin_prime()
+    _check_sampling_memory(model.config, num_samples, len(prime), length, dev)
     out = _utf8_stdout()
     rest: list[list[str]] = [[] for _ in range(num_samples - 1)]
     try:
@@ -595,6 +596,35 @@ def sample_cmd(
         out.flush()
     except BrokenPipeError:
         _quiet_broken_pipe()
+
+
+def _check_sampling_memory(mc: ModelConfig, num_samples: int, prime_len: int, length: int, device) -> None:
+    """Refuse a --num-samples that cannot fit, rather than meet the kernel's OOM killer: per
+    stream, the prime's pass through the model, the states and gates of a step, the float64
+    arithmetic of picking a character, and the text of every stream but the first, held back."""
+    import torch
+
+    p = max(prime_len, 1)
+    per_stream = (4 * (2 * p * (mc.hidden * (mc.layers + 1) + mc.vocab_size) + 16 * mc.layers * mc.hidden)
+                  + 48 * mc.vocab_size + 8 * length)
+    if device.type == "cuda":
+        available = torch.cuda.mem_get_info(device)[0]
+    else:
+        available = _memory_available()
+    need = num_samples * per_stream
+    if available is not None and need > available:
+        raise BadValueError(f"--num-samples {num_samples} would need about {need / 2**30:,.1f} GiB of memory, more "
+                            f"than the {available / 2**30:,.1f} GiB available; generate fewer at a time")
+
+
+def _memory_available() -> int | None:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None  # not Linux: no check
 
 
 def _read_stdin_prime() -> str:

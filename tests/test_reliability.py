@@ -195,6 +195,14 @@ def test_no_arguments_shows_help_without_an_error_line(cli):
     assert r.exit_code == 2 and "Usage" in r.stdout and "error" not in r.stderr
 
 
+@pytest.mark.skipif(not Path("/proc/meminfo").exists(), reason="reads MemAvailable")
+def test_sampling_more_streams_than_memory_holds_is_refused(cli, trained_run):
+    one_line_error(cli("sample", trained_run, "--num-samples", 10**12, "--length", 5), 2,
+                   "--num-samples 1000000000000 would need about", "GiB available")
+    r = cli("sample", trained_run, "--num-samples", 1000, "--length", 5)
+    assert r.exit_code == 0, r.stderr
+
+
 def test_sample_with_stdout_closed_is_one_line(trained_run):
     cmd = f"{sys.executable} -m charrnn sample {trained_run} --length 5 >&-"
     r = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, timeout=60)
