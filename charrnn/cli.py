@@ -61,9 +61,7 @@ class OneLineErrors(TyperGroup):
         except PeerLostError as e:
             if not os.environ.get(LAUNCHED_ENV):  # else the launcher names the process that stopped first
                 _print_error(str(e))
-            sys.stderr.flush()
-            # at once: tearing down a process group whose peer is gone can abort the interpreter
-            os._exit(e.exit_code)
+            _exit(e.exit_code)
         except CharRNNError as e:
             _fail(str(e), e.exit_code)
         except KeyboardInterrupt:
@@ -92,6 +90,15 @@ def _out_of_memory(e: RuntimeError) -> bool:
 
 def _fail(message: str, code: int):
     _print_error(message)
+    _exit(code)
+
+
+def _exit(code: int):
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        # a failed rank of a data-parallel run ends at once: the interpreter's own shutdown
+        # tears down the process group, which can abort while a peer is still in a collective
+        sys.stderr.flush()
+        os._exit(code)
     sys.exit(code)
 
 
@@ -332,6 +339,7 @@ def train_cmd(
         settings = {**(PRESETS[chosen] if chosen else {}), **explicit}
         model_cfg = ModelConfig.from_dict({"vocab_size": len(corpus.vocab), **settings})
         cfg = TrainConfig().with_overrides(settings)
+        _check_training_memory(model_cfg, cfg, pick_device(cfg.device))
         run_dir = run_dir or _new_run_dir(corpus.name)
     else:
         model_cfg = None
@@ -602,19 +610,30 @@ def _check_sampling_memory(mc: ModelConfig, num_samples: int, prime_len: int, le
     """Refuse a --num-samples that cannot fit, rather than meet the kernel's OOM killer: per
     stream, the prime's pass through the model, the states and gates of a step, the float64
     arithmetic of picking a character, and the text of every stream but the first, held back."""
-    import torch
-
     p = max(prime_len, 1)
     per_stream = (4 * (2 * p * (mc.hidden * (mc.layers + 1) + mc.vocab_size) + 16 * mc.layers * mc.hidden)
                   + 48 * mc.vocab_size + 8 * length)
-    if device.type == "cuda":
-        available = torch.cuda.mem_get_info(device)[0]
-    else:
-        available = _memory_available()
-    need = num_samples * per_stream
+    _check_memory(num_samples * per_stream, device, f"--num-samples {num_samples}", "generate fewer at a time")
+
+
+def _check_training_memory(mc: ModelConfig, cfg: TrainConfig, device) -> None:
+    """Refuse a model that cannot fit before minutes are spent building it: four float32 copies
+    of the weights (weights, gradients, AdamW's two moments) and, per character of a batch, the
+    activations every layer keeps for the backward pass."""
+    g = 4 if mc.model == "lstm" else 3 if mc.model == "gru" else 1  # gates per layer
+    params = mc.vocab_size * mc.hidden * 2 + mc.layers * g * mc.hidden * (2 * mc.hidden + 2)
+    activations = cfg.batch_size * cfg.seq_len * (mc.layers * (g + 2) * mc.hidden + 2 * mc.vocab_size)
+    _check_memory(4 * (4 * params + activations), device, f"a {mc.layers}x{mc.hidden} {mc.model}",
+                  "lower --hidden, --layers, --batch-size or --seq-len")
+
+
+def _check_memory(need: int, device, what: str, instead: str) -> None:
+    import torch
+
+    available = torch.cuda.mem_get_info(device)[0] if device.type == "cuda" else _memory_available()
     if available is not None and need > available:
-        raise BadValueError(f"--num-samples {num_samples} would need about {need / 2**30:,.1f} GiB of memory, more "
-                            f"than the {available / 2**30:,.1f} GiB available; generate fewer at a time")
+        raise BadValueError(f"{what} would need about {need / 2**30:,.1f} GiB of memory, more than the "
+                            f"{available / 2**30:,.1f} GiB available; {instead}")
 
 
 def _memory_available() -> int | None:

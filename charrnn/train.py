@@ -136,17 +136,16 @@ def train(
         device = distributed.setup(dd, device)
     except RuntimeError as e:  # the processes could not form a group: a rendezvous that failed
         raise TrainingError(f"the training processes could not connect ({first_line(e)})") from None
-    lost = False
     try:
-        return _train(corpus, model_cfg, cfg, run_dir, cb, resume, should_stop, dd, device, precision, rows)
+        result = _train(corpus, model_cfg, cfg, run_dir, cb, resume, should_stop, dd, device, precision, rows)
     except RuntimeError as e:
-        if not (dd.enabled and distributed.peer_lost(e)):
-            raise
-        lost = True
-        raise PeerLostError(f"another training process stopped ({first_line(e)}); {_kept(run_dir)}") from None
-    finally:
-        if not lost:  # destroying a group whose peer is gone can abort this process
-            distributed.teardown(dd)
+        if dd.enabled and distributed.peer_lost(e):
+            raise PeerLostError(f"another training process stopped ({first_line(e)}); {_kept(run_dir)}") from None
+        raise
+    # Only a run that ended together leaves the group: destroying it while a peer is still in a
+    # collective, or gone, can abort this process (the CLI ends a failed rank with os._exit).
+    distributed.teardown(dd)
+    return result
 
 
 def _train(corpus, model_cfg, cfg, run_dir, cb, resume, should_stop, dd, device, precision, rows) -> TrainResult:
