@@ -339,7 +339,8 @@ def train_cmd(
         settings = {**(PRESETS[chosen] if chosen else {}), **explicit}
         model_cfg = ModelConfig.from_dict({"vocab_size": len(corpus.vocab), **settings})
         cfg = TrainConfig().with_overrides(settings)
-        _check_training_memory(model_cfg, cfg, pick_device(cfg.device))
+        if rank == 0 and pick_device(cfg.device).type == "cpu":  # a GPU's own OOM error is one line too
+            _check_training_memory(model_cfg, cfg)
         run_dir = run_dir or _new_run_dir(corpus.name)
     else:
         model_cfg = None
@@ -610,27 +611,27 @@ def _check_sampling_memory(mc: ModelConfig, num_samples: int, prime_len: int, le
     """Refuse a --num-samples that cannot fit, rather than meet the kernel's OOM killer: per
     stream, the prime's pass through the model, the states and gates of a step, the float64
     arithmetic of picking a character, and the text of every stream but the first, held back."""
+    import torch
+
     p = max(prime_len, 1)
     per_stream = (4 * (2 * p * (mc.hidden * (mc.layers + 1) + mc.vocab_size) + 16 * mc.layers * mc.hidden)
                   + 48 * mc.vocab_size + 8 * length)
-    _check_memory(num_samples * per_stream, device, f"--num-samples {num_samples}", "generate fewer at a time")
+    available = torch.cuda.mem_get_info(device)[0] if device.type == "cuda" else _memory_available()
+    _check_memory(num_samples * per_stream, available, f"--num-samples {num_samples}", "generate fewer at a time")
 
 
-def _check_training_memory(mc: ModelConfig, cfg: TrainConfig, device) -> None:
+def _check_training_memory(mc: ModelConfig, cfg: TrainConfig) -> None:
     """Refuse a model that cannot fit before minutes are spent building it: four float32 copies
     of the weights (weights, gradients, AdamW's two moments) and, per character of a batch, the
     activations every layer keeps for the backward pass."""
     g = 4 if mc.model == "lstm" else 3 if mc.model == "gru" else 1  # gates per layer
     params = mc.vocab_size * mc.hidden * 2 + mc.layers * g * mc.hidden * (2 * mc.hidden + 2)
     activations = cfg.batch_size * cfg.seq_len * (mc.layers * (g + 2) * mc.hidden + 2 * mc.vocab_size)
-    _check_memory(4 * (4 * params + activations), device, f"a {mc.layers}x{mc.hidden} {mc.model}",
+    _check_memory(4 * (4 * params + activations), _memory_available(), f"a {mc.layers}x{mc.hidden} {mc.model}",
                   "lower --hidden, --layers, --batch-size or --seq-len")
 
 
-def _check_memory(need: int, device, what: str, instead: str) -> None:
-    import torch
-
-    available = torch.cuda.mem_get_info(device)[0] if device.type == "cuda" else _memory_available()
+def _check_memory(need: int, available: int | None, what: str, instead: str) -> None:
     if available is not None and need > available:
         raise BadValueError(f"{what} would need about {need / 2**30:,.1f} GiB of memory, more than the "
                             f"{available / 2**30:,.1f} GiB available; {instead}")
