@@ -94,10 +94,14 @@ def _fail(message: str, code: int):
 
 
 def _exit(code: int):
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+    if os.environ.get("WORLD_SIZE", "1").strip() not in ("", "0", "1"):
         # a failed rank of a data-parallel run ends at once: the interpreter's own shutdown
         # tears down the process group, which can abort while a peer is still in a collective
-        sys.stderr.flush()
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (AttributeError, OSError, ValueError):
+                pass
         os._exit(code)
     sys.exit(code)
 
@@ -295,6 +299,7 @@ def train_cmd(
 
     rank = int(os.environ.get("RANK", "0"))
     quiet = quiet or rank != 0
+    distributed.die_with_launcher()
 
     explicit = {k: v for k, v in dict(
         model=model, hidden=hidden, layers=layers, dropout=dropout, batch_size=batch_size, seq_len=seq_len,
@@ -353,7 +358,7 @@ def train_cmd(
             _fail(message, code)
         raise typer.Exit(code)
     view = ConsoleView(quiet)
-    stop = StopFlag()
+    stop = StopFlag(speak=rank == 0)
     with stop.installed():
         try:
             result = train(corpus, model_cfg, cfg, run_dir, view, resume=ckpt, should_stop=stop)
@@ -444,8 +449,9 @@ def _new_run_dir(name: str) -> Path:
 class StopFlag:
     """SIGINT / SIGTERM ask the loop to stop after the current step; a second Ctrl-C stops at once."""
 
-    def __init__(self):
+    def __init__(self, speak: bool = True):
         self.signum = None
+        self.speak = speak  # only rank 0 of a data-parallel run: the others' stderr may be gone
 
     def __call__(self) -> bool:
         return self.signum is not None
@@ -454,7 +460,8 @@ class StopFlag:
         if self.signum is not None and signum == signal.SIGINT:
             raise KeyboardInterrupt
         self.signum = signum
-        err.print("stopping after this step to save last.pt (Ctrl-C again to quit at once)")
+        if self.speak:
+            err.print("stopping after this step to save last.pt (Ctrl-C again to quit at once)")
 
     def installed(self):
         flag = self

@@ -99,9 +99,10 @@ def gather_rows(t: torch.Tensor, d: Dist, dim: int = 1) -> torch.Tensor:
 
 
 # When a rank fails, or rank 0 loses a peer, the others get this long to end on their own (rank 0
-# may be the cause, a full disk say; a failing rank may still be reporting why) before every
-# process is killed. Only rank 0 writes, and it writes checkpoints atomically.
-GRACE_S = 5.0
+# may be the cause, a full disk say, or be writing its report after the run; a failing rank may
+# still be reporting why) before every process is killed: over NCCL a rank whose peer is gone
+# can wait in a collective for good. Only rank 0 writes, and it writes checkpoints atomically.
+GRACE_S = 30.0
 # Exit codes that do not make a rank the cause of a failure: interrupted, or it lost a peer.
 _NOT_A_CAUSE = (0, 130, 143, PeerLostError.exit_code)
 
@@ -124,19 +125,22 @@ def launch(nproc: int, args: list[str]) -> tuple[int, str]:
     # bound before any rank starts, so no other program can take it in between.
     store = dist.TCPStore("127.0.0.1", 0, is_master=True, wait_for_workers=False)
     procs: list[subprocess.Popen] = []
+    interrupts: list[int] = []
 
     def forward(signum, frame):
         # The ranks have their own process group, so a Ctrl-C at the terminal reaches only this
         # process: it is passed on once (a second Ctrl-C, passed on too, quits them at once).
+        interrupts.append(signal.SIGTERM if signum == signal.SIGHUP else signum)
         for p in procs:
-            _signal(p, signal.SIGTERM if signum == signal.SIGHUP else signum)
+            _signal(p, interrupts[-1])
 
     old = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     try:
         for rank in range(nproc):
             env = {**os.environ, "RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(nproc),
                    "LOCAL_WORLD_SIZE": str(nproc), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(store.port),
-                   "TORCHELASTIC_USE_AGENT_STORE": "True", "TORCHELASTIC_RESTART_COUNT": "0", LAUNCHED_ENV: "1"}
+                   "TORCHELASTIC_USE_AGENT_STORE": "True", "TORCHELASTIC_RESTART_COUNT": "0",
+                   LAUNCHED_ENV: str(os.getpid())}
             if rank:
                 env["COLUMNS"] = "1000"  # an error kept back stays on one line
             procs.append(subprocess.Popen(
@@ -158,6 +162,9 @@ def launch(nproc: int, args: list[str]) -> tuple[int, str]:
     codes = [p.returncode for p in procs]
     if codes[0] == 0:  # rank 0 finished the run; a peer can still abort in gloo's teardown after it
         return 0, ""
+    if interrupts and (codes[0] < 0 or codes[0] in (130, 143)):
+        # stopped as asked; a second Ctrl-C may end rank 0 by the signal itself, before its own line
+        return (143 if signal.SIGTERM in interrupts else 130), ("interrupted" if codes[0] < 0 else "")
     if cause == 0 and codes[0] > 0 and codes[0] != PeerLostError.exit_code:
         return codes[0], ""
     if cause is None:
@@ -172,7 +179,23 @@ def launch(nproc: int, args: list[str]) -> tuple[int, str]:
 def _own_process_group() -> dict:
     if sys.version_info >= (3, 11):
         return {"process_group": 0}
-    return {"preexec_fn": os.setpgrp}  # no threads run yet in this process to make it unsafe
+    return {"start_new_session": True}  # no preexec_fn: the store's thread already runs here
+
+
+def die_with_launcher() -> None:
+    """In a rank that `launch` started: be sent SIGTERM (save, then stop) if the launcher dies,
+    even by SIGKILL, instead of training on unwatched. Linux only; elsewhere nothing happens."""
+    launcher = os.environ.get(LAUNCHED_ENV, "")
+    if not sys.platform.startswith("linux") or not launcher.isdigit():
+        return
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM))  # 1: PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != int(launcher):  # it died before the line above
+        os._exit(143)
 
 
 def _reason(tail: collections.deque) -> str:

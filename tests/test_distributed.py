@@ -128,6 +128,31 @@ def test_ctrl_c_to_the_launcher_alone_stops_every_process_and_saves(tmp_path, mi
     assert checkpoint.load(run / "last.pt")["step"] > 20
 
 
+@pytest.mark.slow
+def test_the_processes_save_and_stop_when_the_launcher_is_killed(tmp_path, mixed_corpus):
+    # `kill -9` or `timeout -s KILL` on the launcher: its ranks are told (SIGTERM) and do not
+    # train on unwatched
+    with _long_run(tmp_path, mixed_corpus) as (launcher, run):
+        ranks = _children(launcher.pid)
+        assert len(ranks) == 2
+        saved = (run / "last.pt").stat().st_mtime_ns
+        launcher.kill()
+        launcher.wait(timeout=10)
+        deadline = time.monotonic() + 60
+        while any(_alive(pid) for pid in ranks) and time.monotonic() < deadline:
+            time.sleep(0.2)
+    assert not any(_alive(pid) for pid in ranks)
+    assert (run / "last.pt").stat().st_mtime_ns != saved  # saved again on the way out
+    assert checkpoint.load(run / "last.pt")["step"] >= 20
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 INJECT_RANK_1_FAILURE = """
 import os
 if os.environ.get("RANK") == "1":  # the third reduction on rank 1 fails with an error of its own
