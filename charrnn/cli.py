@@ -746,11 +746,12 @@ def info_cmd(
     path = checkpoint.resolve(checkpoint_path)
     model, vocab, ckpt = checkpoint.load_model(path)
     mc, tc = model.config, checkpoint.train_config(ckpt)
+    from charrnn.report import as_dict, is_number
+
     # the record fields are shown, not used: a damaged one shows as "?" instead of failing
-    corpus = ckpt.get("corpus") if isinstance(ckpt.get("corpus"), dict) else {}
-    history = ckpt.get("history") if isinstance(ckpt.get("history"), list) else []
+    corpus = as_dict(ckpt.get("corpus"))
     best = ckpt.get("best_val_loss")
-    best_bits = best / LN2 if isinstance(best, (int, float)) else None
+    best_bits = best / LN2 if is_number(best) else None
     t = Table(title=str(path), show_header=False, title_justify="left")
     t.add_row("model", f"{mc.model} {mc.layers} x {mc.hidden}, dropout {mc.dropout}")
     t.add_row("parameters", f"{model.num_params():,}")
@@ -758,7 +759,7 @@ def info_cmd(
     t.add_row("step", f"{_number(ckpt.get('step'), ',')} (epoch {_number(ckpt.get('epoch'))})")
     t.add_row("best val loss", f"{_number(best, '.4f')} nats/char, {_number(best_bits, '.4f')} bits/char "
                                f"(step {_number(ckpt.get('best_step'))})")
-    t.add_row("train loss", _loss_sparkline([h for h in history if isinstance(h, dict)]) or "-")
+    t.add_row("train loss", _loss_sparkline(ckpt.get("history")) or "-")  # it skips damaged entries
     t.add_row("training", f"batch {tc.batch_size} x seq {tc.seq_len}, lr {tc.lr}, seed {tc.seed}, "
                           f"{_number(ckpt.get('elapsed_s'), '.1f')} s")
     t.add_row("precision", f"{ckpt.get('precision', '?')} on {ckpt.get('device', '?')}")
@@ -772,9 +773,9 @@ def info_cmd(
 
 def _number(value, spec: str = ""):
     """A number formatted by `spec`, or "?" for a missing or damaged one."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return "?"
-    return format(value, spec)
+    from charrnn.report import is_number
+
+    return format(value, spec) if is_number(value) else "?"
 
 
 # --------------------------------------------------------------------------- visualize, report

@@ -78,16 +78,16 @@ def metric_record(line: str) -> dict | None:
         return None
     if not isinstance(m, dict) or not _is_int(m.get("step")):
         return None
-    if not all(_is_number(m[k]) for k in METRIC_NUMBERS if k in m):
+    if not all(is_number(m[k]) for k in METRIC_NUMBERS if k in m):
         return None
     return m
 
 
 def _is_int(v) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool) and _is_number(v)
+    return isinstance(v, int) and not isinstance(v, bool) and is_number(v)
 
 
-def _is_number(v) -> bool:
+def is_number(v) -> bool:
     """A JSON number that float() takes: not a bool, not an integer beyond a float's range."""
     if isinstance(v, bool) or not isinstance(v, (int, float)):
         return False
@@ -146,7 +146,7 @@ def loss_sparkline(history: list[dict], width: int = 40) -> str:
     Entries that are not records with a finite train loss (evals, or a damaged history) are left out."""
     entries = history if isinstance(history, list) else []
     losses = [h["train_loss"] for h in entries
-              if isinstance(h, dict) and _is_number(h.get("train_loss")) and math.isfinite(h["train_loss"])]
+              if isinstance(h, dict) and is_number(h.get("train_loss")) and math.isfinite(h["train_loss"])]
     if not losses:
         return ""
     return f"{losses[0]:.2f} {sparkline(losses, width)} {losses[-1]:.2f}"
@@ -279,9 +279,9 @@ def _config_table(run: Run) -> str:
     if c is None:
         return '<p class="empty">No readable last.pt or best.pt in the run directory.</p>'
     rows: list[tuple[str, object]] = []
-    rows += [(f"model.{k}", v) for k, v in _mapping(c.get("model_config")).items()]
-    rows += [(f"train.{k}", v) for k, v in _mapping(c.get("train_config")).items()]
-    corpus = _mapping(c.get("corpus"))
+    rows += [(f"model.{k}", v) for k, v in as_dict(c.get("model_config")).items()]
+    rows += [(f"train.{k}", v) for k, v in as_dict(c.get("train_config")).items()]
+    corpus = as_dict(c.get("corpus"))
     chars = corpus.get("chars") if _is_int(corpus.get("chars")) else 0
     rows += [("corpus", f"{corpus.get('name', '?')} ({chars:,} characters)"),
              ("corpus sha256", corpus.get("sha256")), ("vocabulary", f"{len(c.get('vocab', []))} characters"),
@@ -292,7 +292,7 @@ def _config_table(run: Run) -> str:
     return f"<table>{body}</table>"
 
 
-def _mapping(v) -> dict:
+def as_dict(v) -> dict:
     # checkpoint.load checks what commands need, not these descriptive fields: a tampered
     # checkpoint can hold anything there
     return v if isinstance(v, dict) else {}
