@@ -63,6 +63,29 @@ def pick_precision(name: str, device: torch.device) -> str:
     return name
 
 
+@lru_cache(maxsize=None)
+def cpu_runs_bf16_rnn(kind: str) -> bool:
+    """Whether this CPU's kernels run a `kind` layer under bf16 autocast: without AVX512-BF16
+    or AMX, oneDNN has no bf16 LSTM to offer and refuses it at the first step. A tiny layer
+    is tried once, so the answer is this machine's, not a guess from its CPU flags."""
+    layer = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU, "rnn": torch.nn.RNN}[kind](4, 4, batch_first=True)
+    try:
+        with torch.autocast(device_type="cpu", dtype=torch.bfloat16):
+            out, _ = layer(torch.zeros(1, 2, 4))
+        out.float().sum().backward()
+    except RuntimeError:
+        return False
+    return True
+
+
+def check_training_precision(device: torch.device, precision: str, kind: str) -> None:
+    """Refuse a precision the device cannot train this kind of layer in."""
+    if device.type == "cpu" and precision == "bf16" and not cpu_runs_bf16_rnn(kind):
+        layer = f"{'a' if kind == 'gru' else 'an'} {kind.upper()}"
+        raise DeviceError(f"--precision bf16: this CPU's kernels cannot train {layer} in bfloat16 "
+                          "(it has no AVX512-BF16 or AMX); use --precision fp32")
+
+
 def autocast(device: torch.device, precision: str):
     if precision == "fp32":
         return contextlib.nullcontext()

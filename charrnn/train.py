@@ -30,7 +30,7 @@ from charrnn.data import Corpus, StreamBatcher, eval_batches
 from charrnn.distributed import Dist
 from charrnn.errors import CheckpointError, PeerLostError, TrainingError, first_line, os_reason
 from charrnn.model import CharRNN, State, cross_entropy
-from charrnn.runtime import (autocast, needs_loss_scaling, pick_device, pick_precision, rng_state, seed_everything,
+from charrnn.runtime import (autocast, check_training_precision, needs_loss_scaling, pick_device, pick_precision, rng_state, seed_everything,
                              set_rng_state)
 from charrnn.report import metric_record
 from charrnn.sample import sample_text
@@ -165,6 +165,7 @@ def _train(corpus, model_cfg, cfg, run_dir, cb, resume, should_stop, dd, device,
                 "the data position is defined by it"
             )
     assert model_cfg is not None and model_cfg.vocab_size == len(vocab)
+    check_training_precision(device, precision, model_cfg.model)
 
     seed_everything(cfg.seed)
     model = CharRNN(model_cfg).to(device)

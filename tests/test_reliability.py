@@ -227,6 +227,15 @@ def test_precision_the_device_cannot_do(cli, mixed_file, tmp_path):
         pick_precision("bf16", torch.device("mps"))
 
 
+def test_bf16_training_on_a_cpu_without_bf16_kernels_is_one_line(cli, mixed_file, tmp_path, monkeypatch):
+    from charrnn import runtime
+
+    monkeypatch.setattr(runtime, "cpu_runs_bf16_rnn", lambda kind: False)  # as on a CPU without AVX512-BF16
+    r = cli("train", mixed_file, *TINY_FLAGS, "--precision", "bf16", "--max-steps", 5)
+    one_line_error(r, 5, "cannot train an LSTM in bfloat16")
+    assert not (tmp_path / "checkpoints").exists()
+
+
 def test_prime_outside_vocabulary_named_or_skipped(cli, trained_run):
     one_line_error(cli("sample", trained_run, "--prime", "Zжz", "--length", 5), 7, "'Z'", "'ж'")
     r = cli("sample", trained_run, "--length", 5, "--unknown", "skip", input="Zhe")

@@ -6,7 +6,7 @@ import torch
 from charrnn import checkpoint
 from charrnn.data import StreamBatcher, preprocess
 from charrnn.model import CharRNN
-from charrnn.runtime import needs_loss_scaling
+from charrnn.runtime import cpu_runs_bf16_rnn, needs_loss_scaling
 from charrnn.sample import generate, pick, sample_text
 from charrnn.train import train
 from tests.conftest import tiny_model, tiny_train
@@ -94,17 +94,27 @@ def test_resume_with_another_seq_len_goes_on_from_the_same_character(tmp_path, m
     assert end["epoch"] == 0 and end["data"]["offset"] + 8 > stream_len >= end["data"]["offset"]
 
 
+@pytest.mark.skipif(not cpu_runs_bf16_rnn("lstm"), reason="this CPU cannot train an LSTM under bf16 autocast")
 def test_resume_in_another_precision_takes_the_carried_state(tmp_path, mixed_corpus):
     # bf16 autocast hands back a bf16 state; fp32's LSTM refuses one, so it is kept in float32
     mc = tiny_model(len(mixed_corpus.vocab))
     train(mixed_corpus, mc, tiny_train(max_steps=10, precision="bf16"), tmp_path / "a")
     ckpt = checkpoint.load(tmp_path / "a" / "last.pt")
     assert ckpt["precision"] == "bf16" and {h.dtype for h in ckpt["hidden"]} == {torch.float32}
-    train(mixed_corpus, None, tiny_train(max_steps=15), tmp_path / "a", resume=ckpt)
-    # a checkpoint written before the state was kept in float32
+    result = train(mixed_corpus, None, tiny_train(max_steps=15), tmp_path / "a", resume=ckpt)
+    assert result.step == 15 and checkpoint.load(tmp_path / "a" / "last.pt")["precision"] == "fp32"
+
+
+def test_a_carried_state_stored_in_bf16_resumes_in_fp32(tmp_path, mixed_corpus):
+    # checkpoints written before the carried state was kept in float32 hold it in bf16
+    mc = tiny_model(len(mixed_corpus.vocab))
+    train(mixed_corpus, mc, tiny_train(max_steps=10), tmp_path / "a")
+    ckpt = checkpoint.load(tmp_path / "a" / "last.pt")
     old = {**ckpt, "hidden": [h.bfloat16() for h in ckpt["hidden"]]}
     result = train(mixed_corpus, None, tiny_train(max_steps=15), tmp_path / "b", resume=old)
     assert result.step == 15 and checkpoint.load(tmp_path / "b" / "last.pt")["precision"] == "fp32"
+    straight = train(mixed_corpus, None, tiny_train(max_steps=15), tmp_path / "c", resume=ckpt)
+    assert abs(result.val_loss - straight.val_loss) < 1e-2  # the same state, rounded to bf16
 
 
 def test_loss_scaling_wherever_gradients_pass_through_float16():
