@@ -78,7 +78,7 @@ def ours(corpus, h: int, layers: int, b: int, t: int, steps: int, warm: int, run
     mc = ModelConfig(vocab_size=len(corpus.vocab), hidden=h, layers=layers)
     tc = TrainConfig(batch_size=b, seq_len=t, max_steps=warm + steps, eval_every=0, checkpoint_every=0,
                      log_every=1, device=device.type, precision=precision, seed=0, **extra)
-    result = train(corpus, mc, tc, run)
+    result = train(corpus, mc, tc, run_dir=run)
     lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     el = {m["step"]: m["elapsed_s"] for m in lines if "train_loss" in m}
     return steps * b * t / (el[warm + steps] - el[warm]), result.val_loss

@@ -1,4 +1,9 @@
-"""One self-describing checkpoint file: save atomically, load safely.
+"""The one owner of the checkpoint file: its schema, atomic writes, safe loads, what `info`
+and `report` show of it, and the rules of resuming from it.
+
+    save(state.to_payload(model_config=..., train_config=..., ...), run_dir / "last.pt")
+    ckpt = load(run_dir / "last.pt")               # a validated dict
+    state = TrainState.from_payload(ckpt, seq_len=128)
 
 A checkpoint holds the format version, model and train configs, the vocabulary,
 float32 CPU weights, optimizer state, step, epoch, data position, carried hidden
@@ -9,19 +14,124 @@ Loading uses `torch.load(weights_only=True)`: a checkpoint is data, never code.
 from __future__ import annotations
 
 import io
+import math
 import os
 import pickle
 import zipfile
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import torch
 
-from charrnn.config import ModelConfig, TrainConfig
-from charrnn.errors import CheckpointError, TrainingError, first_line, os_reason
+from charrnn import __version__
+from charrnn.config import MODEL_FIELDS, ModelConfig, TrainConfig
+from charrnn.errors import BadValueError, CheckpointError, TrainingError, first_line, os_reason
+from charrnn.values import as_dict, bits, is_number, number
 from charrnn.vocab import Vocab
 
 FORMAT = "charrnn-checkpoint"
 VERSION = 1
+HISTORY_KEPT = 2000  # the newest loss records a checkpoint keeps, for `info`'s sparkline
+
+# --------------------------------------------------------------------------- the schema
+
+
+@dataclass
+class TrainState:
+    """The training loop's counters and records: the part of a checkpoint, beside weights,
+    optimizer and RNG, that a resumed run goes on from."""
+
+    step: int = 0
+    epoch: int = 0
+    offset: int = 0  # characters into every stream where the next window starts
+    best_val_loss: float = math.inf
+    best_step: int = 0
+    val_loss: float = math.nan  # of the latest evaluation
+    stale_evals: int = 0  # evaluations since the best one
+    elapsed_s: float = 0.0  # seconds of training, counted across resumes
+    lr_scale: float = 1.0  # lowered after non-finite steps
+    history: list[dict] = field(default_factory=list)  # {"step", "train_loss" or "val_loss"}
+
+    def to_payload(self, *, model_config: ModelConfig, train_config: TrainConfig, vocab: Vocab,
+                   weights: dict, optimizer: dict, scaler: dict | None, hidden: list | None, rng: dict,
+                   precision: str, device: str, corpus: dict) -> dict:
+        """The whole checkpoint: this state with the parts it is saved with (on the CPU)."""
+        return {
+            "model_config": model_config.to_dict(),
+            "train_config": train_config.to_dict(),
+            "vocab": vocab.chars,
+            "model": _to_cpu({name: w.float() for name, w in weights.items()}),
+            "optimizer": _to_cpu(optimizer),
+            "scaler": scaler,
+            "step": self.step,
+            "epoch": self.epoch,
+            "data": {"offset": self.offset, "batch": self.offset // train_config.seq_len,
+                     "batch_size": train_config.batch_size, "seq_len": train_config.seq_len},
+            "hidden": None if hidden is None else _to_cpu(hidden),
+            "rng": _to_cpu(rng),
+            "best_val_loss": self.best_val_loss,
+            "best_step": self.best_step,
+            "val_loss": self.val_loss,
+            "stale_evals": self.stale_evals,
+            "elapsed_s": self.elapsed_s,
+            "lr_scale": self.lr_scale,
+            "precision": precision,
+            "device": device,
+            "corpus": corpus,
+            "history": self.history[-HISTORY_KEPT:],
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "charrnn_version": __version__,
+            "torch_version": str(torch.__version__),
+        }
+
+    @classmethod
+    def from_payload(cls, ckpt: dict, seq_len: int) -> TrainState:
+        """The state of a checkpoint being resumed with windows of `seq_len`; a damaged one is
+        a CheckpointError. The history is only a record: entries that are not records are dropped."""
+        offset = _data_offset(ckpt.get("data"), seq_len)
+        history = ckpt.get("history")
+        try:
+            return cls(
+                step=int(ckpt["step"]), epoch=int(ckpt["epoch"]), offset=offset,
+                best_val_loss=float(ckpt.get("best_val_loss", math.inf)), best_step=int(ckpt.get("best_step", 0)),
+                val_loss=float(ckpt.get("val_loss", math.nan)), stale_evals=int(ckpt.get("stale_evals", 0)),
+                elapsed_s=float(ckpt.get("elapsed_s", 0.0)), lr_scale=float(ckpt.get("lr_scale", 1.0)),
+                history=[h for h in history if isinstance(h, dict)] if isinstance(history, list) else [],
+            )
+        except (KeyError, TypeError, ValueError, OverflowError) as e:
+            raise damaged_state(e) from None
+
+
+def damaged_state(e: BaseException) -> CheckpointError:
+    return CheckpointError(f"the checkpoint's training state is damaged ({first_line(e)}); it cannot be resumed")
+
+
+def _data_offset(data, seq_len: int) -> int:
+    """Characters into every stream where a resumed run goes on. The offset, not the batch
+    index, is what stays true when --seq-len changes between runs; checkpoints that predate
+    "offset" held only the batch index, in windows of their own --seq-len."""
+    try:
+        pos = data["offset"] if "offset" in data else data["batch"] * data.get("seq_len", seq_len)
+    except (TypeError, KeyError, AttributeError):
+        pos = None
+    if not isinstance(pos, int) or pos < 0:
+        raise CheckpointError("checkpoint has a malformed 'data' position; it cannot be resumed")
+    return pos
+
+
+def _to_cpu(obj):
+    if torch.is_tensor(obj):
+        return obj.detach().cpu()
+    if isinstance(obj, dict):
+        return {k: _to_cpu(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_to_cpu(v) for v in obj)
+    return obj
+
+
+# --------------------------------------------------------------------------- files
 
 
 def save(payload: dict, path: Path) -> None:
@@ -79,30 +189,6 @@ def _fsync_dir(d: Path) -> None:
         pass
     finally:
         os.close(fd)
-
-
-def resolve(path: Path, prefer: str = "best.pt") -> Path:
-    """A checkpoint file, or a run directory (its `prefer` file, else the other one)."""
-    path = Path(path)
-    if path.is_dir():
-        for name in (prefer, "last.pt", "best.pt"):
-            if (path / name).is_file():
-                return path / name
-        raise CheckpointError(f"{path}: run directory holds no best.pt or last.pt")
-    if not path.exists():
-        raise CheckpointError(f"{path}: no such checkpoint or run directory")
-    return path
-
-
-def latest_run(root: Path) -> Path:
-    """The run directory in `root` whose checkpoint was written most recently."""
-    root = Path(root)
-    found = [p for p in root.glob("*/*.pt") if p.name in ("best.pt", "last.pt")] if root.is_dir() else []
-    if not found:
-        raise CheckpointError(
-            f"no trained model found in {root}/; train one with `charrnn train FILE` or name a checkpoint"
-        )
-    return max(found, key=lambda p: p.stat().st_mtime).parent
 
 
 def load(path: Path) -> dict:
@@ -177,14 +263,12 @@ def _parse(build, ckpt: dict, key: str):
         raise CheckpointError(f"checkpoint has a malformed {key!r} ({first_line(e)})") from None
 
 
-RESUME_KEYS = ("optimizer", "step", "epoch", "data", "rng")
-
-
-def check_resumable(ckpt: dict, path: Path) -> None:
-    """Training state beyond the weights, which `train --resume` needs."""
-    missing = [k for k in RESUME_KEYS if k not in ckpt]
-    if missing:
-        raise CheckpointError(f"{path}: checkpoint cannot be resumed: it is missing {', '.join(map(repr, missing))}")
+def kept(run_dir: Path) -> str:
+    """Which checkpoints of a run hold its last good weights, for an error that stops it."""
+    saved = [n for n in ("last.pt", "best.pt") if (Path(run_dir) / n).exists()]
+    if not saved:
+        return "no checkpoint was written"
+    return f"{' and '.join(saved)} {'hold' if len(saved) > 1 else 'holds'} the last good weights"
 
 
 def load_model(path: Path, device: torch.device = torch.device("cpu")):
@@ -202,3 +286,102 @@ def load_model(path: Path, device: torch.device = torch.device("cpu")):
     if len(v) != model.config.vocab_size:
         raise CheckpointError(f"{path}: vocabulary of {len(v)} characters does not match the model's {model.config.vocab_size}")
     return model.to(device).eval(), v, ckpt
+
+
+# --------------------------------------------------------------------------- resuming
+
+RESUME_KEYS = ("optimizer", "step", "epoch", "data", "rng")
+
+
+def resume_config(ckpt: dict, path: Path, *, settings: dict[str, Any], preset: str | None) -> TrainConfig:
+    """The train config of a run resumed from `ckpt`: the checkpoint's, with the explicit
+    `settings` over it. The architecture comes from the checkpoint and cannot change."""
+    missing = [k for k in RESUME_KEYS if k not in ckpt]
+    if missing:
+        raise CheckpointError(f"{path}: checkpoint cannot be resumed: it is missing {', '.join(map(repr, missing))}")
+    fixed = model_config(ckpt)
+    for name in MODEL_FIELDS:
+        if name in settings and settings[name] != getattr(fixed, name):
+            raise BadValueError(f"--{name.replace('_', '-')} cannot change on resume: the architecture comes from the checkpoint")
+    if preset is not None:
+        raise BadValueError("--preset cannot be used with --resume: the run's configuration comes from the checkpoint")
+    return train_config(ckpt).with_overrides(settings)
+
+
+def check_resumes_on(ckpt: dict, *, corpus_vocab: Vocab, corpus_name: str, cfg: TrainConfig) -> None:
+    """Refuse to resume on a corpus of another vocabulary, or with another batch size."""
+    if vocab(ckpt) != corpus_vocab:
+        raise CheckpointError(
+            f"the checkpoint was made for a different vocabulary ({len(ckpt['vocab'])} characters) "
+            f"than corpus {corpus_name} ({len(corpus_vocab)} characters); it cannot be resumed on this corpus"
+        )
+    old = train_config(ckpt)
+    if old.batch_size != cfg.batch_size:
+        raise CheckpointError(
+            f"--batch-size cannot change on resume ({old.batch_size} -> {cfg.batch_size}): "
+            "the data position is defined by it"
+        )
+
+
+def carried_state(ckpt: dict, cfg: ModelConfig, *, batch_size: int, rows: slice) -> tuple[torch.Tensor, ...] | None:
+    """This process's rows of the hidden state carried between batches, in float32 (it is
+    stored for the whole batch, so any number of processes can take their share; checkpoints
+    from bf16 runs of earlier versions hold it in bf16)."""
+    if ckpt.get("hidden") is None:
+        return None
+    try:
+        state = tuple(h[:, rows].to(torch.float32) for h in ckpt["hidden"])
+    except (TypeError, IndexError, AttributeError, RuntimeError) as e:
+        raise damaged_state(e) from None
+    want = (cfg.layers, len(range(batch_size)[rows]), cfg.hidden)
+    if len(state) != (2 if cfg.model == "lstm" else 1) or any(h.shape != want for h in state):
+        raise damaged_state(ValueError("the carried hidden state does not fit the model and batch"))
+    return state
+
+
+def check_not_behind(run_dir: Path, ckpt_path: Path, ckpt: dict) -> None:
+    """Refuse to resume in place from a checkpoint older than the run's last.pt (best.pt, say):
+    its saves would overwrite the newer one."""
+    last = Path(run_dir) / "last.pt"
+    if not last.exists() or last.resolve() == ckpt_path.resolve():
+        return
+    try:
+        newer = load(last)["step"] > ckpt["step"]
+    except (CheckpointError, KeyError, TypeError):
+        return  # a damaged last.pt is what resuming from best.pt is for
+    if newer:
+        raise BadValueError(f"{last} is ahead of {ckpt_path.name} (step {ckpt['step']}) and resuming here would "
+                            f"overwrite it; add --out DIR to go on from {ckpt_path.name} in a new run directory")
+
+
+# --------------------------------------------------------------------------- what it shows
+
+
+def describe(ckpt: dict) -> list[tuple[str, str]]:
+    """(label, text) rows of what a checkpoint holds, for `charrnn info` and the report. Only
+    what commands use is validated on load: a damaged descriptive field shows as "?"."""
+    mc, tc, corpus = as_dict(ckpt.get("model_config")), as_dict(ckpt.get("train_config")), as_dict(ckpt.get("corpus"))
+    best = ckpt.get("best_val_loss")
+    weights = ckpt.get("model")
+    params = sum(t.numel() for t in weights.values()) if isinstance(weights, dict) else None
+    vocab_size = len(ckpt["vocab"]) if isinstance(ckpt.get("vocab"), list) else None
+
+    def get(d: dict, key: str) -> str:
+        return str(d.get(key, "?"))
+
+    return [
+        ("model", f"{get(mc, 'model')} {get(mc, 'layers')} x {get(mc, 'hidden')}, dropout {get(mc, 'dropout')}"),
+        ("parameters", number(params, ",")),
+        ("vocabulary", f"{number(vocab_size)} characters"),
+        ("step", f"{number(ckpt.get('step'), ',')} (epoch {number(ckpt.get('epoch'))})"),
+        ("best val loss", f"{number(best, '.4f')} nats/char, {number(bits(best) if is_number(best) else None, '.4f')} "
+                          f"bits/char (step {number(ckpt.get('best_step'))})"),
+        ("training", f"batch {get(tc, 'batch_size')} x seq {get(tc, 'seq_len')}, lr {get(tc, 'lr')}, "
+                     f"seed {get(tc, 'seed')}, {number(ckpt.get('elapsed_s'), '.1f')} s"),
+        ("precision", f"{ckpt.get('precision', '?')} on {ckpt.get('device', '?')}"),
+        ("corpus", f"{corpus.get('name', '?')} ({number(corpus.get('chars'), ',')} characters)"),
+        ("corpus sha256", str(corpus.get("sha256"))),
+        ("created", f"{ckpt.get('created', '?')} by charrnn {ckpt.get('charrnn_version', '?')}, "
+                    f"torch {ckpt.get('torch_version', '?')}"),
+        ("format", f"{ckpt.get('format', '?')} v{ckpt.get('version', '?')}"),
+    ]

@@ -1,13 +1,18 @@
 """Typed configuration: every default of the model and of training lives here.
 
-The CLI maps its options one-to-one onto these fields; presets are partial
-overrides of `TrainConfig` and `ModelConfig` fields, and explicit flags win over them.
+The CLI maps its options one-to-one onto these fields (and shows `default(name)` in its
+help); presets are partial overrides of `TrainConfig` and `ModelConfig` fields, and explicit
+settings win over them:
+
+    model_cfg, train_cfg = configs(65, "small", {"lr": 0.01})
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
+
+from charrnn.values import is_int
 
 MODEL_TYPES = ("lstm", "gru", "rnn")
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -84,7 +89,7 @@ DEFAULT_MAX_EPOCHS = 20
 def _positive(config, *names: str) -> None:
     for name in names:
         value = getattr(config, name)
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        if not is_int(value) or value < 1:
             raise ValueError(f"{name} must be a positive integer, not {value!r}")
 
 
@@ -97,8 +102,18 @@ def _from_dict(cls, d: dict[str, Any]):
     return cls(**{k: v for k, v in d.items() if k in _names(cls)})
 
 
+# The settings a user chooses: every field but the vocabulary's size, which the corpus sets.
 MODEL_FIELDS = tuple(sorted(_names(ModelConfig) - {"vocab_size"}))
-TRAIN_FIELDS = tuple(sorted(_names(TrainConfig)))
+SETTINGS = frozenset(MODEL_FIELDS) | _names(TrainConfig)
+
+
+def default(name: str) -> Any:
+    """The default of a ModelConfig or TrainConfig field."""
+    for cls in (ModelConfig, TrainConfig):
+        for f in fields(cls):
+            if f.name == name:
+                return f.default
+    raise KeyError(name)
 
 
 # Named presets: partial overrides of ModelConfig and TrainConfig fields. Explicit flags win.
@@ -115,6 +130,18 @@ PRESETS: dict[str, dict[str, Any]] = {
                   eval_every=1000),
 }
 PRESET_NAMES = ("auto", *PRESETS)
+
+
+def preset_settings(name: str) -> dict[str, Any]:
+    """Every setting a preset leads to: its own values over the defaults."""
+    return {**{n: default(n) for n in SETTINGS}, **PRESETS[name]}
+
+
+def configs(vocab_size: int, preset: str | None, settings: dict[str, Any]) -> tuple[ModelConfig, TrainConfig]:
+    """The configs of a new run: the preset's values, then the explicit `settings` over them
+    (`preset` "auto" must already be resolved by `auto_preset`)."""
+    merged = {**(PRESETS[preset] if preset else {}), **settings}
+    return ModelConfig.from_dict({**merged, "vocab_size": vocab_size}), TrainConfig().with_overrides(merged)
 
 
 def auto_preset(time_limit: float | None, device_type: str) -> str:

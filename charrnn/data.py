@@ -25,6 +25,7 @@ from typing import Iterator
 import numpy as np
 
 from charrnn.errors import BadValueError, InputError
+from charrnn.values import is_count
 from charrnn.vocab import Vocab
 
 CORPUS_FORMAT = "charrnn-corpus"
@@ -209,7 +210,7 @@ def _check_meta(meta) -> tuple[int, np.dtype]:
     if not isinstance(meta, dict) or meta.get("format") != CORPUS_FORMAT:
         raise ValueError("not a charrnn corpus")
     n = meta.get("chars")
-    if not _is_count(n):
+    if not is_count(n):
         raise ValueError("meta.json: 'chars' is not a count of characters")
     if meta.get("dtype") not in ID_DTYPES:
         raise ValueError(f"meta.json: 'dtype' is not one of {', '.join(ID_DTYPES)}")
@@ -219,14 +220,10 @@ def _check_meta(meta) -> tuple[int, np.dtype]:
     if not isinstance(splits, dict) or not {"train", "val"} <= splits.keys():
         raise ValueError("meta.json: 'splits' lacks the train and val splits")
     for name, bounds in splits.items():
-        if not (isinstance(bounds, list) and len(bounds) == 2 and all(map(_is_count, bounds))
+        if not (isinstance(bounds, list) and len(bounds) == 2 and all(map(is_count, bounds))
                 and bounds[0] <= bounds[1] <= n):
             raise ValueError(f"meta.json: split {name!r} is not [start, stop] within the {n:,} characters")
     return n, np.dtype(meta["dtype"])
-
-
-def _is_count(v) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
 
 
 def _max_id(path: Path, dtype: np.dtype, n: int) -> int:
@@ -247,6 +244,7 @@ def split_bounds(n: int, val_frac: float, test_frac: float) -> dict[str, list[in
 def preprocess(
     src: Path,
     out_dir: Path,
+    *,
     val_frac: float = 0.1,
     test_frac: float = 0.0,
     opts: TextOptions = TextOptions(),
@@ -335,7 +333,7 @@ def _displayable(name: str) -> str:
     return name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
-def cached_corpus(src: Path, root: Path, val_frac: float = 0.1, test_frac: float = 0.0,
+def cached_corpus(src: Path, root: Path, *, val_frac: float = 0.1, test_frac: float = 0.0,
                   opts: TextOptions = TextOptions()) -> Corpus:
     """Preprocess `src` into `root/<stem>-<hash>/` unless an identical cache entry exists."""
     src = check_text_file(src)
@@ -346,7 +344,7 @@ def cached_corpus(src: Path, root: Path, val_frac: float = 0.1, test_frac: float
             return Corpus.load(out)
         except InputError:
             pass  # a damaged cache entry is rebuilt
-    return preprocess(src, out, val_frac, test_frac, opts)
+    return preprocess(src, out, val_frac=val_frac, test_frac=test_frac, opts=opts)
 
 
 class StreamBatcher:

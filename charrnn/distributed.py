@@ -38,7 +38,8 @@ class Dist:
         return self.world > 1
 
     @property
-    def main(self) -> bool:
+    def is_main(self) -> bool:
+        """Rank 0: the process that writes checkpoints and logs and speaks to the user."""
         return self.rank == 0
 
     def share(self, n: int, what: str = "--batch-size") -> slice:
@@ -112,6 +113,25 @@ def peer_lost(e: BaseException) -> bool:
     text = str(e)
     return isinstance(e, dist.DistError) or any(
         w in text for w in ("Connection closed by peer", "Connection reset by peer", "Broken pipe"))
+
+
+def relaunch(nproc: int, argv: list[str], *, run_dir, batch_size: int) -> tuple[int, str]:
+    """Run this `charrnn train` command line (`argv`, without the program) again as `nproc`
+    processes writing to `run_dir`, which this process has named and checked, with the corpus
+    cached. An indivisible batch is refused here, once, before any process starts."""
+    Dist(0, nproc).share(batch_size)
+    return launch(nproc, [*_without_nproc(argv), "--out", str(run_dir)])
+
+
+def _without_nproc(argv: list[str]) -> list[str]:
+    args, skip = [], False
+    for a in argv:
+        if skip or a == "--nproc":
+            skip = not skip
+            continue
+        if not a.startswith("--nproc="):
+            args.append(a)
+    return args
 
 
 def launch(nproc: int, args: list[str]) -> tuple[int, str]:

@@ -11,19 +11,17 @@ no network and no JavaScript.
 from __future__ import annotations
 
 import html
-import json
 import math
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from charrnn import checkpoint
+from charrnn import checkpoint, runlog
 from charrnn.errors import CharRNNError, InputError
+from charrnn.pages import page_head, write_html
+from charrnn.values import as_dict, bits, is_number
 
 BLOCKS = "▁▂▃▄▅▆▇█"
 MAX_SAMPLES = 40  # progress samples shown; evenly spaced over the run when there are more
-# loose on purpose: a header whose numbers do not parse is still a header (of a sample to skip)
-SAMPLE_HEADER = re.compile(r"^===== step (\S+) \| train loss (\S+) \| val loss (\S+) =====$")
 
 
 @dataclass
@@ -32,98 +30,27 @@ class Run:
     train: list[dict] = field(default_factory=list)  # metrics.jsonl lines with train_loss
     evals: list[dict] = field(default_factory=list)  # metrics.jsonl lines with val_loss
     samples: list[dict] = field(default_factory=list)  # {"step", "train_loss", "val_loss", "text"}
-    ckpt: dict | None = None  # last.pt (or best.pt) without weights and optimizer state
+    ckpt: dict | None = None  # last.pt (or best.pt) without optimizer, RNG and carried state
 
 
 def load_run(run_dir: Path) -> Run:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise InputError(f"{run_dir}: not a run directory")
-    metrics = run_dir / "metrics.jsonl"
-    if not metrics.is_file():
-        raise InputError(f"{run_dir}: no metrics.jsonl; is it a directory written by `charrnn train`?")
+    if not (run_dir / runlog.METRICS).is_file():
+        raise InputError(f"{run_dir}: no {runlog.METRICS}; is it a directory written by `charrnn train`?")
     run = Run(run_dir)
-    # errors="replace": a damaged byte spoils only its own line, which then fails to parse
-    for line in metrics.read_text(encoding="utf-8", errors="replace").splitlines():
-        m = metric_record(line)
-        if m is None:
-            continue
-        if "train_loss" in m:
-            run.train.append(m)
-        elif "val_loss" in m:
-            run.evals.append(m)
-    run.samples = read_samples(run_dir / "samples.txt")
+    run.train, run.evals = runlog.read_metrics(run_dir)
+    run.samples = runlog.read_samples(run_dir)
     for name in ("last.pt", "best.pt"):
         if (run_dir / name).is_file():
             try:
                 ckpt = checkpoint.load(run_dir / name)
             except CharRNNError:
                 continue
-            run.ckpt = {k: v for k, v in ckpt.items() if k not in ("model", "optimizer", "rng", "hidden", "scaler")}
+            run.ckpt = {k: v for k, v in ckpt.items() if k not in ("optimizer", "rng", "hidden", "scaler")}
             break
     return run
-
-
-# The numbers a metrics.jsonl line may hold; the charts and the summary do arithmetic on them.
-METRIC_NUMBERS = ("step", "epoch", "lr", "elapsed_s", "train_loss", "chars_per_sec", "grad_norm",
-                  "val_loss", "val_bpc", "best_val_loss")
-
-
-def metric_record(line: str) -> dict | None:
-    """One metrics.jsonl line as a record, or None for a line that is not one: cut short by a
-    crash, or damaged so that it is not an object with an integer step and numbers for numbers."""
-    try:
-        m = json.loads(line)
-    except ValueError:  # JSONDecodeError, or an integer of thousands of digits
-        return None
-    if not isinstance(m, dict) or not _is_int(m.get("step")):
-        return None
-    if not all(is_number(m[k]) for k in METRIC_NUMBERS if k in m):
-        return None
-    return m
-
-
-def _is_int(v) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool) and is_number(v)
-
-
-def is_number(v) -> bool:
-    """A JSON number that float() takes: not a bool, not an integer beyond a float's range."""
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-        return False
-    try:
-        float(v)
-    except OverflowError:
-        return False
-    return True
-
-
-def read_samples(path: Path) -> list[dict]:
-    """The progress samples of samples.txt. A sample whose header is damaged is left out, text
-    and all, rather than glued onto the sample before it."""
-    if not path.is_file():
-        return []
-    samples: list[dict] = []
-    current: list[str] | None = None  # the text lines of the sample being read; None while skipping
-    for line in path.read_text(encoding="utf-8", errors="replace").split("\n"):
-        head = SAMPLE_HEADER.match(line)
-        if head:
-            sample = _sample_header(head)
-            if sample:
-                samples.append(sample)
-            current = sample["lines"] if sample else None
-        elif current is not None:
-            current.append(line)
-    for s in samples:
-        s["text"] = "\n".join(s.pop("lines")).rstrip("\n")  # the writer ends each sample with a blank line
-    return samples
-
-
-def _sample_header(head: re.Match) -> dict | None:
-    try:
-        return {"step": int(head[1]), "train_loss": float(head[2]), "val_loss": float(head[3]), "lines": []}
-    except ValueError:
-        return None
 
 
 # --------------------------------------------------------------------------- terminal
@@ -261,41 +188,28 @@ def render(run: Run) -> str:
 
 
 def _summary(run: Run) -> str:
-    bits = []
+    parts = []
     if run.train:
         last = max(run.train + run.evals, key=lambda m: (m.get("step", 0), m.get("elapsed_s", 0)))
-        bits.append(f"{last['step']:,} steps in {last.get('elapsed_s', 0):.1f} s")
-        bits.append(f"train loss {run.train[0]['train_loss']:.3f} → {run.train[-1]['train_loss']:.3f}")
+        parts.append(f"{last['step']:,} steps in {last.get('elapsed_s', 0):.1f} s")
+        parts.append(f"train loss {run.train[0]['train_loss']:.3f} → {run.train[-1]['train_loss']:.3f}")
     finite = [e for e in run.evals if math.isfinite(e.get("val_loss", float("nan")))]
     if finite:
         best = min(finite, key=lambda e: e["val_loss"])
-        bits.append(f"best val loss {best['val_loss']:.4f} nats/char "
-                    f"({best['val_loss'] / math.log(2):.4f} bits/char) at step {best['step']:,}")
-    return " · ".join(bits) or "no steps logged yet"
+        parts.append(f"best val loss {best['val_loss']:.4f} nats/char "
+                    f"({bits(best['val_loss']):.4f} bits/char) at step {best['step']:,}")
+    return " · ".join(parts) or "no steps logged yet"
 
 
 def _config_table(run: Run) -> str:
     c = run.ckpt
     if c is None:
         return '<p class="empty">No readable last.pt or best.pt in the run directory.</p>'
-    rows: list[tuple[str, object]] = []
+    rows: list[tuple[str, object]] = list(checkpoint.describe(c))
     rows += [(f"model.{k}", v) for k, v in as_dict(c.get("model_config")).items()]
     rows += [(f"train.{k}", v) for k, v in as_dict(c.get("train_config")).items()]
-    corpus = as_dict(c.get("corpus"))
-    chars = corpus.get("chars") if _is_int(corpus.get("chars")) else 0
-    rows += [("corpus", f"{corpus.get('name', '?')} ({chars:,} characters)"),
-             ("corpus sha256", corpus.get("sha256")), ("vocabulary", f"{len(c.get('vocab', []))} characters"),
-             ("step", c.get("step")), ("epoch", c.get("epoch")),
-             ("device", f"{c.get('precision', '?')} on {c.get('device', '?')}"),
-             ("created", f"{c.get('created', '?')} by charrnn {c.get('charrnn_version', '?')}, torch {c.get('torch_version', '?')}")]
     body = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in rows)
     return f"<table>{body}</table>"
-
-
-def as_dict(v) -> dict:
-    # checkpoint.load checks what commands need, not these descriptive fields: a tampered
-    # checkpoint can hold anything there
-    return v if isinstance(v, dict) else {}
 
 
 def _timeline(samples: list[dict]) -> str:
@@ -315,16 +229,7 @@ def _timeline(samples: list[dict]) -> str:
 def write_report(run_dir: Path, out: Path | None = None, run: Run | None = None) -> Path:
     """Write the report page; `run` saves reading the run again where the caller has it."""
     run = run or load_run(run_dir)
-    out = Path(out) if out is not None else Path(run_dir) / "report.html"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(render(run), encoding="utf-8")
-    return out
-
-
-def page_head(title: str) -> str:
-    """The start of every charrnn page, up to inside its <style>: the same body and header look."""
-    head = Path(__file__).with_name("page_head.html").read_text(encoding="utf-8")
-    return head.replace("__TITLE__", html.escape(title))
+    return write_html(Path(out) if out is not None else Path(run_dir) / "report.html", render(run))
 
 
 PAGE_CSS = """main{padding:12px 20px}

@@ -13,7 +13,8 @@ from typing import Iterator
 
 import torch
 
-from charrnn.model import CharRNN, FastStepper
+from charrnn.model import CharRNN
+from charrnn.stepper import FastStepper
 from charrnn.runtime import generator
 from charrnn.vocab import Vocab
 

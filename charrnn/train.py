@@ -1,9 +1,10 @@
-"""The training loop: AdamW, warm-up + cosine schedule, clipping, evaluation,
-checkpoint cadence and progress samples. It reports through `Callbacks` and knows
-nothing of the terminal.
+"""The training loop, and only the loop: AdamW, warm-up + cosine schedule, clipping,
+evaluation, checkpoint cadence and progress samples. It reports through `Callbacks` and
+knows nothing of the terminal, the HTML report or the log format (`runlog` writes the logs,
+`checkpoint` the checkpoints).
 
     result = train(Corpus.load("corpora/tinyshakespeare"), ModelConfig(vocab_size=65),
-                   TrainConfig(max_steps=500), Path("checkpoints/run"))
+                   TrainConfig(max_steps=500), run_dir=Path("checkpoints/run"))
 
 Truncated BPTT over contiguous streams: the hidden state carries from batch to batch
 within an epoch. Everything a step depends on (weights, optimizer moments, step,
@@ -13,42 +14,76 @@ is bitwise the same as an uninterrupted one.
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Protocol
 
-import numpy as np
 import torch
 
-from charrnn import __version__, checkpoint, distributed
+from charrnn import checkpoint, distributed, runlog
+from charrnn.checkpoint import TrainState
 from charrnn.config import DEFAULT_MAX_EPOCHS, ModelConfig, TrainConfig
-from charrnn.data import Corpus, StreamBatcher, eval_batches
+from charrnn.data import Corpus, StreamBatcher
 from charrnn.distributed import Dist
-from charrnn.errors import CheckpointError, PeerLostError, TrainingError, first_line, os_reason
+from charrnn.errors import PeerLostError, TrainingError, first_line
 from charrnn.model import CharRNN, State, cross_entropy
-from charrnn.runtime import (autocast, check_training_precision, needs_loss_scaling, pick_device, pick_precision, rng_state, seed_everything,
-                             set_rng_state)
-from charrnn.report import metric_record
+from charrnn.runtime import (
+    autocast,
+    check_training_precision,
+    needs_loss_scaling,
+    pick_device,
+    pick_precision,
+    rng_state,
+    seed_everything,
+    set_rng_state,
+)
 from charrnn.sample import sample_text
+from charrnn.scoring import mean_loss
+from charrnn.values import bits
 
-LN2 = math.log(2)
 MAX_BAD_STEPS = 8  # consecutive non-finite steps before training gives up
 STOP_REASONS = ("", "max_epochs", "max_steps", "patience", "time_limit", "interrupted")  # by priority
 
 
-class Callbacks:
-    """Override what you need; every hook is optional."""
+@dataclass(frozen=True)
+class RunStart:
+    """What `Callbacks.on_start` is told about the run about to train."""
 
-    def on_start(self, info: dict) -> None: ...
-    def on_step(self, m: dict, logged: bool) -> None: ...
+    run_dir: Path
+    model_config: ModelConfig
+    train_config: TrainConfig
+    corpus: dict  # name, sha256, path, chars, split_sizes
+    device: str
+    precision: str
+    params: int
+    total_steps: int | None  # None: the run is limited by time only
+    steps_per_epoch: int
+    start_step: int
+    resumed: bool
+
+
+class Callbacks(Protocol):
+    """What the loop reports, and when. Subclass it and override what you need; only rank 0
+    of a data-parallel run is told anything."""
+
+    def on_start(self, run: RunStart) -> None: ...
+
+    def on_step(self, m: dict, logged: bool) -> None:
+        """After every step; `logged` when `m` also holds train_loss and chars_per_sec."""
+
     def on_eval(self, m: dict) -> None: ...
+
     def on_sample(self, step: int, text: str, m: dict) -> None: ...
+
     def on_checkpoint(self, path: Path, kind: str) -> None: ...
+
     def on_warning(self, message: str) -> None: ...
+
+
+class _Silent(Callbacks):
+    pass
 
 
 @dataclass
@@ -75,38 +110,41 @@ def lr_at(cfg: TrainConfig, step: int, progress: float) -> float:
     return low + (cfg.lr - low) * 0.5 * (1 + math.cos(math.pi * p))
 
 
-@torch.no_grad()
-def evaluate(model: CharRNN, ids: np.ndarray, batch_size: int, seq_len: int,
-             device: torch.device, precision: str, dd: Dist = Dist()) -> float:
-    """Mean loss in nats per character over every prediction of `ids`, deterministic.
-    Under torchrun each rank takes every world-th stream and the sums are reduced."""
-    was_training = model.training
-    model.eval()
-    total, count = 0.0, 0
-    state = None
-    for x, y in eval_batches(ids, batch_size, seq_len):
-        x, y = x[dd.rank :: dd.world], y[dd.rank :: dd.world]
-        if len(x) == 0:
-            continue
-        x = torch.from_numpy(x).to(device)
-        y = torch.from_numpy(y).to(device)
-        with autocast(device, precision):
-            logits, state = model(x, state)
-        total += float(cross_entropy(logits, y, reduction="sum"))
-        count += int((y >= 0).sum())
-    model.train(was_training)
-    total, count = distributed.all_sum([total, count], dd, device)
-    return total / count if count else float("nan")
-
-
-def _to_cpu(obj):
-    if torch.is_tensor(obj):
-        return obj.detach().cpu()
-    if isinstance(obj, dict):
-        return {k: _to_cpu(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(_to_cpu(v) for v in obj)
-    return obj
+def train(
+    corpus: Corpus,
+    model_cfg: ModelConfig | None,
+    cfg: TrainConfig,
+    *,
+    run_dir: Path,
+    callbacks: Callbacks | None = None,
+    resume: dict | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> TrainResult:
+    """Train a new model (`model_cfg`) or go on from a checkpoint (`resume`, whose model
+    config is used) on `corpus`, writing checkpoints and logs to `run_dir`. Under torchrun
+    (or `charrnn train --nproc`) this is one rank of a data-parallel run."""
+    dd = distributed.from_env()
+    run_dir = Path(run_dir)
+    device = pick_device(cfg.device)
+    precision = pick_precision(cfg.precision, device)
+    rows = dd.share(cfg.batch_size)  # this process's streams of each batch
+    try:
+        device = distributed.setup(dd, device)
+    except RuntimeError as e:  # the processes could not form a group: a rendezvous that failed
+        raise TrainingError(f"the training processes could not connect ({first_line(e)})") from None
+    try:
+        trainer = _Trainer(corpus, model_cfg, cfg, resume=resume, dd=dd, device=device, precision=precision,
+                           rows=rows)
+        result = trainer.run(run_dir, callbacks if callbacks is not None and dd.is_main else _Silent(),
+                             should_stop or (lambda: False))
+    except RuntimeError as e:
+        if dd.enabled and distributed.peer_lost(e):
+            raise PeerLostError(f"another training process stopped ({first_line(e)}); {checkpoint.kept(run_dir)}") from None
+        raise
+    # Only a run that ended together leaves the group: destroying it while a peer is still in a
+    # collective, or gone, can abort this process (the CLI ends a failed rank with os._exit).
+    distributed.teardown(dd)
+    return result
 
 
 def _param_groups(model: CharRNN, weight_decay: float) -> list[dict]:
@@ -117,352 +155,275 @@ def _param_groups(model: CharRNN, weight_decay: float) -> list[dict]:
     return [{"params": decay, "weight_decay": weight_decay}, {"params": free, "weight_decay": 0.0}]
 
 
-def train(
-    corpus: Corpus,
-    model_cfg: ModelConfig | None,
-    cfg: TrainConfig,
-    run_dir: Path,
-    callbacks: Callbacks | None = None,
-    resume: dict | None = None,
-    should_stop: Callable[[], bool] = lambda: False,
-) -> TrainResult:
-    dd = distributed.from_env()
-    cb = callbacks if callbacks is not None and dd.main else Callbacks()
-    run_dir = Path(run_dir)
-    device = pick_device(cfg.device)
-    precision = pick_precision(cfg.precision, device)
-    rows = dd.share(cfg.batch_size)  # this process's streams of each batch
-    try:
-        device = distributed.setup(dd, device)
-    except RuntimeError as e:  # the processes could not form a group: a rendezvous that failed
-        raise TrainingError(f"the training processes could not connect ({first_line(e)})") from None
-    try:
-        result = _train(corpus, model_cfg, cfg, run_dir, cb, resume, should_stop, dd, device, precision, rows)
-    except RuntimeError as e:
-        if dd.enabled and distributed.peer_lost(e):
-            raise PeerLostError(f"another training process stopped ({first_line(e)}); {_kept(run_dir)}") from None
-        raise
-    # Only a run that ended together leaves the group: destroying it while a peer is still in a
-    # collective, or gone, can abort this process (the CLI ends a failed rank with os._exit).
-    distributed.teardown(dd)
-    return result
+@dataclass
+class _Meter:
+    """The clock and the train loss between two metrics lines."""
+
+    elapsed0: float  # seconds trained before this process started
+    t_start: float = 0.0
+    t_log: float = 0.0
+    chars: int = 0
+    loss_sum: float = 0.0
+    loss_n: int = 0
+    train_loss: float = math.nan  # of the latest metrics line
+
+    def start(self) -> None:
+        self.t_start = self.t_log = time.perf_counter()
+
+    def elapsed(self) -> float:
+        return self.elapsed0 + time.perf_counter() - self.t_start
 
 
-def _train(corpus, model_cfg, cfg, run_dir, cb, resume, should_stop, dd, device, precision, rows) -> TrainResult:
-    vocab = corpus.vocab
+class _Trainer:
+    """One run's model, optimizer, data and state; `run` is the loop. Everything is checked
+    in the constructor, before `run` writes anything."""
 
-    if resume is not None:
-        model_cfg = checkpoint.model_config(resume)
-        if checkpoint.vocab(resume) != vocab:
-            raise CheckpointError(
-                f"the checkpoint was made for a different vocabulary ({len(resume['vocab'])} characters) "
-                f"than corpus {corpus.name} ({len(vocab)} characters); it cannot be resumed on this corpus"
-            )
-        old = checkpoint.train_config(resume)
-        if old.batch_size != cfg.batch_size:
-            raise CheckpointError(
-                f"--batch-size cannot change on resume ({old.batch_size} -> {cfg.batch_size}): "
-                "the data position is defined by it"
-            )
-    assert model_cfg is not None and model_cfg.vocab_size == len(vocab)
-    check_training_precision(device, precision, model_cfg.model)
-
-    seed_everything(cfg.seed)
-    model = CharRNN(model_cfg).to(device)
-    if dd.rank:
-        seed_everything(cfg.seed + dd.rank)  # same initial weights, different dropout masks
-    net = torch.nn.parallel.DistributedDataParallel(model) if dd.enabled else model
-    # fused: one kernel for the whole update instead of a few per parameter tensor
-    opt = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.99),
-                            fused=device.type in ("cuda", "cpu"))
-    scaler = torch.amp.GradScaler(device.type, enabled=needs_loss_scaling(device, precision))
-    train_ids, val_ids = corpus.split_reader("train"), corpus.split_reader("val")
-    batcher = StreamBatcher(train_ids, cfg.batch_size, cfg.seq_len, rows)
-    spe = batcher.steps_per_epoch
-
-    step, epoch, pos = 0, 0, 0  # pos: characters into every stream; the next window starts there
-    best, best_step, last_val = float("inf"), 0, float("nan")
-    stale = 0  # evals without improvement
-    elapsed0 = 0.0
-    lr_scale = 1.0  # lowered after non-finite steps
-    state: State | None = None
-    if resume is not None:
-        pos = _data_offset(resume["data"], cfg.seq_len)
-        try:  # a checkpoint that loads can still hold a damaged training state
-            model.load_state_dict(resume["model"])
-            opt.load_state_dict(resume["optimizer"])
-            if "scaler" in resume and resume["scaler"]:
-                scaler.load_state_dict(resume["scaler"])
-            step, epoch = int(resume["step"]), int(resume["epoch"])
-            best = float(resume.get("best_val_loss", best))
-            best_step = int(resume.get("best_step", 0))
-            last_val = float(resume.get("val_loss", last_val))
-            stale = int(resume.get("stale_evals", 0))
-            elapsed0 = float(resume.get("elapsed_s", 0.0))
-            lr_scale = float(resume.get("lr_scale", 1.0))
-            if resume.get("hidden") is not None:
-                # stored for the whole batch, so any number of processes can take their share
-                state = tuple(h[:, rows].to(device, torch.float32) for h in resume["hidden"])
-                want = (model_cfg.layers, len(range(cfg.batch_size)[rows]), model_cfg.hidden)
-                if len(state) != (2 if model_cfg.model == "lstm" else 1) or any(h.shape != want for h in state):
-                    raise ValueError("the carried hidden state does not fit the model and batch")
-            if dd.main:
-                set_rng_state(resume["rng"])
-        except (KeyError, TypeError, ValueError, OverflowError, RuntimeError, AttributeError, IndexError) as e:
-            raise CheckpointError(
-                f"the checkpoint's training state is damaged ({first_line(e)}); it cannot be resumed") from None
-    # Everything is checked: only now is anything written, and only by rank 0.
-    if dd.main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        checkpoint.remove_leftovers(run_dir, ("*.pt", "metrics.jsonl"))  # from a run killed while saving
+    def __init__(self, corpus: Corpus, model_cfg: ModelConfig | None, cfg: TrainConfig, *, resume: dict | None,
+                 dd: Dist, device: torch.device, precision: str, rows: slice):
         if resume is not None:
-            _truncate_metrics(run_dir / "metrics.jsonl", step)
+            model_cfg = checkpoint.model_config(resume)
+            checkpoint.check_resumes_on(resume, corpus_vocab=corpus.vocab, corpus_name=corpus.name, cfg=cfg)
+        assert model_cfg is not None and model_cfg.vocab_size == len(corpus.vocab)
+        check_training_precision(device, precision, model_cfg.model)
+        self.corpus, self.model_cfg, self.cfg = corpus, model_cfg, cfg
+        self.dd, self.device, self.precision, self.rows = dd, device, precision, rows
+        self.resumed = resume is not None
 
-    limits = [cfg.max_steps, cfg.max_epochs, cfg.time_limit]
-    max_epochs = DEFAULT_MAX_EPOCHS if all(v is None for v in limits) else cfg.max_epochs
-    step_limits = [cfg.max_steps] if cfg.max_steps is not None else []
-    if max_epochs is not None:
-        # the windows left to the epoch limit, counted from where the data stands: on a fresh run
-        # or a resume with the same --seq-len this is ceil(max_epochs * spe); after a --seq-len
-        # change, step counts windows of the old length
-        windows = max(0.0, (max_epochs - epoch) * spe - pos / cfg.seq_len)
-        if math.isfinite(windows):  # an epoch limit too large to count is no limit
-            step_limits.append(step + math.ceil(windows))
-    total_steps = min(step_limits) if step_limits else None
+        seed_everything(cfg.seed)
+        self.model = CharRNN(model_cfg).to(device)
+        if dd.rank:
+            seed_everything(cfg.seed + dd.rank)  # same initial weights, different dropout masks
+        self.net = torch.nn.parallel.DistributedDataParallel(self.model) if dd.enabled else self.model
+        self.params = list(self.model.parameters())
+        # fused: one kernel for the whole update instead of a few per parameter tensor
+        self.opt = torch.optim.AdamW(_param_groups(self.model, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.99),
+                                     fused=device.type in ("cuda", "cpu"))
+        self.scaler = torch.amp.GradScaler(device.type, enabled=needs_loss_scaling(device, precision))
+        self.batcher = StreamBatcher(corpus.split_reader("train"), cfg.batch_size, cfg.seq_len, rows)
+        self.val_ids = corpus.split_reader("val")
 
-    def progress(elapsed: float) -> float:
-        if cfg.decay_steps:
-            return step / cfg.decay_steps
-        p = step / total_steps if total_steps else 0.0
-        return max(p, elapsed / cfg.time_limit) if cfg.time_limit else p
+        self.state = TrainState()
+        self.hidden: State | None = None  # carried from batch to batch, float32
+        if resume is not None:
+            self._restore(resume)
+        self.total_steps = self._total_steps()
+        meta = corpus.meta
+        self.corpus_info = {"name": corpus.name, "sha256": meta.get("source_sha256"),
+                            "path": str(corpus.path.resolve()), "chars": meta.get("chars"),
+                            "split_sizes": meta.get("split_sizes")}
+        self.meter = _Meter(elapsed0=self.state.elapsed_s)
+        self.bad_steps = 0  # non-finite steps in a row
+        self.last_eval_step = -1
 
-    meta = corpus.meta
-    corpus_info = {"name": corpus.name, "sha256": meta.get("source_sha256"), "path": str(corpus.path.resolve()),
-                   "chars": meta.get("chars"), "split_sizes": meta.get("split_sizes")}
-    old_history = resume.get("history") if resume else None
-    history = [h for h in old_history if isinstance(h, dict)] if isinstance(old_history, list) else []
+    def _restore(self, ckpt: dict) -> None:
+        self.state = TrainState.from_payload(ckpt, self.cfg.seq_len)
+        try:  # a checkpoint that loads can still hold a damaged training state
+            self.model.load_state_dict(ckpt["model"])
+            self.opt.load_state_dict(ckpt["optimizer"])
+            if ckpt.get("scaler"):
+                self.scaler.load_state_dict(ckpt["scaler"])
+            hidden = checkpoint.carried_state(ckpt, self.model_cfg, batch_size=self.cfg.batch_size, rows=self.rows)
+            self.hidden = None if hidden is None else tuple(h.to(self.device) for h in hidden)
+            if self.dd.is_main:
+                set_rng_state(ckpt["rng"])
+        except (KeyError, TypeError, ValueError, OverflowError, RuntimeError, AttributeError, IndexError) as e:
+            raise checkpoint.damaged_state(e) from None
 
-    def payload() -> dict:
-        hidden = None if state is None else [distributed.gather_rows(h, dd) for h in state]
-        return {
-            "model_config": model_cfg.to_dict(),
-            "train_config": cfg.to_dict(),
-            "vocab": vocab.chars,
-            "model": _to_cpu({k2: v.float() for k2, v in model.state_dict().items()}),
-            "optimizer": _to_cpu(opt.state_dict()),
-            "scaler": scaler.state_dict() if scaler.is_enabled() else None,
-            "step": step, "epoch": epoch,
-            "data": {"offset": pos, "batch": pos // cfg.seq_len, "batch_size": cfg.batch_size,
-                     "seq_len": cfg.seq_len},
-            "hidden": None if hidden is None else _to_cpu(hidden),
-            "rng": _to_cpu(rng_state()),
-            "best_val_loss": best, "best_step": best_step, "val_loss": last_val,
-            "stale_evals": stale, "elapsed_s": elapsed, "lr_scale": lr_scale,
-            "precision": precision, "device": device.type,
-            "corpus": corpus_info, "history": history[-2000:],
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "charrnn_version": __version__, "torch_version": str(torch.__version__),
-        }
+    def _total_steps(self) -> int | None:
+        """The step the step and epoch limits end at (None: only a time limit)."""
+        cfg, s = self.cfg, self.state
+        limits = [cfg.max_steps, cfg.max_epochs, cfg.time_limit]
+        max_epochs = DEFAULT_MAX_EPOCHS if all(v is None for v in limits) else cfg.max_epochs
+        step_limits = [cfg.max_steps] if cfg.max_steps is not None else []
+        if max_epochs is not None:
+            # the windows left to the epoch limit, counted from where the data stands: on a fresh run
+            # or a resume with the same --seq-len this is ceil(max_epochs * steps per epoch); after a
+            # --seq-len change, step counts windows of the old length
+            windows = max(0.0, (max_epochs - s.epoch) * self.batcher.steps_per_epoch - s.offset / cfg.seq_len)
+            if math.isfinite(windows):  # an epoch limit too large to count is no limit
+                step_limits.append(s.step + math.ceil(windows))
+        return min(step_limits) if step_limits else None
 
-    def save(kind: str) -> None:
-        data = payload()  # every rank takes part in gathering the hidden state
-        if not dd.main:
-            return
-        path = run_dir / f"{kind}.pt"
-        checkpoint.save(data, path)
-        cb.on_checkpoint(path, kind)
+    # ------------------------------------------------------------------ the loop
 
-    metrics_path = run_dir / "metrics.jsonl"
-    metrics_f = open(metrics_path, "a", encoding="utf-8") if dd.main else None
-
-    def log(m: dict) -> None:
-        if metrics_f is None:
-            return
+    def run(self, run_dir: Path, callbacks: Callbacks, should_stop: Callable[[], bool]) -> TrainResult:
+        self.run_dir, self.cb = run_dir, callbacks
+        self.log = self._open_run_dir() if self.dd.is_main else None
         try:
-            metrics_f.write(json.dumps(m) + "\n")
-            metrics_f.flush()
-        except OSError as e:
-            raise _write_failed(metrics_path, e) from None
+            self.cb.on_start(RunStart(
+                run_dir=run_dir, model_config=self.model_cfg, train_config=self.cfg, corpus=self.corpus_info,
+                device=self.device.type, precision=self.precision, params=self.model.num_params(),
+                total_steps=self.total_steps, steps_per_epoch=self.batcher.steps_per_epoch,
+                start_step=self.state.step, resumed=self.resumed))
+            self.model.train()
+            self.meter.start()
+            stopped = self._loop(should_stop)
+            self._finish(stopped)
+        finally:
+            if self.log is not None:
+                self.log.close()
+        s = self.state
+        return TrainResult(run_dir, s.step, s.epoch, s.best_val_loss, s.best_step, s.val_loss, s.elapsed_s, stopped)
 
-    last_eval_step = -1
+    def _open_run_dir(self) -> runlog.RunLog:
+        """Everything is checked: only now is anything written, and only by rank 0."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        checkpoint.remove_leftovers(self.run_dir, ("*.pt", runlog.METRICS))  # from a run killed while saving
+        if self.resumed:
+            runlog.truncate_metrics(self.run_dir, self.state.step)
+        return runlog.RunLog(self.run_dir)
 
-    def do_eval() -> float:
-        nonlocal best, best_step, last_val, stale, last_eval_step
-        last_eval_step = step
-        last_val = evaluate(model, val_ids, cfg.eval_batch_size, cfg.seq_len, device, precision, dd)
-        improved = math.isfinite(last_val) and last_val < best
-        if improved:
-            best, best_step, stale = last_val, step, 0
-        else:
-            stale += 1
-        m = {"step": step, "epoch": epoch, "val_loss": last_val, "val_bpc": last_val / LN2,
-             "best_val_loss": best, "elapsed_s": round(elapsed, 3)}
-        history.append({"step": step, "val_loss": last_val})
-        log(m)
-        cb.on_eval(m)
-        if improved:
-            save("best")
-        return last_val
-
-    cb.on_start({
-        "run_dir": run_dir, "device": device.type, "precision": precision, "params": model.num_params(),
-        "total_steps": total_steps, "time_limit": cfg.time_limit, "steps_per_epoch": spe,
-        "start_step": step, "model_config": model_cfg, "train_config": cfg, "corpus": corpus_info,
-        "resumed": resume is not None,
-    })
-
-    model.train()
-    t_start = time.perf_counter()
-    elapsed = elapsed0
-    t_log, chars_log, loss_sum, loss_n, bad = t_start, 0, 0.0, 0, 0
-    train_loss = float("nan")
-    stopped = "max_epochs"
-    params = [p for p in model.parameters()]
-    try:
+    def _loop(self, should_stop: Callable[[], bool]) -> str:
+        cfg = self.cfg
         while True:
-            reason = ""
-            if total_steps is not None and step >= total_steps:
-                reason = "max_steps" if cfg.max_steps is not None and step >= cfg.max_steps else "max_epochs"
-            elif cfg.patience and stale >= cfg.patience:
-                reason = "patience"
-            elif cfg.time_limit is not None and elapsed >= cfg.time_limit:
-                reason = "time_limit"
-            if should_stop():
-                reason = "interrupted"
-            if dd.enabled:  # clocks and signals differ between processes: stop together
-                reason = STOP_REASONS[distributed.all_max([STOP_REASONS.index(reason)], dd, device)[0]]
+            reason = self._stop_reason(should_stop)
             if reason:
-                stopped = reason
-                break
-            if pos + cfg.seq_len > batcher.stream_len:
-                epoch, pos, state = epoch + 1, 0, None
-
-            xb, yb = batcher.batch_at(pos)
-            x = torch.from_numpy(xb).to(device, non_blocking=True)
-            y = torch.from_numpy(yb).to(device, non_blocking=True)
-            lr = lr_at(cfg, step, progress(elapsed)) * lr_scale
-            for group in opt.param_groups:
-                group["lr"] = lr
-            with autocast(device, precision):
-                logits, new_state = net(x, state)
-            loss = cross_entropy(logits, y)
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.unscale_(opt)
-            gnorm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip if cfg.grad_clip > 0 else float("inf"))
-            loss_v = float(loss.detach())
-            ok = math.isfinite(loss_v) and (math.isfinite(float(gnorm)) or scaler.is_enabled())
-            if dd.enabled:
-                ok = not distributed.all_max([int(not ok)], dd, device)[0]
-            if ok:
-                scaler.step(opt)
-                scaler.update()
-                bad = 0
-                # float32 whatever autocast ran in, so a resume in another precision can take it
-                state = tuple(s.detach().float() for s in new_state)
-                loss_sum += loss_v
-                loss_n += 1
-            else:
-                # A non-finite loss: skip the update, restart the carried state, halve the rate.
-                bad += 1
-                lr_scale *= 0.5
-                state = None
-                cb.on_warning(f"step {step + 1}: non-finite loss or gradient, step skipped, learning rate halved")
-                if bad >= MAX_BAD_STEPS:
-                    raise TrainingError(
-                        f"training diverged: {bad} non-finite steps in a row at step {step + 1}; "
-                        f"try a lower --lr (now {cfg.lr}) or --grad-clip; {_kept(run_dir)}"
-                    )
-            step += 1
-            pos += cfg.seq_len
-            chars_log += x.numel() * dd.world
-            elapsed = elapsed0 + time.perf_counter() - t_start
-
-            logged = step % cfg.log_every == 0 or step == 1
-            m = {"step": step, "epoch": epoch, "lr": lr, "elapsed_s": round(elapsed, 3)}
-            if logged:
-                now = time.perf_counter()
-                loss_sum, loss_n = distributed.all_sum([loss_sum, loss_n], dd, device)
-                train_loss = loss_sum / max(loss_n, 1)
-                m.update(train_loss=train_loss, chars_per_sec=round(chars_log / max(now - t_log, 1e-9), 1),
-                         grad_norm=float(gnorm))
-                history.append({"step": step, "train_loss": train_loss})
-                log(m)
-                t_log, chars_log, loss_sum, loss_n = now, 0, 0.0, 0
-            epoch_frac = epoch + pos / batcher.stream_len
-            cb.on_step(m | {"train_loss": train_loss, "val_loss": last_val, "epoch_frac": epoch_frac}, logged)
-
+                return reason
+            self._step()
+            step = self.state.step
             if cfg.eval_every and step % cfg.eval_every == 0:
-                do_eval()
-            if cfg.sample_every and step % cfg.sample_every == 0 and dd.main:
-                text = sample_text(model, vocab, length=cfg.sample_length, temp=cfg.sample_temp,
-                                   seed=cfg.seed + step)
-                try:
-                    _write_sample(run_dir / "samples.txt", step, train_loss, last_val, text)
-                except OSError as e:
-                    raise _write_failed(run_dir / "samples.txt", e) from None
-                cb.on_sample(step, text, {"step": step, "train_loss": train_loss, "val_loss": last_val})
+                self._eval()
+            if cfg.sample_every and step % cfg.sample_every == 0 and self.dd.is_main:
+                self._sample()
             if cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
-                save("last")
+                self._save("last")
 
-        if stopped == "interrupted":
-            save("last")
+    def _stop_reason(self, should_stop: Callable[[], bool]) -> str:
+        cfg, s = self.cfg, self.state
+        reason = ""
+        if self.total_steps is not None and s.step >= self.total_steps:
+            reason = "max_steps" if cfg.max_steps is not None and s.step >= cfg.max_steps else "max_epochs"
+        elif cfg.patience and s.stale_evals >= cfg.patience:
+            reason = "patience"
+        elif cfg.time_limit is not None and s.elapsed_s >= cfg.time_limit:
+            reason = "time_limit"
+        if should_stop():
+            reason = "interrupted"
+        if self.dd.enabled:  # clocks and signals differ between processes: stop together
+            reason = STOP_REASONS[distributed.all_max([STOP_REASONS.index(reason)], self.dd, self.device)[0]]
+        return reason
+
+    def _progress(self) -> float:
+        """The fraction of the run done, for the learning-rate schedule."""
+        cfg, s = self.cfg, self.state
+        if cfg.decay_steps:
+            return s.step / cfg.decay_steps
+        p = s.step / self.total_steps if self.total_steps else 0.0
+        return max(p, s.elapsed_s / cfg.time_limit) if cfg.time_limit else p
+
+    def _step(self) -> None:
+        cfg, s, dd = self.cfg, self.state, self.dd
+        if s.offset + cfg.seq_len > self.batcher.stream_len:
+            s.epoch, s.offset, self.hidden = s.epoch + 1, 0, None
+        xb, yb = self.batcher.batch_at(s.offset)
+        x = torch.from_numpy(xb).to(self.device, non_blocking=True)
+        y = torch.from_numpy(yb).to(self.device, non_blocking=True)
+        lr = lr_at(cfg, s.step, self._progress()) * s.lr_scale
+        for group in self.opt.param_groups:
+            group["lr"] = lr
+        with autocast(self.device, self.precision):
+            logits, new_state = self.net(x, self.hidden)
+        loss = cross_entropy(logits, y)
+        self.opt.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.unscale_(self.opt)
+        gnorm = torch.nn.utils.clip_grad_norm_(self.params, cfg.grad_clip if cfg.grad_clip > 0 else float("inf"))
+        loss_v = float(loss.detach())
+        ok = math.isfinite(loss_v) and (math.isfinite(float(gnorm)) or self.scaler.is_enabled())
+        if dd.enabled:
+            ok = not distributed.all_max([int(not ok)], dd, self.device)[0]
+        if ok:
+            self.scaler.step(self.opt)
+            self.scaler.update()
+            self.bad_steps = 0
+            # float32 whatever autocast ran in, so a resume in another precision can take it
+            self.hidden = tuple(h.detach().float() for h in new_state)
+            self.meter.loss_sum += loss_v
+            self.meter.loss_n += 1
         else:
-            if last_eval_step != step:
-                do_eval()
-            save("last")
-            if not math.isfinite(best) and all(bool(torch.isfinite(p).all()) for p in params):
-                save("best")  # no eval gave a finite loss (no val split): still leave a model to sample
-    finally:
-        if metrics_f is not None:
-            try:
-                metrics_f.close()
-            except OSError:
-                pass  # the write that failed has already been reported
-    return TrainResult(run_dir, step, epoch, best, best_step, last_val, elapsed, stopped)
+            self._skip_step()
+        s.step += 1
+        s.offset += cfg.seq_len
+        self.meter.chars += x.numel() * dd.world
+        s.elapsed_s = self.meter.elapsed()
+        self._report_step(lr, float(gnorm))
 
+    def _skip_step(self) -> None:
+        """A non-finite loss or gradient: no update, the carried state restarts, the rate halves."""
+        s = self.state
+        self.bad_steps += 1
+        s.lr_scale *= 0.5
+        self.hidden = None
+        self.cb.on_warning(f"step {s.step + 1}: non-finite loss or gradient, step skipped, learning rate halved")
+        if self.bad_steps >= MAX_BAD_STEPS:
+            raise TrainingError(
+                f"training diverged: {self.bad_steps} non-finite steps in a row at step {s.step + 1}; "
+                f"try a lower --lr (now {self.cfg.lr}) or --grad-clip; {checkpoint.kept(self.run_dir)}"
+            )
 
-def _write_failed(path: Path, e: OSError) -> TrainingError:
-    """A log file of the run (beside its checkpoints) could not be written."""
-    return TrainingError(f"could not write {path}: {os_reason(e)}; {_kept(path.parent)}")
+    def _report_step(self, lr: float, grad_norm: float) -> None:
+        s, meter = self.state, self.meter
+        logged = s.step % self.cfg.log_every == 0 or s.step == 1
+        m = {"step": s.step, "epoch": s.epoch, "lr": lr, "elapsed_s": round(s.elapsed_s, 3)}
+        if logged:
+            now = time.perf_counter()
+            loss_sum, loss_n = distributed.all_sum([meter.loss_sum, meter.loss_n], self.dd, self.device)
+            meter.train_loss = loss_sum / max(loss_n, 1)
+            m.update(train_loss=meter.train_loss, chars_per_sec=round(meter.chars / max(now - meter.t_log, 1e-9), 1),
+                     grad_norm=grad_norm)
+            s.history.append({"step": s.step, "train_loss": meter.train_loss})
+            if self.log is not None:
+                self.log.metric(m)
+            meter.t_log, meter.chars, meter.loss_sum, meter.loss_n = now, 0, 0.0, 0
+        epoch_frac = s.epoch + s.offset / self.batcher.stream_len
+        self.cb.on_step(m | {"train_loss": meter.train_loss, "val_loss": s.val_loss, "epoch_frac": epoch_frac}, logged)
 
+    def _eval(self) -> None:
+        cfg, s = self.cfg, self.state
+        self.last_eval_step = s.step
+        s.val_loss = mean_loss(self.model, self.val_ids, batch_size=cfg.eval_batch_size, seq_len=cfg.seq_len,
+                               device=self.device, precision=self.precision, dd=self.dd)
+        improved = math.isfinite(s.val_loss) and s.val_loss < s.best_val_loss
+        if improved:
+            s.best_val_loss, s.best_step, s.stale_evals = s.val_loss, s.step, 0
+        else:
+            s.stale_evals += 1
+        m = {"step": s.step, "epoch": s.epoch, "val_loss": s.val_loss, "val_bpc": bits(s.val_loss),
+             "best_val_loss": s.best_val_loss, "elapsed_s": round(s.elapsed_s, 3)}
+        s.history.append({"step": s.step, "val_loss": s.val_loss})
+        if self.log is not None:
+            self.log.metric(m)
+        self.cb.on_eval(m)
+        if improved:
+            self._save("best")
 
-def _kept(run_dir: Path) -> str:
-    saved = [n for n in ("last.pt", "best.pt") if (run_dir / n).exists()]
-    if not saved:
-        return "no checkpoint was written"
-    return f"{' and '.join(saved)} {'hold' if len(saved) > 1 else 'holds'} the last good weights"
+    def _sample(self) -> None:
+        cfg, s = self.cfg, self.state
+        text = sample_text(self.model, self.corpus.vocab, length=cfg.sample_length, temp=cfg.sample_temp,
+                           seed=cfg.seed + s.step)
+        self.log.sample(step=s.step, train_loss=self.meter.train_loss, val_loss=s.val_loss, text=text)
+        self.cb.on_sample(s.step, text, {"step": s.step, "train_loss": self.meter.train_loss, "val_loss": s.val_loss})
 
+    def _save(self, kind: str) -> None:
+        # every rank takes part in gathering the carried state; only rank 0 writes
+        hidden = None if self.hidden is None else [distributed.gather_rows(h, self.dd) for h in self.hidden]
+        if not self.dd.is_main:
+            return
+        payload = self.state.to_payload(
+            model_config=self.model_cfg, train_config=self.cfg, vocab=self.corpus.vocab,
+            weights=self.model.state_dict(), optimizer=self.opt.state_dict(),
+            scaler=self.scaler.state_dict() if self.scaler.is_enabled() else None, hidden=hidden, rng=rng_state(),
+            precision=self.precision, device=self.device.type, corpus=self.corpus_info)
+        path = self.run_dir / f"{kind}.pt"
+        checkpoint.save(payload, path)
+        self.cb.on_checkpoint(path, kind)
 
-def _data_offset(data, seq_len: int) -> int:
-    """Characters into every stream where a resumed run goes on. The offset, not the batch
-    index, is what stays true when --seq-len changes between runs; checkpoints that predate
-    "offset" held only the batch index, in windows of their own --seq-len."""
-    try:
-        pos = data["offset"] if "offset" in data else data["batch"] * data.get("seq_len", seq_len)
-    except (TypeError, KeyError, AttributeError):
-        pos = None
-    if not isinstance(pos, int) or pos < 0:
-        raise CheckpointError("checkpoint has a malformed 'data' position; it cannot be resumed")
-    return pos
-
-
-def _write_sample(path: Path, step: int, train_loss: float, val_loss: float, text: str) -> None:
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(f"===== step {step} | train loss {train_loss:.4f} | val loss {val_loss:.4f} =====\n")
-        f.write(text.lstrip("\n") + "\n\n")
-
-
-def _truncate_metrics(path: Path, step: int) -> None:
-    """Drop lines logged after the checkpoint being resumed, so steps are not repeated."""
-    if not path.exists():
-        return
-    keep = []
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-        m = metric_record(line)  # None for a line cut short by a crash, or damaged
-        if m is not None and m["step"] <= step:
-            keep.append(line)
-    try:  # a crash or a full disk half-way leaves the old lines
-        checkpoint.write_atomic(path, "".join(line + "\n" for line in keep).encode("utf-8"))
-    except OSError as e:
-        raise TrainingError(f"could not rewrite {path} to resume: {os_reason(e)}; it and the checkpoint are intact") from None
+    def _finish(self, stopped: str) -> None:
+        if stopped == "interrupted":
+            self._save("last")
+            return
+        if self.last_eval_step != self.state.step:
+            self._eval()
+        self._save("last")
+        if not math.isfinite(self.state.best_val_loss) and all(bool(torch.isfinite(p).all()) for p in self.params):
+            self._save("best")  # no eval gave a finite loss (no val split): still leave a model to sample

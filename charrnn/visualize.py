@@ -1,6 +1,7 @@
 """What a trained model sees in a text, as one self-contained HTML page.
 
     charrnn visualize checkpoints/my-run --text play.txt --out play.html
+    page, shown = visualize_checkpoint(Path("checkpoints/my-run"), text=Path("play.txt"))
 
 For every character: the probability the model gave it, the model's five likeliest guesses
 for the character after it, and the activation of every hidden unit (h, and for an LSTM the
@@ -24,9 +25,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from charrnn.errors import InputError
-from charrnn.model import CharRNN, FastStepper
-from charrnn.report import page_head
+from charrnn import checkpoint, runs
+from charrnn.data import Corpus, check_text_file, iter_text
+from charrnn.errors import BadValueError, InputError
+from charrnn.model import CharRNN
+from charrnn.stepper import FastStepper
+from charrnn.pages import page_head, write_html
 from charrnn.vocab import Vocab
 
 TOP_K = 5
@@ -206,7 +210,26 @@ def script_json(obj) -> str:
 
 
 def write_page(model: CharRNN, vocab: Vocab, text: str, out: Path, title: str = "charrnn") -> Path:
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(build_page(model, vocab, text, title), encoding="utf-8")
-    return out
+    return write_html(out, build_page(model, vocab, text, title))
+
+
+def visualize_checkpoint(checkpoint_path: Path, *, text: Path | None = None, prime: str | None = None,
+                         out: Path | None = None, max_chars: int = 3000, unknown: str = "error") -> tuple[Path, int]:
+    """`charrnn visualize`: the page of a checkpoint on a file, on `prime`, or on the start of
+    its corpus's validation split (default: visualize.html beside the checkpoint). Returns the
+    page and the number of characters it shows."""
+    if text is not None and prime is not None:
+        raise BadValueError("give --text or --prime, not both")
+    path = runs.resolve_checkpoint(checkpoint_path)
+    model, vocab, ckpt = checkpoint.load_model(path)
+    if prime is not None:
+        content, what = prime, "--prime"
+    elif text is not None:
+        content, what = "".join(iter_text(check_text_file(text))), str(text)
+    else:
+        corpus = Corpus.load(runs.checkpoint_corpus(ckpt, "give --text FILE or --prime TEXT"))
+        content, what = corpus.vocab.decode(corpus.split("val")[:max_chars]), f"val split of {corpus.name}"
+    ids = vocab.encode(content, unknown=unknown, context=what)
+    content = vocab.decode(ids[:max_chars])
+    title = f"{path.parent.name}/{path.name} on {what}"
+    return write_page(model, vocab, content, out or path.parent / "visualize.html", title=title), len(content)

@@ -79,5 +79,5 @@ def tiny_train(**kw) -> TrainConfig:
 def trained_run(tmp_path: Path, mixed_corpus):
     """A tiny model trained for 30 steps on the mixed corpus; returns its run directory."""
     run = tmp_path / "run"
-    train(mixed_corpus, tiny_model(len(mixed_corpus.vocab)), tiny_train(max_steps=30), run)
+    train(mixed_corpus, tiny_model(len(mixed_corpus.vocab)), tiny_train(max_steps=30), run_dir=run)
     return run

@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from charrnn.data import preprocess
-from charrnn.report import load_run, loss_sparkline, read_samples
+from charrnn.report import load_run, loss_sparkline
+from charrnn.runlog import read_samples
 from charrnn.train import train
 from tests.conftest import MIXED_TEXT, TINY_FLAGS, tiny_model, tiny_train
 from tests.test_reliability import one_line_error
@@ -27,7 +28,7 @@ def clean_run(tmp_path_factory) -> Path:
     corpus = preprocess(root / "mixed.txt", root / "corpus")
     run = root / "run"
     train(corpus, tiny_model(len(corpus.vocab)),
-          tiny_train(max_steps=30, eval_every=10, sample_every=10, sample_length=40), run)
+          tiny_train(max_steps=30, eval_every=10, sample_every=10, sample_length=40), run_dir=run)
     return run
 
 
@@ -77,7 +78,7 @@ def test_report_skips_a_sample_whose_header_is_damaged(cli, clean_run, run):
         "===== step 20 | train loss ", "===== step 20 | train loss abc | val loss nan =====\nwas: "), encoding="utf-8")
     r = cli("report", run)
     assert r.exit_code == 0, r.stderr
-    clean, damaged = read_samples(clean_run / "samples.txt"), read_samples(path)
+    clean, damaged = read_samples(clean_run), read_samples(run)
     assert [s["step"] for s in damaged] == [10, 30]
     assert damaged[0] == clean[0]  # the damaged sample's text is not glued onto the one before
 
@@ -87,7 +88,7 @@ def test_report_reads_samples_with_invalid_utf8(cli, clean_run, run):
         f.write(b"caf\xe9 \xff\n")
     r = cli("report", run)
     assert r.exit_code == 0, r.stderr
-    samples = read_samples(run / "samples.txt")
+    samples = read_samples(run)
     assert [s["step"] for s in samples] == [10, 20, 30]
     assert samples[-1]["text"].endswith("caf\ufffd \ufffd")
 
@@ -107,7 +108,7 @@ def test_report_shows_a_checkpoint_with_damaged_descriptive_fields(cli, run):
     r = cli("report", run)
     assert r.exit_code == 0, r.stderr
     page = (run / "report.html").read_text(encoding="utf-8")
-    assert "x (0 characters)" in page and "model.hidden" in page
+    assert "x (? characters)" in page and "model.hidden" in page
 
 
 # --------------------------------------------------------------------------- corpus directory

@@ -36,7 +36,7 @@ def close(a: dict, b: dict, tol: float = 1e-4) -> bool:
 def test_two_gloo_processes_match_one_process(tmp_path, mixed_corpus):
     mc = tiny_model(len(mixed_corpus.vocab))
     tc = dict(batch_size=8, max_steps=20, decay_steps=40, log_every=5)
-    train(mixed_corpus, mc, tiny_train(**tc), tmp_path / "one")
+    train(mixed_corpus, mc, tiny_train(**tc), run_dir=tmp_path / "one")
 
     args = ("train", mixed_corpus.path, *FLAGS, "--max-steps", 20, "--nproc", 2, "--out", tmp_path / "two")
     r = charrnn(*args, cwd=tmp_path)
@@ -54,8 +54,8 @@ def test_two_gloo_processes_match_one_process(tmp_path, mixed_corpus):
     assert sample_text(model, vocab, prime="The", length=40, seed=1).startswith("The")
 
     # resume the 2-process run in one process: the same as one process throughout
-    train(mixed_corpus, None, tiny_train(**{**tc, "max_steps": 30}), tmp_path / "two", resume=two)
-    train(mixed_corpus, None, tiny_train(**{**tc, "max_steps": 30}), tmp_path / "one", resume=one)
+    train(mixed_corpus, None, tiny_train(**{**tc, "max_steps": 30}), run_dir=tmp_path / "two", resume=two)
+    train(mixed_corpus, None, tiny_train(**{**tc, "max_steps": 30}), run_dir=tmp_path / "one", resume=one)
     assert close(checkpoint.load(tmp_path / "one" / "last.pt")["model"],
                  checkpoint.load(tmp_path / "two" / "last.pt")["model"])
 

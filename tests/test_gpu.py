@@ -15,7 +15,7 @@ pytestmark = pytest.mark.gpu
 def test_cuda_training_in_bf16_and_sampling_on_cpu(tmp_path, mixed_corpus):
     run = tmp_path / "run"
     result = train(mixed_corpus, tiny_model(len(mixed_corpus.vocab), hidden=64),
-                   tiny_train(max_steps=60, device="cuda", precision="auto"), run)
+                   tiny_train(max_steps=60, device="cuda", precision="auto"), run_dir=run)
     ckpt = checkpoint.load(run / "best.pt")
     assert ckpt["device"] == "cuda" and ckpt["precision"] in ("bf16", "fp16")
     assert ckpt["scaler"] is not None  # cuDNN's recurrent layers ran in float16: the loss was scaled
@@ -26,7 +26,7 @@ def test_cuda_training_in_bf16_and_sampling_on_cpu(tmp_path, mixed_corpus):
 
 def test_fast_sampler_on_cuda_matches_its_reference(tmp_path, mixed_corpus):
     run = tmp_path / "run"
-    train(mixed_corpus, tiny_model(len(mixed_corpus.vocab), hidden=32), tiny_train(max_steps=20), run)
+    train(mixed_corpus, tiny_model(len(mixed_corpus.vocab), hidden=32), tiny_train(max_steps=20), run_dir=run)
     model, vocab, _ = checkpoint.load_model(run / "best.pt", torch.device("cuda"))
     fast = list(generate(model, vocab, prime="The", length=100, temp=0, num_samples=2))
     slow = list(generate(model, vocab, prime="The", length=100, temp=0, num_samples=2, fast=False))

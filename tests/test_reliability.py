@@ -22,7 +22,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from charrnn import checkpoint
+from charrnn import api, checkpoint
 from charrnn import data as data_mod
 from charrnn import train as train_mod
 from charrnn.data import TextOptions, preprocess
@@ -187,7 +187,7 @@ def test_an_allocation_that_fails_anyway_is_one_line(cli, mixed_file, monkeypatc
     def fail(*args, **kwargs):  # what torch's CPU allocator raises when the kernel refuses
         raise RuntimeError("[enforce fail at alloc_cpu.cpp:127] data. DefaultCPUAllocator: can't allocate memory")
 
-    monkeypatch.setattr(train_mod, "train", fail)
+    monkeypatch.setattr(api, "run_training", fail)
     one_line_error(cli("train", mixed_file, *TINY_FLAGS, "--max-steps", 1, "--out", "r"), 1, "out of memory")
 
 
@@ -569,7 +569,7 @@ def test_disk_full_for_a_log_file_stops_with_one_line(cli, tmp_path, mixed_file,
     run.mkdir(parents=True)
     (run / "metrics.jsonl").symlink_to("/dev/full")
     with pytest.raises(TrainingError, match="the disk is full; no checkpoint was written"):
-        train_mod.train(mixed_corpus, tiny_model(len(mixed_corpus.vocab)), tiny_train(max_steps=20), run)
+        train_mod.train(mixed_corpus, tiny_model(len(mixed_corpus.vocab)), tiny_train(max_steps=20), run_dir=run)
     # ... and samples.txt through a resumed run
     run = tmp_path / "checkpoints" / "samples"
     r = cli("train", mixed_file, *TINY_FLAGS, "--max-steps", 2, "--out", run)
@@ -668,7 +668,7 @@ def test_nan_steps_are_skipped_and_the_rate_lowered(tmp_path, mixed_corpus, monk
     _nan_on(monkeypatch, lambda i: i in (4, 5, 9))
     cb = _Warnings()
     result = train(mixed_corpus, tiny_model(len(mixed_corpus.vocab)), tiny_train(max_steps=20, eval_every=5),
-                   tmp_path / "run", cb)
+                   run_dir=tmp_path / "run", callbacks=cb)
     assert result.step == 20 and len(cb.warnings) == 3
     assert all("non-finite loss" in w and "step skipped" in w for w in cb.warnings)
     last = checkpoint.load(tmp_path / "run" / "last.pt")

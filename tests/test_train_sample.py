@@ -16,7 +16,7 @@ def test_overfits_hihello_and_samples_it_back(tmp_path):
     src = tmp_path / "hi.txt"
     src.write_text("hihello" * 300, encoding="utf-8")
     corpus = preprocess(src, tmp_path / "c", val_frac=0.1)
-    result = train(corpus, tiny_model(len(corpus.vocab), hidden=32), tiny_train(max_steps=150, lr=2e-2), tmp_path / "run")
+    result = train(corpus, tiny_model(len(corpus.vocab), hidden=32), tiny_train(max_steps=150, lr=2e-2), run_dir=tmp_path / "run")
     assert result.best_val_loss < 0.05
     model, vocab, _ = checkpoint.load_model(tmp_path / "run" / "best.pt")
     text = sample_text(model, vocab, prime="hi", length=40, temp=0)
@@ -26,7 +26,7 @@ def test_overfits_hihello_and_samples_it_back(tmp_path):
 def test_metrics_and_progress_samples(tmp_path, mixed_corpus):
     run = tmp_path / "run"
     train(mixed_corpus, tiny_model(len(mixed_corpus.vocab)),
-          tiny_train(max_steps=30, sample_every=10, sample_length=20, eval_every=15), run)
+          tiny_train(max_steps=30, sample_every=10, sample_length=20, eval_every=15), run_dir=run)
     lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     train_lines = [m for m in lines if "train_loss" in m]
     assert [m["step"] for m in train_lines] == [1, 5, 10, 15, 20, 25, 30]
@@ -59,10 +59,10 @@ def test_resume_is_bitwise_equal_to_uninterrupted(tmp_path, mixed_corpus, model_
     # 30 + 30 steps cross an epoch boundary (40 steps per epoch) and the warm-up; the cosine
     # schedule's horizon is fixed, as it must be for the two runs to see the same rates
     tc = dict(eval_every=10, decay_steps=60)
-    train(mixed_corpus, mc, tiny_train(max_steps=30, **tc), tmp_path / "a")
+    train(mixed_corpus, mc, tiny_train(max_steps=30, **tc), run_dir=tmp_path / "a")
     ckpt = checkpoint.load(tmp_path / "a" / "last.pt")
-    train(mixed_corpus, None, tiny_train(max_steps=60, **tc), tmp_path / "a", resume=ckpt)
-    train(mixed_corpus, mc, tiny_train(max_steps=60, **tc), tmp_path / "b")
+    train(mixed_corpus, None, tiny_train(max_steps=60, **tc), run_dir=tmp_path / "a", resume=ckpt)
+    train(mixed_corpus, mc, tiny_train(max_steps=60, **tc), run_dir=tmp_path / "b")
     a = checkpoint.load(tmp_path / "a" / "last.pt")
     b = checkpoint.load(tmp_path / "b" / "last.pt")
     assert a["step"] == b["step"] == 60
@@ -77,18 +77,18 @@ def test_resume_is_bitwise_equal_to_uninterrupted(tmp_path, mixed_corpus, model_
 
 def test_resume_with_another_seq_len_goes_on_from_the_same_character(tmp_path, mixed_corpus):
     mc = tiny_model(len(mixed_corpus.vocab))
-    train(mixed_corpus, mc, tiny_train(max_steps=10, seq_len=16), tmp_path / "a")
+    train(mixed_corpus, mc, tiny_train(max_steps=10, seq_len=16), run_dir=tmp_path / "a")
     ckpt = checkpoint.load(tmp_path / "a" / "last.pt")
     assert ckpt["data"]["offset"] == 160 and ckpt["epoch"] == 0
-    train(mixed_corpus, None, tiny_train(max_steps=14, seq_len=8), tmp_path / "a", resume=ckpt)
+    train(mixed_corpus, None, tiny_train(max_steps=14, seq_len=8), run_dir=tmp_path / "a", resume=ckpt)
     after = checkpoint.load(tmp_path / "a" / "last.pt")
     assert after["epoch"] == 0 and after["data"]["offset"] == 160 + 4 * 8
     # a checkpoint from before "offset" was stored: its batch index counts windows of its own seq_len
     old = {**ckpt, "data": {k: v for k, v in ckpt["data"].items() if k != "offset"}}
-    train(mixed_corpus, None, tiny_train(max_steps=11, seq_len=8), tmp_path / "b", resume=old)
+    train(mixed_corpus, None, tiny_train(max_steps=11, seq_len=8), run_dir=tmp_path / "b", resume=old)
     assert checkpoint.load(tmp_path / "b" / "last.pt")["data"]["offset"] == 160 + 8
     # an epoch limit counts the windows left from where the data stands, in the new length
-    train(mixed_corpus, None, tiny_train(max_epochs=1, seq_len=8), tmp_path / "c", resume=ckpt)
+    train(mixed_corpus, None, tiny_train(max_epochs=1, seq_len=8), run_dir=tmp_path / "c", resume=ckpt)
     end = checkpoint.load(tmp_path / "c" / "last.pt")
     stream_len = StreamBatcher(mixed_corpus.split_reader("train"), 4, 8).stream_len
     assert end["epoch"] == 0 and end["data"]["offset"] + 8 > stream_len >= end["data"]["offset"]
@@ -98,22 +98,22 @@ def test_resume_with_another_seq_len_goes_on_from_the_same_character(tmp_path, m
 def test_resume_in_another_precision_takes_the_carried_state(tmp_path, mixed_corpus):
     # bf16 autocast hands back a bf16 state; fp32's LSTM refuses one, so it is kept in float32
     mc = tiny_model(len(mixed_corpus.vocab))
-    train(mixed_corpus, mc, tiny_train(max_steps=10, precision="bf16"), tmp_path / "a")
+    train(mixed_corpus, mc, tiny_train(max_steps=10, precision="bf16"), run_dir=tmp_path / "a")
     ckpt = checkpoint.load(tmp_path / "a" / "last.pt")
     assert ckpt["precision"] == "bf16" and {h.dtype for h in ckpt["hidden"]} == {torch.float32}
-    result = train(mixed_corpus, None, tiny_train(max_steps=15), tmp_path / "a", resume=ckpt)
+    result = train(mixed_corpus, None, tiny_train(max_steps=15), run_dir=tmp_path / "a", resume=ckpt)
     assert result.step == 15 and checkpoint.load(tmp_path / "a" / "last.pt")["precision"] == "fp32"
 
 
 def test_a_carried_state_stored_in_bf16_resumes_in_fp32(tmp_path, mixed_corpus):
     # checkpoints written before the carried state was kept in float32 hold it in bf16
     mc = tiny_model(len(mixed_corpus.vocab))
-    train(mixed_corpus, mc, tiny_train(max_steps=10), tmp_path / "a")
+    train(mixed_corpus, mc, tiny_train(max_steps=10), run_dir=tmp_path / "a")
     ckpt = checkpoint.load(tmp_path / "a" / "last.pt")
     old = {**ckpt, "hidden": [h.bfloat16() for h in ckpt["hidden"]]}
-    result = train(mixed_corpus, None, tiny_train(max_steps=15), tmp_path / "b", resume=old)
+    result = train(mixed_corpus, None, tiny_train(max_steps=15), run_dir=tmp_path / "b", resume=old)
     assert result.step == 15 and checkpoint.load(tmp_path / "b" / "last.pt")["precision"] == "fp32"
-    straight = train(mixed_corpus, None, tiny_train(max_steps=15), tmp_path / "c", resume=ckpt)
+    straight = train(mixed_corpus, None, tiny_train(max_steps=15), run_dir=tmp_path / "c", resume=ckpt)
     assert abs(result.val_loss - straight.val_loss) < 1e-2  # the same state, rounded to bf16
 
 
@@ -147,7 +147,7 @@ def test_temperature_zero_is_argmax(trained_run):
 def test_fast_sampling_path_gives_the_reference_text(tmp_path, mixed_corpus, model_type):
     run = tmp_path / model_type
     train(mixed_corpus, tiny_model(len(mixed_corpus.vocab), model=model_type, hidden=24, layers=3),
-          tiny_train(max_steps=20), run)
+          tiny_train(max_steps=20), run_dir=run)
     model, vocab, _ = checkpoint.load_model(run / "best.pt")
     for kw in (dict(temp=1.0), dict(temp=0.7, top_k=5), dict(temp=1.0, top_p=0.9), dict(temp=0)):
         fast = list(generate(model, vocab, prime="The", length=200, seed=5, num_samples=3, **kw))

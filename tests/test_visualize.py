@@ -20,7 +20,8 @@ from typer.testing import CliRunner
 from charrnn import checkpoint
 from charrnn.cli import app
 from charrnn.model import CharRNN
-from charrnn.report import load_run, loss_sparkline, read_samples, sparkline, write_report
+from charrnn.report import load_run, loss_sparkline, sparkline, write_report
+from charrnn.runlog import read_samples
 from charrnn.train import train
 from charrnn.visualize import (
     FEATURES, build_page, correlations, interesting_cells, text_features, trace, unit_matrix,
@@ -130,7 +131,7 @@ def sampled_run(tmp_path, mixed_corpus):
     """A tiny run with evals and progress samples, for the report."""
     run = tmp_path / "sampled"
     train(mixed_corpus, tiny_model(len(mixed_corpus.vocab)),
-          tiny_train(max_steps=30, eval_every=10, sample_every=10, sample_length=40), run)
+          tiny_train(max_steps=30, eval_every=10, sample_every=10, sample_length=40), run_dir=run)
     return run
 
 
@@ -138,12 +139,12 @@ def test_report_reads_the_run_and_draws_it(sampled_run):
     run = load_run(sampled_run)
     assert [e["step"] for e in run.evals] == [10, 20, 30]
     assert [s["step"] for s in run.samples] == [10, 20, 30]
-    assert run.ckpt["model_config"]["hidden"] == 16 and "model" not in run.ckpt
+    assert run.ckpt["model_config"]["hidden"] == 16 and "optimizer" not in run.ckpt
     page = write_report(sampled_run).read_text(encoding="utf-8")
     assert "http://" not in page and "https://" not in page and "<script" not in page
     assert page.count('<polyline class="series"') == 2 + 2 + 1 + 1  # loss by step and time, lr, speed
     assert page.count("<li>") == 3 and "step 30" in page and "train.batch_size" in page
-    sample = read_samples(sampled_run / "samples.txt")[1]["text"]
+    sample = read_samples(sampled_run)[1]["text"]
     assert sample.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;") in page
 
 

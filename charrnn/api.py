@@ -1,0 +1,189 @@
+"""The plain functions behind the commands: what `charrnn preprocess`, `train`, `sample`,
+`eval` and `info` do, callable from Python. None of them prints; each raises the
+`charrnn.errors` exception that the CLI maps to an exit code, with the same message.
+
+    from charrnn import api
+    result = api.train("poems.txt", hidden=128, layers=2, max_steps=500)
+    for pieces in api.sample(result.run_dir, prime="The ", length=200, seed=7):
+        print(pieces[0], end="")
+    print(api.evaluate(result.run_dir, file="holdout.txt").loss)
+
+Training is two steps where the CLI needs a moment between them (to start the processes
+of `--nproc`): `plan_training` checks everything and names the run directory,
+`run_training` trains; `train` does both.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+
+from charrnn import checkpoint, data, distributed, memory, runs
+from charrnn.config import SETTINGS, ModelConfig, TrainConfig, auto_preset, configs
+from charrnn.data import Corpus, TextOptions
+from charrnn.errors import BadValueError, CheckpointError, InputError
+from charrnn.runtime import pick_device, pick_precision
+from charrnn.sample import generate
+from charrnn.scoring import mean_loss
+from charrnn.train import Callbacks, TrainResult
+from charrnn.train import train as train_loop
+from charrnn.values import bits
+
+
+def preprocess(input: Path, *, out: Path | None = None, val_frac: float = 0.1, test_frac: float = 0.0,
+               text: TextOptions = TextOptions()) -> Corpus:
+    """Encode a text file as a corpus directory (default corpora/<input stem>)."""
+    out = (Path(out) if out is not None else runs.CORPORA / Path(input).stem).absolute()  # `--out .` has a name
+    runs.check_corpus_out(out)
+    return data.preprocess(input, out, val_frac=val_frac, test_frac=test_frac, opts=text)
+
+
+# --------------------------------------------------------------------------- train
+
+
+@dataclass
+class TrainPlan:
+    """A run ready to start: every input checked, nothing written but the corpus cache."""
+
+    corpus: Corpus
+    model_config: ModelConfig | None  # None when resuming: the checkpoint's
+    train_config: TrainConfig
+    run_dir: Path
+    resume: dict | None = None  # the checkpoint being resumed
+    preset: str | None = None  # the preset used, "auto" resolved
+
+
+def plan_training(input: Path | None = None, *, out: Path | None = None, preset: str | None = None,
+                  resume: Path | None = None, settings: dict[str, Any] | None = None, val_frac: float = 0.1,
+                  test_frac: float = 0.0, text: TextOptions = TextOptions()) -> TrainPlan:
+    """Check a run's inputs and settle its configs and directory. `settings` are ModelConfig
+    and TrainConfig fields; they override the preset, or the resumed checkpoint's config."""
+    settings = dict(settings or {})
+    unknown = sorted(settings.keys() - SETTINGS)
+    if unknown:
+        raise BadValueError(f"unknown setting(s) {', '.join(unknown)}; the settings are {', '.join(sorted(SETTINGS))}")
+    main = distributed.from_env().is_main  # the other processes of a data-parallel run write nothing
+    ckpt = ckpt_path = None
+    if resume is not None:
+        ckpt_path = runs.resolve_checkpoint(resume, prefer="last.pt")
+        ckpt = checkpoint.load(ckpt_path)
+        cfg = _checked(checkpoint.resume_config, ckpt, ckpt_path, settings=settings, preset=preset)
+        if input is None:
+            input = runs.checkpoint_corpus(ckpt, "name the corpus file or directory")
+        run_dir = Path(out) if out is not None else Path(resume) if Path(resume).is_dir() else ckpt_path.parent
+    elif input is None:
+        raise BadValueError("name a text file or preprocessed corpus to train on (or --resume a run)")
+    else:
+        run_dir = Path(out) if out is not None else None
+    if main and run_dir is not None:  # before anything is written, the corpus cache included
+        runs.check_run_dir(run_dir, ckpt_path, ckpt)
+    corpus = runs.open_corpus(input, val_frac=val_frac, test_frac=test_frac, opts=text)
+    if ckpt is not None:
+        return TrainPlan(corpus, None, cfg, run_dir, resume=ckpt)
+
+    if preset == "auto":
+        preset = auto_preset(settings.get("time_limit"), pick_device(settings.get("device", "auto")).type)
+    model_cfg, cfg = _checked(configs, len(corpus.vocab), preset, settings)
+    if main and pick_device(cfg.device).type == "cpu":  # a GPU's own out-of-memory error is one line
+        memory.check_training_memory(model_cfg, cfg)
+    return TrainPlan(corpus, model_cfg, cfg, run_dir or runs.new_run_dir(corpus.name), preset=preset)
+
+
+def _checked(build, *args, **kwargs):
+    """A config built from settings, whose values the configs' own checks refuse as BadValueError."""
+    try:
+        return build(*args, **kwargs)
+    except (TypeError, ValueError) as e:
+        raise BadValueError(str(e)) from None
+
+
+def run_training(plan: TrainPlan, *, callbacks: Callbacks | None = None,
+                 should_stop: Callable[[], bool] | None = None) -> TrainResult:
+    """Train the planned run; `should_stop` is asked before every step (Ctrl-C, say)."""
+    return train_loop(plan.corpus, plan.model_config, plan.train_config, run_dir=plan.run_dir,
+                      callbacks=callbacks, resume=plan.resume, should_stop=should_stop)
+
+
+def train(input: Path | None = None, *, out: Path | None = None, preset: str | None = None,
+          resume: Path | None = None, callbacks: Callbacks | None = None,
+          should_stop: Callable[[], bool] | None = None, val_frac: float = 0.1, test_frac: float = 0.0,
+          text: TextOptions = TextOptions(), **settings: Any) -> TrainResult:
+    """Train on a text file or corpus directory (or go on with `resume`), as `charrnn train`;
+    `settings` are the options of `charrnn train` by their field names (hidden=128, lr=0.01)."""
+    plan = plan_training(input, out=out, preset=preset, resume=resume, settings=settings, val_frac=val_frac,
+                         test_frac=test_frac, text=text)
+    return run_training(plan, callbacks=callbacks, should_stop=should_stop)
+
+
+# --------------------------------------------------------------------------- use a model
+
+
+def sample(checkpoint_path: Path | None = None, *, prime: str = "", length: int = 1000, temp: float = 0.8,
+           top_k: int | None = None, top_p: float | None = None, stop: str | None = None, seed: int | None = None,
+           num_samples: int = 1, unknown: str = "error", precision: str = "fp32",
+           device: str = "cpu") -> Iterator[tuple[str, ...]]:
+    """Text from a checkpoint or run directory (default: the newest run in checkpoints/), as
+    `charrnn sample`: one tuple per step with a piece for each of the `num_samples` streams,
+    the prime first."""
+    path = runs.resolve_checkpoint(checkpoint_path or runs.latest_run())
+    dev = pick_device(device)
+    pick_precision(precision, dev)  # refuses what the device cannot do
+    model, vocab, _ = checkpoint.load_model(path, dev)
+    memory.check_sampling_memory(model.config, num_samples=num_samples, prime_len=len(prime), length=length,
+                                 device=dev)
+    return generate(model, vocab, prime=prime, length=length, temp=temp, top_k=top_k, top_p=top_p, stop=stop,
+                    seed=seed, num_samples=num_samples, unknown=unknown, precision=precision)
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    what: str  # "val split of <corpus>", or the file's path
+    loss: float  # nats per character
+    predictions: int
+
+    @property
+    def bits(self) -> float:
+        return bits(self.loss)
+
+
+def evaluate(checkpoint_path: Path, *, split: str = "val", file: Path | None = None, unknown: str = "error",
+             device: str = "auto") -> Evaluation:
+    """A model's loss on a split of its corpus, or on any UTF-8 file, as `charrnn eval`."""
+    path = runs.resolve_checkpoint(checkpoint_path)
+    dev = pick_device(device)
+    model, vocab, ckpt = checkpoint.load_model(path, dev)
+    tc = checkpoint.train_config(ckpt)
+    if file is not None:
+        content = "".join(data.iter_text(data.check_text_file(file)))
+        ids = np.asarray(vocab.encode(content, unknown=unknown, context=str(file)), dtype=np.int64)
+        what = str(file)
+    else:
+        cpath = runs.checkpoint_corpus(ckpt, "use --file to evaluate on a text file")
+        corpus = Corpus.load(cpath)
+        if corpus.vocab != vocab:
+            raise CheckpointError(f"corpus {cpath} has a different vocabulary than the checkpoint")
+        ids = corpus.split(split)
+        what = f"{split} split of {corpus.name}"
+    if len(ids) < 2:
+        raise InputError(f"{what} has fewer than 2 characters: nothing to evaluate")
+    loss = mean_loss(model, ids, batch_size=tc.eval_batch_size, seq_len=tc.seq_len, device=dev,
+                     precision=pick_precision("fp32", dev))
+    return Evaluation(what, loss, len(ids) - 1)
+
+
+@dataclass(frozen=True)
+class Info:
+    path: Path
+    rows: list[tuple[str, str]]  # `checkpoint.describe`'s
+    history: list  # the checkpoint's loss records, as stored (possibly damaged)
+    size: int  # bytes
+
+
+def info(checkpoint_path: Path) -> Info:
+    """What a checkpoint holds, as `charrnn info` shows it; its weights are checked to load."""
+    path = runs.resolve_checkpoint(checkpoint_path)
+    _, _, ckpt = checkpoint.load_model(path)
+    return Info(path, checkpoint.describe(ckpt), ckpt.get("history"), path.stat().st_size)

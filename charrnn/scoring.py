@@ -1,0 +1,40 @@
+"""The loss of a model over a text: the deterministic pass behind training's validation and
+`charrnn eval`.
+
+    loss = mean_loss(model, corpus.split("val"), batch_size=32, seq_len=128)   # nats/char
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from charrnn import distributed
+from charrnn.data import eval_batches
+from charrnn.distributed import Dist
+from charrnn.model import CharRNN, cross_entropy
+from charrnn.runtime import autocast
+
+
+@torch.no_grad()
+def mean_loss(model: CharRNN, ids: np.ndarray, *, batch_size: int, seq_len: int,
+              device: torch.device = torch.device("cpu"), precision: str = "fp32", dd: Dist = Dist()) -> float:
+    """Mean loss in nats per character over every prediction of `ids`, deterministic.
+    Under torchrun each rank takes every world-th stream and the sums are reduced."""
+    was_training = model.training
+    model.eval()
+    total, count = 0.0, 0
+    state = None
+    for x, y in eval_batches(ids, batch_size, seq_len):
+        x, y = x[dd.rank :: dd.world], y[dd.rank :: dd.world]
+        if len(x) == 0:
+            continue
+        x = torch.from_numpy(x).to(device)
+        y = torch.from_numpy(y).to(device)
+        with autocast(device, precision):
+            logits, state = model(x, state)
+        total += float(cross_entropy(logits, y, reduction="sum"))
+        count += int((y >= 0).sum())
+    model.train(was_training)
+    total, count = distributed.all_sum([total, count], dd, device)
+    return total / count if count else float("nan")
