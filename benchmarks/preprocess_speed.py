@@ -21,9 +21,36 @@ import time
 from pathlib import Path
 
 WORDS = [
-    "the", "and", "thou", "king", "light", "river", "mountain", "Москва", "река", "ночь", "слово",
-    "λόγος", "θάλασσα", "φως", "明月", "故乡", "山", "黄河", "千里", "東京", "さくら", "السلام", "كتاب",
-    "🐍", "🎉", "🌕", "naïve", "café", "e\u0301", "שלום",
+    "the",
+    "and",
+    "thou",
+    "king",
+    "light",
+    "river",
+    "mountain",
+    "Москва",
+    "река",
+    "ночь",
+    "слово",
+    "λόγος",
+    "θάλασσα",
+    "φως",
+    "明月",
+    "故乡",
+    "山",
+    "黄河",
+    "千里",
+    "東京",
+    "さくら",
+    "السلام",
+    "كتاب",
+    "🐍",
+    "🎉",
+    "🌕",
+    "naïve",
+    "café",
+    "e\u0301",
+    "שלום",
 ]
 
 
@@ -100,10 +127,32 @@ def main() -> None:
     print(f"{'training corpus':<34} {'MB':>7} {'peak RSS MB':>12}")
     for path in (small, big):
         out = wd / f"corpus-train-{path.stem}"
-        subprocess.run([py, "-m", "charrnn", "preprocess", str(path), "--out", str(out), "--val-frac", "0.0005"],
-                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        _, peak = run_child([py, "-m", "charrnn", "train", str(out), "--hidden", "128", "--layers", "2",
-                             "--max-steps", "30", "--device", "cpu", "--quiet", "--out", str(wd / f"run-{path.stem}")])
+        subprocess.run(
+            [py, "-m", "charrnn", "preprocess", str(path), "--out", str(out), "--val-frac", "0.0005"],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        _, peak = run_child(
+            [
+                py,
+                "-m",
+                "charrnn",
+                "train",
+                str(out),
+                "--hidden",
+                "128",
+                "--layers",
+                "2",
+                "--max-steps",
+                "30",
+                "--device",
+                "cpu",
+                "--quiet",
+                "--out",
+                str(wd / f"run-{path.stem}"),
+            ]
+        )
         print(f"{path.name:<34} {path.stat().st_size / 2**20:>7.0f} {peak:>12.0f}")
 
 

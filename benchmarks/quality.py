@@ -32,8 +32,21 @@ REFERENCES = [
 
 
 def run(corpus: Path, preset: str, budget: float, out: Path, extra: list[str]) -> dict:
-    cmd = [sys.executable, "-m", "charrnn", "train", str(corpus), "--preset", preset, "--time-limit", str(budget),
-           "--quiet", "--out", str(out), *extra]
+    cmd = [
+        sys.executable,
+        "-m",
+        "charrnn",
+        "train",
+        str(corpus),
+        "--preset",
+        preset,
+        "--time-limit",
+        str(budget),
+        "--quiet",
+        "--out",
+        str(out),
+        *extra,
+    ]
     p = subprocess.run(cmd, capture_output=True, text=True)
     if p.returncode != 0:
         raise SystemExit(f"failed: {' '.join(cmd)}\n{p.stderr}")
@@ -41,8 +54,14 @@ def run(corpus: Path, preset: str, budget: float, out: Path, extra: list[str]) -
     evals = [m for m in lines if "val_loss" in m]
     steps = [m for m in lines if "train_loss" in m]
     chosen = next((ln.split("-> ")[1] for ln in p.stderr.splitlines() if ln.startswith("preset auto -> ")), preset)
-    return {"preset": preset, "chosen": chosen, "budget": budget, "val": min(m["val_loss"] for m in evals),
-            "steps": steps[-1]["step"], "elapsed": steps[-1]["elapsed_s"]}
+    return {
+        "preset": preset,
+        "chosen": chosen,
+        "budget": budget,
+        "val": min(m["val_loss"] for m in evals),
+        "steps": steps[-1]["step"],
+        "elapsed": steps[-1]["elapsed_s"],
+    }
 
 
 def main() -> None:
@@ -65,8 +84,23 @@ def main() -> None:
             results.append(r)
             print(f"  {preset} ({r['chosen']}) {budget:.0f} s: val {r['val']:.4f}", file=sys.stderr, flush=True)
             if args.samples:
-                s = subprocess.run([sys.executable, "-m", "charrnn", "sample", str(out), "--prime", "ROMEO:",
-                                    "--length", "400", "--seed", "7"], capture_output=True, text=True).stdout
+                s = subprocess.run(
+                    [
+                        sys.executable,
+                        "-m",
+                        "charrnn",
+                        "sample",
+                        str(out),
+                        "--prime",
+                        "ROMEO:",
+                        "--length",
+                        "400",
+                        "--seed",
+                        "7",
+                    ],
+                    capture_output=True,
+                    text=True,
+                ).stdout
                 r["sample"] = "\n".join(s.splitlines()[: args.samples])
     print(f"{'run':<58} {'budget':>12} {'val nats/char':>14} {'bits/char':>10} {'steps':>7}")
     for r in results:

@@ -46,8 +46,9 @@ def baseline(model: CharRNN, length: int, streams: int, seed: int = 0) -> float:
 
 def ours(model: CharRNN, vocab: Vocab, length: int, streams: int, precision: str, seed: int = 0) -> float:
     t = time.perf_counter()
-    for _ in generate(model, vocab, prime="a", length=length, temp=0.8, seed=seed, num_samples=streams,
-                      precision=precision):
+    for _ in generate(
+        model, vocab, prime="a", length=length, temp=0.8, seed=seed, num_samples=streams, precision=precision
+    ):
         pass
     return streams * length / (time.perf_counter() - t)
 
@@ -56,16 +57,20 @@ def bound(model: CharRNN, reps: int, streams: int = 1, dtype: torch.dtype = torc
     """chars/s if a step cost only one pass over every weight matrix: each matrix multiplied by
     the streams' vectors in turn (for one stream in whichever of torch's two forms is faster).
     One stream is bound by memory bandwidth, many by the matrix product's arithmetic."""
-    mats = [p.detach().contiguous().to(dtype) for n, p in model.named_parameters()
-            if p.dim() == 2 and not n.startswith("embed")]
+    mats = [
+        p.detach().contiguous().to(dtype)
+        for n, p in model.named_parameters()
+        if p.dim() == 2 and not n.startswith("embed")
+    ]
     device = mats[0].device
     best = 0.0
     for form in ("mv", "mm") if streams == 1 else ("mm",):
         if form == "mv":
             ops = [(torch.mv, m, torch.randn(m.shape[1], device=device, dtype=dtype)) for m in mats]
         else:
-            ops = [(torch.mm, torch.randn(streams, m.shape[1], device=device, dtype=dtype), m.T.contiguous())
-                   for m in mats]
+            ops = [
+                (torch.mm, torch.randn(streams, m.shape[1], device=device, dtype=dtype), m.T.contiguous()) for m in mats
+            ]
         for _ in range(10):
             for f, a, b in ops:
                 f(a, b)
@@ -93,24 +98,33 @@ def main() -> None:
     vocab = Vocab([chr(ord("a") + i) if i < 26 else chr(0x400 + i) for i in range(args.vocab)])
     model = CharRNN(ModelConfig(vocab_size=args.vocab, hidden=args.hidden, layers=args.layers)).to(device).eval()
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{torch.get_num_threads()} threads"
-    print(f"{args.layers}x{args.hidden} LSTM, vocab {args.vocab}, torch {torch.__version__}, "
-          f"{where}, best of {args.rounds} interleaved rounds")
+    print(
+        f"{args.layers}x{args.hidden} LSTM, vocab {args.vocab}, torch {torch.__version__}, "
+        f"{where}, best of {args.rounds} interleaved rounds"
+    )
     rows = []
-    for streams, length, precision in ((1, args.length, "fp32"), (32, max(args.length // 8, 50), "fp32"),
-                                       (32, max(args.length // 8, 50), "bf16")):
+    for streams, length, precision in (
+        (1, args.length, "fp32"),
+        (32, max(args.length // 8, 50), "fp32"),
+        (32, max(args.length // 8, 50), "bf16"),
+    ):
         b = o = 0.0
         for _ in range(args.rounds):
             b = max(b, baseline(model, length, streams))
             o = max(o, ours(model, vocab, length, streams, precision))
         rows.append((streams, precision, b, o))
     dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16}
-    print(f"{'streams':>8} {'charrnn precision':>18} {'baseline nn.LSTM/char':>22} {'charrnn':>10} {'ratio':>7} "
-          f"{'bound':>8} {'of bound':>9}")
+    print(
+        f"{'streams':>8} {'charrnn precision':>18} {'baseline nn.LSTM/char':>22} {'charrnn':>10} {'ratio':>7} "
+        f"{'bound':>8} {'of bound':>9}"
+    )
     for streams, precision, b, o in rows:
         mv = max(bound(model, 300 if streams == 1 else 50, streams, dtypes[precision]) for _ in range(args.rounds))
         print(f"{streams:>8} {precision:>18} {b:>20.0f}/s {o:>8.0f}/s {o / b:>6.1f}x {mv:8.0f} {100 * o / mv:>8.0f}%")
-    print(f"bound: one pass over every weight matrix per character in that precision, on {device.type}, "
-          "for that many streams at once; measured above")
+    print(
+        f"bound: one pass over every weight matrix per character in that precision, on {device.type}, "
+        "for that many streams at once; measured above"
+    )
 
 
 if __name__ == "__main__":

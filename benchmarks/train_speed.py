@@ -51,8 +51,9 @@ def baseline(corpus, h: int, layers: int, b: int, t: int, steps: int, warm: int,
     """Plain float32 nn.LSTM + AdamW, carrying the hidden state: chars/s after warm-up."""
     torch.manual_seed(0)
     v = len(corpus.vocab)
-    emb, rnn, head = (m.to(device) for m in (nn.Embedding(v, h), nn.LSTM(h, h, layers, batch_first=True),
-                                             nn.Linear(h, v)))
+    emb, rnn, head = (
+        m.to(device) for m in (nn.Embedding(v, h), nn.LSTM(h, h, layers, batch_first=True), nn.Linear(h, v))
+    )
     params = [*emb.parameters(), *rnn.parameters(), *head.parameters()]
     opt = torch.optim.AdamW(params, lr=2e-3)
     batcher = StreamBatcher(corpus.split("train"), b, t)
@@ -72,12 +73,33 @@ def baseline(corpus, h: int, layers: int, b: int, t: int, steps: int, warm: int,
     return steps * b * t / (time.perf_counter() - t0)
 
 
-def ours(corpus, h: int, layers: int, b: int, t: int, steps: int, warm: int, run: Path, device: torch.device,
-         precision: str = "auto", **extra) -> tuple[float, float]:
+def ours(
+    corpus,
+    h: int,
+    layers: int,
+    b: int,
+    t: int,
+    steps: int,
+    warm: int,
+    run: Path,
+    device: torch.device,
+    precision: str = "auto",
+    **extra,
+) -> tuple[float, float]:
     """(chars/s after warm-up, final val loss) of charrnn's own loop."""
     mc = ModelConfig(vocab_size=len(corpus.vocab), hidden=h, layers=layers)
-    tc = TrainConfig(batch_size=b, seq_len=t, max_steps=warm + steps, eval_every=0, checkpoint_every=0,
-                     log_every=1, device=device.type, precision=precision, seed=0, **extra)
+    tc = TrainConfig(
+        batch_size=b,
+        seq_len=t,
+        max_steps=warm + steps,
+        eval_every=0,
+        checkpoint_every=0,
+        log_every=1,
+        device=device.type,
+        precision=precision,
+        seed=0,
+        **extra,
+    )
     result = train(corpus, mc, tc, run_dir=run)
     lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     el = {m["step"]: m["elapsed_s"] for m in lines if "train_loss" in m}
@@ -92,11 +114,19 @@ def main() -> None:
     ap.add_argument("--seq-len", type=int, default=128)
     ap.add_argument("--steps", type=int, default=0, help="timed steps per round [default: by model size]")
     ap.add_argument("--rounds", type=int, default=2)
-    ap.add_argument("--quality-steps", type=int, default=0, help="also train this many steps in fp32 and in "
-                    "charrnn's precision from the same seed and compare val loss")
+    ap.add_argument(
+        "--quality-steps",
+        type=int,
+        default=0,
+        help="also train this many steps in fp32 and in charrnn's precision from the same seed and compare val loss",
+    )
     ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
-    ap.add_argument("--corpus", type=Path, default=SHARED, help="text to train on [default: ../shared's "
-                    "tiny-shakespeare; generated words when it is absent]")
+    ap.add_argument(
+        "--corpus",
+        type=Path,
+        default=SHARED,
+        help="text to train on [default: ../shared's tiny-shakespeare; generated words when it is absent]",
+    )
     args = ap.parse_args()
     if args.corpus != SHARED and not args.corpus.exists():
         raise SystemExit(f"{args.corpus} is absent")
@@ -113,8 +143,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         corpus = preprocess(corpus_file(tmp, args.corpus), tmp / "corpus", val_frac=0.1)
-        print(f"{layers}x{h} LSTM, vocab {len(corpus.vocab)}, batch {b} x seq {t}, {steps} timed steps, "
-              f"torch {torch.__version__}, {where}, charrnn precision {prec}")
+        print(
+            f"{layers}x{h} LSTM, vocab {len(corpus.vocab)}, batch {b} x seq {t}, {steps} timed steps, "
+            f"torch {torch.__version__}, {where}, charrnn precision {prec}"
+        )
         best_b = best_o = 0.0
         for r in range(args.rounds):
             best_b = max(best_b, baseline(corpus, h, layers, b, t, steps, warm, device))
@@ -128,8 +160,10 @@ def main() -> None:
             n = args.quality_steps
             _, v32 = ours(corpus, h, layers, b, t, n - warm, warm, tmp / "q32", device, precision="fp32")
             _, vp = ours(corpus, h, layers, b, t, n - warm, warm, tmp / "qp", device, precision=prec)
-            print(f"val loss after {n} steps, seed 0: fp32 {v32:.4f}, {prec} {vp:.4f}, "
-                  f"difference {vp - v32:+.4f} nats/char")
+            print(
+                f"val loss after {n} steps, seed 0: fp32 {v32:.4f}, {prec} {vp:.4f}, "
+                f"difference {vp - v32:+.4f} nats/char"
+            )
 
 
 if __name__ == "__main__":

@@ -15,9 +15,10 @@ of `--nproc`): `plan_training` checks everything and names the run directory,
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -33,8 +34,14 @@ from charrnn.train import train as train_loop
 from charrnn.values import bits
 
 
-def preprocess(input: Path, *, out: Path | None = None, val_frac: float = 0.1, test_frac: float = 0.0,
-               text: TextOptions = TextOptions()) -> Corpus:
+def preprocess(
+    input: Path,
+    *,
+    out: Path | None = None,
+    val_frac: float = 0.1,
+    test_frac: float = 0.0,
+    text: TextOptions = TextOptions(),
+) -> Corpus:
     """Encode a text file as a corpus directory (default corpora/<input stem>)."""
     out = (Path(out) if out is not None else runs.CORPORA / Path(input).stem).absolute()  # `--out .` has a name
     runs.check_corpus_out(out)
@@ -56,9 +63,17 @@ class TrainPlan:
     preset: str | None = None  # the preset used, "auto" resolved
 
 
-def plan_training(input: Path | None = None, *, out: Path | None = None, preset: str | None = None,
-                  resume: Path | None = None, settings: dict[str, Any] | None = None, val_frac: float = 0.1,
-                  test_frac: float = 0.0, text: TextOptions = TextOptions()) -> TrainPlan:
+def plan_training(
+    input: Path | None = None,
+    *,
+    out: Path | None = None,
+    preset: str | None = None,
+    resume: Path | None = None,
+    settings: dict[str, Any] | None = None,
+    val_frac: float = 0.1,
+    test_frac: float = 0.0,
+    text: TextOptions = TextOptions(),
+) -> TrainPlan:
     """Check a run's inputs and settle its configs and directory. `settings` are ModelConfig
     and TrainConfig fields; they override the preset, or the resumed checkpoint's config."""
     settings = dict(settings or {})
@@ -100,31 +115,67 @@ def _checked(build, *args, **kwargs):
         raise BadValueError(str(e)) from None
 
 
-def run_training(plan: TrainPlan, *, callbacks: Callbacks | None = None,
-                 should_stop: Callable[[], bool] | None = None) -> TrainResult:
+def run_training(
+    plan: TrainPlan, *, callbacks: Callbacks | None = None, should_stop: Callable[[], bool] | None = None
+) -> TrainResult:
     """Train the planned run; `should_stop` is asked before every step (Ctrl-C, say)."""
-    return train_loop(plan.corpus, plan.model_config, plan.train_config, run_dir=plan.run_dir,
-                      callbacks=callbacks, resume=plan.resume, should_stop=should_stop)
+    return train_loop(
+        plan.corpus,
+        plan.model_config,
+        plan.train_config,
+        run_dir=plan.run_dir,
+        callbacks=callbacks,
+        resume=plan.resume,
+        should_stop=should_stop,
+    )
 
 
-def train(input: Path | None = None, *, out: Path | None = None, preset: str | None = None,
-          resume: Path | None = None, callbacks: Callbacks | None = None,
-          should_stop: Callable[[], bool] | None = None, val_frac: float = 0.1, test_frac: float = 0.0,
-          text: TextOptions = TextOptions(), **settings: Any) -> TrainResult:
+def train(
+    input: Path | None = None,
+    *,
+    out: Path | None = None,
+    preset: str | None = None,
+    resume: Path | None = None,
+    callbacks: Callbacks | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    val_frac: float = 0.1,
+    test_frac: float = 0.0,
+    text: TextOptions = TextOptions(),
+    **settings: Any,
+) -> TrainResult:
     """Train on a text file or corpus directory (or go on with `resume`), as `charrnn train`;
     `settings` are the options of `charrnn train` by their field names (hidden=128, lr=0.01)."""
-    plan = plan_training(input, out=out, preset=preset, resume=resume, settings=settings, val_frac=val_frac,
-                         test_frac=test_frac, text=text)
+    plan = plan_training(
+        input,
+        out=out,
+        preset=preset,
+        resume=resume,
+        settings=settings,
+        val_frac=val_frac,
+        test_frac=test_frac,
+        text=text,
+    )
     return run_training(plan, callbacks=callbacks, should_stop=should_stop)
 
 
 # --------------------------------------------------------------------------- use a model
 
 
-def sample(checkpoint_path: Path | None = None, *, prime: str = "", length: int = 1000, temp: float = 0.8,
-           top_k: int | None = None, top_p: float | None = None, stop: str | None = None, seed: int | None = None,
-           num_samples: int = 1, unknown: str = "error", precision: str = "fp32",
-           device: str = "cpu") -> Iterator[tuple[str, ...]]:
+def sample(
+    checkpoint_path: Path | None = None,
+    *,
+    prime: str = "",
+    length: int = 1000,
+    temp: float = 0.8,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    stop: str | None = None,
+    seed: int | None = None,
+    num_samples: int = 1,
+    unknown: str = "error",
+    precision: str = "fp32",
+    device: str = "cpu",
+) -> Iterator[tuple[str, ...]]:
     """Text from a checkpoint or run directory (default: the newest run in checkpoints/), as
     `charrnn sample`: one tuple per step with a piece for each of the `num_samples` streams,
     the prime first."""
@@ -132,10 +183,21 @@ def sample(checkpoint_path: Path | None = None, *, prime: str = "", length: int 
     dev = pick_device(device)
     pick_precision(precision, dev)  # refuses what the device cannot do
     model, vocab, _ = checkpoint.load_model(path, dev)
-    memory.check_sampling_memory(model.config, num_samples=num_samples, prime_len=len(prime), length=length,
-                                 device=dev)
-    return generate(model, vocab, prime=prime, length=length, temp=temp, top_k=top_k, top_p=top_p, stop=stop,
-                    seed=seed, num_samples=num_samples, unknown=unknown, precision=precision)
+    memory.check_sampling_memory(model.config, num_samples=num_samples, prime_len=len(prime), length=length, device=dev)
+    return generate(
+        model,
+        vocab,
+        prime=prime,
+        length=length,
+        temp=temp,
+        top_k=top_k,
+        top_p=top_p,
+        stop=stop,
+        seed=seed,
+        num_samples=num_samples,
+        unknown=unknown,
+        precision=precision,
+    )
 
 
 @dataclass(frozen=True)
@@ -149,8 +211,9 @@ class Evaluation:
         return bits(self.loss)
 
 
-def evaluate(checkpoint_path: Path, *, split: str = "val", file: Path | None = None, unknown: str = "error",
-             device: str = "auto") -> Evaluation:
+def evaluate(
+    checkpoint_path: Path, *, split: str = "val", file: Path | None = None, unknown: str = "error", device: str = "auto"
+) -> Evaluation:
     """A model's loss on a split of its corpus, or on any UTF-8 file, as `charrnn eval`."""
     path = runs.resolve_checkpoint(checkpoint_path)
     dev = pick_device(device)
@@ -169,8 +232,9 @@ def evaluate(checkpoint_path: Path, *, split: str = "val", file: Path | None = N
         what = f"{split} split of {corpus.name}"
     if len(ids) < 2:
         raise InputError(f"{what} has fewer than 2 characters: nothing to evaluate")
-    loss = mean_loss(model, ids, batch_size=tc.eval_batch_size, seq_len=tc.seq_len, device=dev,
-                     precision=pick_precision("fp32", dev))
+    loss = mean_loss(
+        model, ids, batch_size=tc.eval_batch_size, seq_len=tc.seq_len, device=dev, precision=pick_precision("fp32", dev)
+    )
     return Evaluation(what, loss, len(ids) - 1)
 
 

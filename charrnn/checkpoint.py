@@ -54,9 +54,21 @@ class TrainState:
     lr_scale: float = 1.0  # lowered after non-finite steps
     history: list[dict] = field(default_factory=list)  # {"step", "train_loss" or "val_loss"}
 
-    def to_payload(self, *, model_config: ModelConfig, train_config: TrainConfig, vocab: Vocab,
-                   weights: dict, optimizer: dict, scaler: dict | None, hidden: list | None, rng: dict,
-                   precision: str, device: str, corpus: dict) -> dict:
+    def to_payload(
+        self,
+        *,
+        model_config: ModelConfig,
+        train_config: TrainConfig,
+        vocab: Vocab,
+        weights: dict,
+        optimizer: dict,
+        scaler: dict | None,
+        hidden: list | None,
+        rng: dict,
+        precision: str,
+        device: str,
+        corpus: dict,
+    ) -> dict:
         """The whole checkpoint: this state with the parts it is saved with (on the CPU)."""
         return {
             "model_config": model_config.to_dict(),
@@ -67,8 +79,12 @@ class TrainState:
             "scaler": scaler,
             "step": self.step,
             "epoch": self.epoch,
-            "data": {"offset": self.offset, "batch": self.offset // train_config.seq_len,
-                     "batch_size": train_config.batch_size, "seq_len": train_config.seq_len},
+            "data": {
+                "offset": self.offset,
+                "batch": self.offset // train_config.seq_len,
+                "batch_size": train_config.batch_size,
+                "seq_len": train_config.seq_len,
+            },
             "hidden": None if hidden is None else _to_cpu(hidden),
             "rng": _to_cpu(rng),
             "best_val_loss": self.best_val_loss,
@@ -94,10 +110,15 @@ class TrainState:
         history = ckpt.get("history")
         try:
             return cls(
-                step=int(ckpt["step"]), epoch=int(ckpt["epoch"]), offset=offset,
-                best_val_loss=float(ckpt.get("best_val_loss", math.inf)), best_step=int(ckpt.get("best_step", 0)),
-                val_loss=float(ckpt.get("val_loss", math.nan)), stale_evals=int(ckpt.get("stale_evals", 0)),
-                elapsed_s=float(ckpt.get("elapsed_s", 0.0)), lr_scale=float(ckpt.get("lr_scale", 1.0)),
+                step=int(ckpt["step"]),
+                epoch=int(ckpt["epoch"]),
+                offset=offset,
+                best_val_loss=float(ckpt.get("best_val_loss", math.inf)),
+                best_step=int(ckpt.get("best_step", 0)),
+                val_loss=float(ckpt.get("val_loss", math.nan)),
+                stale_evals=int(ckpt.get("stale_evals", 0)),
+                elapsed_s=float(ckpt.get("elapsed_s", 0.0)),
+                lr_scale=float(ckpt.get("lr_scale", 1.0)),
                 history=[h for h in history if isinstance(h, dict)] if isinstance(history, list) else [],
             )
         except (KeyError, TypeError, ValueError, OverflowError) as e:
@@ -148,7 +169,8 @@ def save(payload: dict, path: Path) -> None:
         write_atomic(path, buf.getbuffer())
     except OSError as e:
         raise TrainingError(
-            f"could not write checkpoint {path}: {os_reason(e)}; the previous checkpoint is intact") from None
+            f"could not write checkpoint {path}: {os_reason(e)}; the previous checkpoint is intact"
+        ) from None
 
 
 _TMP = ".tmp-"  # write_atomic's temporary files are .NAME.tmp-PID
@@ -216,7 +238,9 @@ def load(path: Path) -> dict:
     except OSError as e:  # torch seeking past the end of a cut-off file, among others
         raise CheckpointError(f"{path}: truncated or corrupt checkpoint ({e.strerror or e})") from None
     except Exception as e:  # anything else torch.load can raise on garbage
-        raise CheckpointError(f"{path}: truncated or corrupt checkpoint ({type(e).__name__}: {first_line(e)})") from None
+        raise CheckpointError(
+            f"{path}: truncated or corrupt checkpoint ({type(e).__name__}: {first_line(e)})"
+        ) from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a charrnn checkpoint")
     version = ckpt.get("version")
@@ -284,7 +308,9 @@ def load_model(path: Path, device: torch.device = torch.device("cpu")):
         raise CheckpointError(f"{path}: weights do not match the model config ({first_line(e)})") from None
     v = vocab(ckpt)
     if len(v) != model.config.vocab_size:
-        raise CheckpointError(f"{path}: vocabulary of {len(v)} characters does not match the model's {model.config.vocab_size}")
+        raise CheckpointError(
+            f"{path}: vocabulary of {len(v)} characters does not match the model's {model.config.vocab_size}"
+        )
     return model.to(device).eval(), v, ckpt
 
 
@@ -302,7 +328,9 @@ def resume_config(ckpt: dict, path: Path, *, settings: dict[str, Any], preset: s
     fixed = model_config(ckpt)
     for name in MODEL_FIELDS:
         if name in settings and settings[name] != getattr(fixed, name):
-            raise BadValueError(f"--{name.replace('_', '-')} cannot change on resume: the architecture comes from the checkpoint")
+            raise BadValueError(
+                f"--{name.replace('_', '-')} cannot change on resume: the architecture comes from the checkpoint"
+            )
     if preset is not None:
         raise BadValueError("--preset cannot be used with --resume: the run's configuration comes from the checkpoint")
     return train_config(ckpt).with_overrides(settings)
@@ -350,8 +378,10 @@ def check_not_behind(run_dir: Path, ckpt_path: Path, ckpt: dict) -> None:
     except (CheckpointError, KeyError, TypeError):
         return  # a damaged last.pt is what resuming from best.pt is for
     if newer:
-        raise BadValueError(f"{last} is ahead of {ckpt_path.name} (step {ckpt['step']}) and resuming here would "
-                            f"overwrite it; add --out DIR to go on from {ckpt_path.name} in a new run directory")
+        raise BadValueError(
+            f"{last} is ahead of {ckpt_path.name} (step {ckpt['step']}) and resuming here would "
+            f"overwrite it; add --out DIR to go on from {ckpt_path.name} in a new run directory"
+        )
 
 
 # --------------------------------------------------------------------------- what it shows
@@ -374,14 +404,23 @@ def describe(ckpt: dict) -> list[tuple[str, str]]:
         ("parameters", number(params, ",")),
         ("vocabulary", f"{number(vocab_size)} characters"),
         ("step", f"{number(ckpt.get('step'), ',')} (epoch {number(ckpt.get('epoch'))})"),
-        ("best val loss", f"{number(best, '.4f')} nats/char, {number(bits(best) if is_number(best) else None, '.4f')} "
-                          f"bits/char (step {number(ckpt.get('best_step'))})"),
-        ("training", f"batch {get(tc, 'batch_size')} x seq {get(tc, 'seq_len')}, lr {get(tc, 'lr')}, "
-                     f"seed {get(tc, 'seed')}, {number(ckpt.get('elapsed_s'), '.1f')} s"),
+        (
+            "best val loss",
+            f"{number(best, '.4f')} nats/char, {number(bits(best) if is_number(best) else None, '.4f')} "
+            f"bits/char (step {number(ckpt.get('best_step'))})",
+        ),
+        (
+            "training",
+            f"batch {get(tc, 'batch_size')} x seq {get(tc, 'seq_len')}, lr {get(tc, 'lr')}, "
+            f"seed {get(tc, 'seed')}, {number(ckpt.get('elapsed_s'), '.1f')} s",
+        ),
         ("precision", f"{ckpt.get('precision', '?')} on {ckpt.get('device', '?')}"),
         ("corpus", f"{corpus.get('name', '?')} ({number(corpus.get('chars'), ',')} characters)"),
         ("corpus sha256", str(corpus.get("sha256"))),
-        ("created", f"{ckpt.get('created', '?')} by charrnn {ckpt.get('charrnn_version', '?')}, "
-                    f"torch {ckpt.get('torch_version', '?')}"),
+        (
+            "created",
+            f"{ckpt.get('created', '?')} by charrnn {ckpt.get('charrnn_version', '?')}, "
+            f"torch {ckpt.get('torch_version', '?')}",
+        ),
         ("format", f"{ckpt.get('format', '?')} v{ckpt.get('version', '?')}"),
     ]

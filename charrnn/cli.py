@@ -16,7 +16,7 @@ import math
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Literal, Optional
+from typing import Annotated, Literal
 
 import typer
 from rich.console import Console
@@ -48,8 +48,9 @@ class OneLineErrors(TyperGroup):
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         try:
-            rv = super().main(args=args, prog_name=prog_name or "charrnn", complete_var=complete_var,
-                              standalone_mode=False, **extra)
+            rv = super().main(
+                args=args, prog_name=prog_name or "charrnn", complete_var=complete_var, standalone_mode=False, **extra
+            )
         except typer.TyperException as e:  # usage errors: bad option values, missing arguments
             if type(e).__name__ == "NoArgsIsHelpError":  # `charrnn` alone: the help was the answer
                 sys.exit(e.exit_code)
@@ -138,12 +139,14 @@ def in_range(lo: float | None, hi: float | None, lo_open: bool = False, hi_open:
         if value is None:
             return value
         bad = (lo is not None and (value < lo or (lo_open and value == lo))) or (
-            hi is not None and (value > hi or (hi_open and value == hi)))
+            hi is not None and (value > hi or (hi_open and value == hi))
+        )
         if bad or value != value or math.isinf(value):
             left = "(" if lo_open else "["
             right = ")" if hi_open or hi is None else "]"
-            raise typer.BadParameter(f"{value} is not in {left}{lo if lo is not None else '-inf'}, "
-                                     f"{hi if hi is not None else 'inf'}{right}")
+            raise typer.BadParameter(
+                f"{value} is not in {left}{lo if lo is not None else '-inf'}, {hi if hi is not None else 'inf'}{right}"
+            )
         return value
 
     return check
@@ -151,30 +154,58 @@ def in_range(lo: float | None, hi: float | None, lo_open: bool = False, hi_open:
 
 # Path arguments are declared readable=False: the library checks files itself, so an unreadable
 # file gets its own message and exit code (3 for text, 4 for a checkpoint), not a usage error.
-CheckpointArg = Annotated[Path, typer.Argument(
-    metavar="CHECKPOINT_OR_RUN_DIR", help="A checkpoint file or run directory (its best.pt).", show_default=False,
-    readable=False)]
+CheckpointArg = Annotated[
+    Path,
+    typer.Argument(
+        metavar="CHECKPOINT_OR_RUN_DIR",
+        help="A checkpoint file or run directory (its best.pt).",
+        show_default=False,
+        readable=False,
+    ),
+]
 DeviceName = Literal["auto", "cpu", "cuda", "mps"]
 DeviceOpt = Annotated[DeviceName, typer.Option("--device", help="auto picks cuda, then mps, then cpu.")]
-UnknownOpt = Annotated[Literal["error", "skip"], typer.Option(
-    "--unknown", help="Characters outside the model's vocabulary: error, or skip them.")]
+UnknownOpt = Annotated[
+    Literal["error", "skip"],
+    typer.Option("--unknown", help="Characters outside the model's vocabulary: error, or skip them."),
+]
 SeedOpt = Annotated[int, typer.Option("--seed", min=0, max=MAX_SEED, help="Seed for weights, dropout and samples.")]
-EncodingErrors = Annotated[Literal["strict", "replace", "ignore"], typer.Option(
-    "--encoding-errors", help="What to do with bytes that are not UTF-8: strict (refuse), replace (U+FFFD), ignore.")]
-Newline = Annotated[Literal["keep", "lf"], typer.Option(
-    "--newline", help="keep line endings as they are, or lf to turn CRLF into LF.")]
+EncodingErrors = Annotated[
+    Literal["strict", "replace", "ignore"],
+    typer.Option(
+        "--encoding-errors", help="What to do with bytes that are not UTF-8: strict (refuse), replace (U+FFFD), ignore."
+    ),
+]
+Newline = Annotated[
+    Literal["keep", "lf"], typer.Option("--newline", help="keep line endings as they are, or lf to turn CRLF into LF.")
+]
 Force = Annotated[bool, typer.Option("--force", metavar="", help="Accept a file that looks binary.")]
-ValFrac = Annotated[float, typer.Option("--val-frac", callback=in_range(0, 1, hi_open=True),
-                                        help="Fraction of the text, at its end, held out for validation.")]
-TestFrac = Annotated[float, typer.Option("--test-frac", callback=in_range(0, 1, hi_open=True),
-                                         help="Fraction held out for testing, just before the validation split.")]
+ValFrac = Annotated[
+    float,
+    typer.Option(
+        "--val-frac",
+        callback=in_range(0, 1, hi_open=True),
+        help="Fraction of the text, at its end, held out for validation.",
+    ),
+]
+TestFrac = Annotated[
+    float,
+    typer.Option(
+        "--test-frac",
+        callback=in_range(0, 1, hi_open=True),
+        help="Fraction held out for testing, just before the validation split.",
+    ),
+]
 
 
 def _explicit_settings(ctx: typer.Context) -> dict:
     """The config settings given on the command line; the rest come from a preset, the
     resumed checkpoint or the config's defaults (which --help shows)."""
-    return {name: value for name, value in ctx.params.items()
-            if name in SETTINGS and getattr(ctx.get_parameter_source(name), "name", "DEFAULT") != "DEFAULT"}
+    return {
+        name: value
+        for name, value in ctx.params.items()
+        if name in SETTINGS and getattr(ctx.get_parameter_source(name), "name", "DEFAULT") != "DEFAULT"
+    }
 
 
 app = typer.Typer(
@@ -196,8 +227,10 @@ def _version(value: bool):
 
 @app.callback()
 def _root(
-    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, metavar="",
-                                          help="Print the version and exit.")] = False,
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, metavar="", help="Print the version and exit."),
+    ] = False,
 ):
     """Character-level RNN text generator: learn any UTF-8 text and write more of it.
 
@@ -217,8 +250,9 @@ def _root(
 @app.command("preprocess", cls=Command)
 def preprocess_cmd(
     input: Annotated[Path, typer.Argument(help="A UTF-8 text file.", show_default=False, readable=False)],
-    out: Annotated[Optional[Path], typer.Option(
-        "--out", help="Output directory (default: corpora/<input stem>).", show_default=False)] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Output directory (default: corpora/<input stem>).", show_default=False)
+    ] = None,
     val_frac: ValFrac = 0.1,
     test_frac: TestFrac = 0.0,
     encoding_errors: EncodingErrors = "strict",
@@ -238,8 +272,9 @@ def preprocess_cmd(
     """
     from charrnn import api  # see the note on lazy imports at the top
 
-    corpus = api.preprocess(input, out=out, val_frac=val_frac, test_frac=test_frac,
-                            text=TextOptions(encoding_errors, newline, force))
+    corpus = api.preprocess(
+        input, out=out, val_frac=val_frac, test_frac=test_frac, text=TextOptions(encoding_errors, newline, force)
+    )
     m = corpus.meta
     t = Table(title=f"corpus {corpus.path}", show_header=False, title_justify="left")
     t.add_row("source", f"{m['source']} ({m['source_bytes']:,} bytes)")
@@ -258,79 +293,131 @@ def _preset_help() -> str:
     rows = []
     for name in PRESETS:
         p = preset_settings(name)
-        rows.append(f"  {name:<7} {p['layers']}x{p['hidden']} {p['model']}, dropout {p['dropout']}, "
-                    f"batch {p['batch_size']} x seq {p['seq_len']}, lr {p['lr']}, weight decay {p['weight_decay']}")
-    return ("[bold]Presets[/bold] (explicit flags override them; auto picks large on CUDA or without --time-limit, "
-            "else small up to 120 s, medium up to 3600 s, large beyond):\n\n" + "\n".join(rows))
+        rows.append(
+            f"  {name:<7} {p['layers']}x{p['hidden']} {p['model']}, dropout {p['dropout']}, "
+            f"batch {p['batch_size']} x seq {p['seq_len']}, lr {p['lr']}, weight decay {p['weight_decay']}"
+        )
+    return (
+        "[bold]Presets[/bold] (explicit flags override them; auto picks large on CUDA or without --time-limit, "
+        "else small up to 120 s, medium up to 3600 s, large beyond):\n\n" + "\n".join(rows)
+    )
 
 
 @app.command("train", cls=Command, epilog=_preset_help())
 def train_cmd(
     ctx: typer.Context,
-    input: Annotated[Optional[Path], typer.Argument(
-        readable=False, show_default=False,
-        help="A UTF-8 text file (preprocessed on the fly and cached in corpora/) or a preprocessed directory. "
-             "Optional with --resume.")] = None,
-    out: Annotated[Optional[Path], typer.Option(
-        "--out", show_default=False,
-        help="Run directory (default: checkpoints/<corpus>-<time>, or the resumed run's).")] = None,
-    preset: Annotated[Optional[Literal["auto", "tiny", "small", "medium", "large"]], typer.Option(
-        "--preset", help="Named size and recipe; see the table below.")] = None,
+    input: Annotated[
+        Path | None,
+        typer.Argument(
+            readable=False,
+            show_default=False,
+            help="A UTF-8 text file (preprocessed on the fly and cached in corpora/) or a preprocessed directory. "
+            "Optional with --resume.",
+        ),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            show_default=False,
+            help="Run directory (default: checkpoints/<corpus>-<time>, or the resumed run's).",
+        ),
+    ] = None,
+    preset: Annotated[
+        Literal["auto", "tiny", "small", "medium", "large"] | None,
+        typer.Option("--preset", help="Named size and recipe; see the table below."),
+    ] = None,
     model: Annotated[Literal["lstm", "gru", "rnn"], typer.Option("--model", help="Recurrent cell.")] = default("model"),
     hidden: Annotated[int, typer.Option("--hidden", min=1, help="Hidden units per layer.")] = default("hidden"),
     layers: Annotated[int, typer.Option("--layers", min=1, help="Recurrent layers.")] = default("layers"),
-    dropout: Annotated[float, typer.Option("--dropout", callback=in_range(0, 1, hi_open=True),
-                                           help="Dropout between layers.")] = default("dropout"),
+    dropout: Annotated[
+        float, typer.Option("--dropout", callback=in_range(0, 1, hi_open=True), help="Dropout between layers.")
+    ] = default("dropout"),
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Contiguous streams per batch.")] = default(
-        "batch_size"),
+        "batch_size"
+    ),
     seq_len: Annotated[int, typer.Option("--seq-len", min=1, help="Characters per truncated-BPTT window.")] = default(
-        "seq_len"),
-    lr: Annotated[float, typer.Option("--lr", callback=in_range(0, None, lo_open=True),
-                                      help="Peak learning rate.")] = default("lr"),
+        "seq_len"
+    ),
+    lr: Annotated[
+        float, typer.Option("--lr", callback=in_range(0, None, lo_open=True), help="Peak learning rate.")
+    ] = default("lr"),
     warmup_steps: Annotated[int, typer.Option("--warmup-steps", min=0, help="Linear warm-up steps.")] = default(
-        "warmup_steps"),
-    decay_steps: Annotated[Optional[int], typer.Option(
-        "--decay-steps", min=1, show_default=False,
-        help="Cosine schedule horizon in steps (default: the run's --max-steps or --time-limit).")] = None,
+        "warmup_steps"
+    ),
+    decay_steps: Annotated[
+        int | None,
+        typer.Option(
+            "--decay-steps",
+            min=1,
+            show_default=False,
+            help="Cosine schedule horizon in steps (default: the run's --max-steps or --time-limit).",
+        ),
+    ] = None,
     weight_decay: Annotated[float, typer.Option("--weight-decay", min=0.0, help="AdamW weight decay on matrices.")] = (
-        default("weight_decay")),
+        default("weight_decay")
+    ),
     grad_clip: Annotated[float, typer.Option("--grad-clip", min=0.0, help="Max global gradient norm, 0 = off.")] = (
-        default("grad_clip")),
-    max_steps: Annotated[Optional[int], typer.Option(
-        "--max-steps", min=1, help="Total optimizer steps (counted across resumes).")] = None,
-    max_epochs: Annotated[Optional[float], typer.Option(
-        "--max-epochs", callback=in_range(0, None, lo_open=True), show_default=False,
-        help=f"Total passes over the training split ({DEFAULT_MAX_EPOCHS} when no limit is set).")] = None,
-    time_limit: Annotated[Optional[float], typer.Option(
-        "--time-limit", callback=in_range(0, None, lo_open=True),
-        help="Stop after this many seconds of training (counted across resumes), then evaluate and save.")] = None,
-    eval_every: Annotated[int, typer.Option(
-        "--eval-every", min=0, help="Steps between full validation passes, 0 = only at the end.")] = default(
-        "eval_every"),
-    checkpoint_every: Annotated[int, typer.Option(
-        "--checkpoint-every", min=0, help="Steps between writes of last.pt, 0 = only at the end.")] = default(
-        "checkpoint_every"),
-    sample_every: Annotated[int, typer.Option(
-        "--sample-every", min=0, help="Steps between progress samples, 0 = never.")] = default("sample_every"),
-    sample_length: Annotated[int, typer.Option(
-        "--sample-length", min=1, help="Characters per progress sample.")] = default("sample_length"),
-    sample_temp: Annotated[float, typer.Option(
-        "--sample-temp", min=0.0, help="Temperature of progress samples.")] = default("sample_temp"),
-    patience: Annotated[int, typer.Option(
-        "--patience", min=0, help="Stop after this many evals without a better val loss, 0 = never.")] = default(
-        "patience"),
+        default("grad_clip")
+    ),
+    max_steps: Annotated[
+        int | None, typer.Option("--max-steps", min=1, help="Total optimizer steps (counted across resumes).")
+    ] = None,
+    max_epochs: Annotated[
+        float | None,
+        typer.Option(
+            "--max-epochs",
+            callback=in_range(0, None, lo_open=True),
+            show_default=False,
+            help=f"Total passes over the training split ({DEFAULT_MAX_EPOCHS} when no limit is set).",
+        ),
+    ] = None,
+    time_limit: Annotated[
+        float | None,
+        typer.Option(
+            "--time-limit",
+            callback=in_range(0, None, lo_open=True),
+            help="Stop after this many seconds of training (counted across resumes), then evaluate and save.",
+        ),
+    ] = None,
+    eval_every: Annotated[
+        int, typer.Option("--eval-every", min=0, help="Steps between full validation passes, 0 = only at the end.")
+    ] = default("eval_every"),
+    checkpoint_every: Annotated[
+        int, typer.Option("--checkpoint-every", min=0, help="Steps between writes of last.pt, 0 = only at the end.")
+    ] = default("checkpoint_every"),
+    sample_every: Annotated[
+        int, typer.Option("--sample-every", min=0, help="Steps between progress samples, 0 = never.")
+    ] = default("sample_every"),
+    sample_length: Annotated[
+        int, typer.Option("--sample-length", min=1, help="Characters per progress sample.")
+    ] = default("sample_length"),
+    sample_temp: Annotated[
+        float, typer.Option("--sample-temp", min=0.0, help="Temperature of progress samples.")
+    ] = default("sample_temp"),
+    patience: Annotated[
+        int, typer.Option("--patience", min=0, help="Stop after this many evals without a better val loss, 0 = never.")
+    ] = default("patience"),
     log_every: Annotated[int, typer.Option("--log-every", min=1, help="Steps between metrics.jsonl lines.")] = default(
-        "log_every"),
-    resume: Annotated[Optional[Path], typer.Option(
-        "--resume", readable=False, help="Continue a run: its directory (last.pt) or a checkpoint file.")] = None,
+        "log_every"
+    ),
+    resume: Annotated[
+        Path | None,
+        typer.Option("--resume", readable=False, help="Continue a run: its directory (last.pt) or a checkpoint file."),
+    ] = None,
     device: DeviceOpt = default("device"),
-    precision: Annotated[Literal["auto", "fp32", "bf16", "fp16"], typer.Option(
-        "--precision", help="auto: bf16 where the hardware is fast at it, else fp32.")] = default("precision"),
+    precision: Annotated[
+        Literal["auto", "fp32", "bf16", "fp16"],
+        typer.Option("--precision", help="auto: bf16 where the hardware is fast at it, else fp32."),
+    ] = default("precision"),
     seed: SeedOpt = default("seed"),
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", metavar="",
-                                        help="No progress bar or samples on the console.")] = False,
-    nproc: Annotated[int, typer.Option(
-        "--nproc", min=1, help="Data-parallel processes on this machine (one per GPU; gloo on the CPU).")] = 1,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", metavar="", help="No progress bar or samples on the console.")
+    ] = False,
+    nproc: Annotated[
+        int,
+        typer.Option("--nproc", min=1, help="Data-parallel processes on this machine (one per GPU; gloo on the CPU)."),
+    ] = 1,
     val_frac: ValFrac = 0.1,
     test_frac: TestFrac = 0.0,
     encoding_errors: EncodingErrors = "strict",
@@ -357,13 +444,22 @@ def train_cmd(
 
     is_main = distributed.from_env().is_main  # the other processes of --nproc stay silent
     distributed.die_with_launcher()
-    plan = api.plan_training(input, out=out, preset=preset, resume=resume, settings=_explicit_settings(ctx),
-                             val_frac=val_frac, test_frac=test_frac, text=TextOptions(encoding_errors, newline, force))
+    plan = api.plan_training(
+        input,
+        out=out,
+        preset=preset,
+        resume=resume,
+        settings=_explicit_settings(ctx),
+        val_frac=val_frac,
+        test_frac=test_frac,
+        text=TextOptions(encoding_errors, newline, force),
+    )
     if preset == "auto" and is_main:
         err.print(f"preset auto -> {plan.preset}")
     if nproc > 1 and "WORLD_SIZE" not in os.environ:
-        code, message = distributed.relaunch(nproc, sys.argv[1:], run_dir=plan.run_dir,
-                                             batch_size=plan.train_config.batch_size)
+        code, message = distributed.relaunch(
+            nproc, sys.argv[1:], run_dir=plan.run_dir, batch_size=plan.train_config.batch_size
+        )
         if message:
             _fail(message, code)
         raise typer.Exit(code)
@@ -390,8 +486,11 @@ def train_cmd(
         val = "no val loss (the corpus has no validation split)"
     else:
         val = "no finite val loss"
-    err.print(f"done: {result.step} steps in {result.elapsed_s:.1f} s ({result.stopped.replace('_', '-')}); "
-              f"{val}; checkpoint {plan.run_dir / 'best.pt'}", soft_wrap=True)
+    err.print(
+        f"done: {result.step} steps in {result.elapsed_s:.1f} s ({result.stopped.replace('_', '-')}); "
+        f"{val}; checkpoint {plan.run_dir / 'best.pt'}",
+        soft_wrap=True,
+    )
 
 
 def _say_stopping() -> None:
@@ -488,30 +587,57 @@ class ConsoleView:
 
 @app.command("sample", cls=Command)
 def sample_cmd(
-    checkpoint_path: Annotated[Optional[Path], typer.Argument(
-        metavar="CHECKPOINT_OR_RUN_DIR", readable=False, show_default=False,
-        help="A checkpoint file or run directory (its best.pt); default: the newest run in checkpoints/.")] = None,
-    temp: Annotated[float, typer.Option("--temp", "-t", min=0.0,
-                                        help="Temperature; 0 = always the likeliest character.")] = 0.8,
-    prime: Annotated[Optional[str], typer.Option(
-        "--prime", "-p", show_default=False, help="Text to start from (default: stdin when it is not a terminal).")] = None,
+    checkpoint_path: Annotated[
+        Path | None,
+        typer.Argument(
+            metavar="CHECKPOINT_OR_RUN_DIR",
+            readable=False,
+            show_default=False,
+            help="A checkpoint file or run directory (its best.pt); default: the newest run in checkpoints/.",
+        ),
+    ] = None,
+    temp: Annotated[
+        float, typer.Option("--temp", "-t", min=0.0, help="Temperature; 0 = always the likeliest character.")
+    ] = 0.8,
+    prime: Annotated[
+        str | None,
+        typer.Option(
+            "--prime", "-p", show_default=False, help="Text to start from (default: stdin when it is not a terminal)."
+        ),
+    ] = None,
     length: Annotated[int, typer.Option("--length", "-n", min=0, help="New characters to generate per sample.")] = 1000,
-    seed: Annotated[Optional[int], typer.Option(
-        "--seed", min=0, max=MAX_SEED, show_default=False, help="Same seed, same text (default: random).")] = None,
-    top_k: Annotated[Optional[int], typer.Option(
-        "--top-k", min=1, help="Sample only among the K likeliest characters.")] = None,
-    top_p: Annotated[Optional[float], typer.Option(
-        "--top-p", callback=in_range(0, 1, lo_open=True),
-        help="Sample from the smallest set of characters whose probability reaches P.")] = None,
-    stop: Annotated[Optional[str], typer.Option(
-        "--stop", help="End a sample when this string appears (it is not printed).")] = None,
-    num_samples: Annotated[int, typer.Option("--num-samples", min=1, help="Independent samples, generated together.")] = 1,
+    seed: Annotated[
+        int | None,
+        typer.Option("--seed", min=0, max=MAX_SEED, show_default=False, help="Same seed, same text (default: random)."),
+    ] = None,
+    top_k: Annotated[
+        int | None, typer.Option("--top-k", min=1, help="Sample only among the K likeliest characters.")
+    ] = None,
+    top_p: Annotated[
+        float | None,
+        typer.Option(
+            "--top-p",
+            callback=in_range(0, 1, lo_open=True),
+            help="Sample from the smallest set of characters whose probability reaches P.",
+        ),
+    ] = None,
+    stop: Annotated[
+        str | None, typer.Option("--stop", help="End a sample when this string appears (it is not printed).")
+    ] = None,
+    num_samples: Annotated[
+        int, typer.Option("--num-samples", min=1, help="Independent samples, generated together.")
+    ] = 1,
     separator: Annotated[str, typer.Option("--separator", help="Printed between samples.")] = "\n\n",
     unknown: UnknownOpt = "error",
-    precision: Annotated[Literal["fp32", "bf16"], typer.Option(
-        "--precision", help="fp32: exact, the same text on every machine; bf16: matrix products in bfloat16, much "
-                            "faster for many --num-samples on CPUs with AVX512-BF16/AMX and on GPUs, but different "
-                            "text.")] = "fp32",
+    precision: Annotated[
+        Literal["fp32", "bf16"],
+        typer.Option(
+            "--precision",
+            help="fp32: exact, the same text on every machine; bf16: matrix products in bfloat16, much "
+            "faster for many --num-samples on CPUs with AVX512-BF16/AMX and on GPUs, but different "
+            "text.",
+        ),
+    ] = "fp32",
     device: DeviceOpt = "cpu",
 ):
     """Generate text from a trained model to stdout, streamed as it is written.
@@ -532,9 +658,20 @@ def sample_cmd(
 
     if prime is None:
         prime = _read_stdin_prime()
-    pieces = api.sample(checkpoint_path, prime=prime, length=length, temp=temp, top_k=top_k, top_p=top_p,
-                        stop=stop, seed=seed, num_samples=num_samples, unknown=unknown, precision=precision,
-                        device=device)
+    pieces = api.sample(
+        checkpoint_path,
+        prime=prime,
+        length=length,
+        temp=temp,
+        top_k=top_k,
+        top_p=top_p,
+        stop=stop,
+        seed=seed,
+        num_samples=num_samples,
+        unknown=unknown,
+        precision=precision,
+        device=device,
+    )
     out = _utf8_stdout()
     rest: list[list[str]] = [[] for _ in range(num_samples - 1)]  # printed after the first, which streams
     try:
@@ -542,7 +679,7 @@ def sample_cmd(
             if step[0]:
                 out.write(step[0])
                 out.flush()
-            for buf, piece in zip(rest, step[1:]):
+            for buf, piece in zip(rest, step[1:], strict=True):
                 buf.append(piece)
         for buf in rest:
             out.write(separator + "".join(buf))
@@ -588,10 +725,12 @@ def _utf8_stdout():
 @app.command("eval", cls=Command)
 def eval_cmd(
     checkpoint_path: CheckpointArg,
-    split: Annotated[Literal["val", "test", "train"], typer.Option(
-        "--split", help="Split of the checkpoint's corpus to evaluate.")] = "val",
-    file: Annotated[Optional[Path], typer.Option(
-        "--file", readable=False, help="Evaluate on this UTF-8 file instead.")] = None,
+    split: Annotated[
+        Literal["val", "test", "train"], typer.Option("--split", help="Split of the checkpoint's corpus to evaluate.")
+    ] = "val",
+    file: Annotated[
+        Path | None, typer.Option("--file", readable=False, help="Evaluate on this UTF-8 file instead.")
+    ] = None,
     unknown: UnknownOpt = "error",
     device: DeviceOpt = "auto",
 ):
@@ -637,15 +776,27 @@ def info_cmd(checkpoint_path: CheckpointArg):
 @app.command("visualize", cls=Command)
 def visualize_cmd(
     checkpoint_path: CheckpointArg,
-    text: Annotated[Optional[Path], typer.Option(
-        "--text", readable=False, show_default=False,
-        help="A UTF-8 file to run through the model (default: the start of the checkpoint's validation split).")] = None,
-    prime: Annotated[Optional[str], typer.Option(
-        "--prime", help="Text to run through the model, given on the command line.")] = None,
-    out: Annotated[Optional[Path], typer.Option(
-        "--out", show_default=False, help="The HTML page to write (default: visualize.html beside the checkpoint).")] = None,
-    max_chars: Annotated[int, typer.Option(
-        "--max-chars", min=2, help="Characters of the text to show (the page grows with it).")] = 3000,
+    text: Annotated[
+        Path | None,
+        typer.Option(
+            "--text",
+            readable=False,
+            show_default=False,
+            help="A UTF-8 file to run through the model (default: the start of the checkpoint's validation split).",
+        ),
+    ] = None,
+    prime: Annotated[
+        str | None, typer.Option("--prime", help="Text to run through the model, given on the command line.")
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out", show_default=False, help="The HTML page to write (default: visualize.html beside the checkpoint)."
+        ),
+    ] = None,
+    max_chars: Annotated[
+        int, typer.Option("--max-chars", min=2, help="Characters of the text to show (the page grows with it).")
+    ] = 3000,
     unknown: UnknownOpt = "error",
 ):
     """Write one self-contained HTML page showing what the model sees in a text.
@@ -665,17 +816,24 @@ def visualize_cmd(
     """
     from charrnn.visualize import visualize_checkpoint  # see the note on lazy imports at the top
 
-    page, shown = visualize_checkpoint(checkpoint_path, text=text, prime=prime, out=out, max_chars=max_chars,
-                                       unknown=unknown)
+    page, shown = visualize_checkpoint(
+        checkpoint_path, text=text, prime=prime, out=out, max_chars=max_chars, unknown=unknown
+    )
     err.print(f"wrote {page} ({page.stat().st_size / 1e6:.1f} MB, {shown:,} characters)", soft_wrap=True)
 
 
 @app.command("report", cls=Command)
 def report_cmd(
-    run_dir: Annotated[Path, typer.Argument(
-        metavar="RUN_DIR", help="A directory written by `charrnn train`.", show_default=False, readable=False)],
-    out: Annotated[Optional[Path], typer.Option(
-        "--out", show_default=False, help="The HTML page to write (default: RUN_DIR/report.html).")] = None,
+    run_dir: Annotated[
+        Path,
+        typer.Argument(
+            metavar="RUN_DIR", help="A directory written by `charrnn train`.", show_default=False, readable=False
+        ),
+    ],
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", show_default=False, help="The HTML page to write (default: RUN_DIR/report.html)."),
+    ] = None,
 ):
     """Write one self-contained HTML page about a training run.
 

@@ -18,9 +18,9 @@ import shutil
 import tempfile
 import time
 import weakref
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
@@ -220,8 +220,9 @@ def _check_meta(meta) -> tuple[int, np.dtype]:
     if not isinstance(splits, dict) or not {"train", "val"} <= splits.keys():
         raise ValueError("meta.json: 'splits' lacks the train and val splits")
     for name, bounds in splits.items():
-        if not (isinstance(bounds, list) and len(bounds) == 2 and all(map(is_count, bounds))
-                and bounds[0] <= bounds[1] <= n):
+        if not (
+            isinstance(bounds, list) and len(bounds) == 2 and all(map(is_count, bounds)) and bounds[0] <= bounds[1] <= n
+        ):
             raise ValueError(f"meta.json: split {name!r} is not [start, stop] within the {n:,} characters")
     return n, np.dtype(meta["dtype"])
 
@@ -333,8 +334,9 @@ def _displayable(name: str) -> str:
     return name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
-def cached_corpus(src: Path, root: Path, *, val_frac: float = 0.1, test_frac: float = 0.0,
-                  opts: TextOptions = TextOptions()) -> Corpus:
+def cached_corpus(
+    src: Path, root: Path, *, val_frac: float = 0.1, test_frac: float = 0.0, opts: TextOptions = TextOptions()
+) -> Corpus:
     """Preprocess `src` into `root/<stem>-<hash>/` unless an identical cache entry exists."""
     src = check_text_file(src)
     key = f"{file_sha256(src)}|{val_frac}|{test_frac}|{opts.newline}|{opts.encoding_errors}"

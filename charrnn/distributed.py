@@ -112,7 +112,8 @@ def peer_lost(e: BaseException) -> bool:
     """Whether a collective failed because another process of the group went away."""
     text = str(e)
     return isinstance(e, dist.DistError) or any(
-        w in text for w in ("Connection closed by peer", "Connection reset by peer", "Broken pipe"))
+        w in text for w in ("Connection closed by peer", "Connection reset by peer", "Broken pipe")
+    )
 
 
 def relaunch(nproc: int, argv: list[str], *, run_dir, batch_size: int) -> tuple[int, str]:
@@ -157,18 +158,34 @@ def launch(nproc: int, args: list[str]) -> tuple[int, str]:
     old = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     try:
         for rank in range(nproc):
-            env = {**os.environ, "RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(nproc),
-                   "LOCAL_WORLD_SIZE": str(nproc), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(store.port),
-                   "TORCHELASTIC_USE_AGENT_STORE": "True", "TORCHELASTIC_RESTART_COUNT": "0",
-                   LAUNCHED_ENV: str(os.getpid())}
+            env = {
+                **os.environ,
+                "RANK": str(rank),
+                "LOCAL_RANK": str(rank),
+                "WORLD_SIZE": str(nproc),
+                "LOCAL_WORLD_SIZE": str(nproc),
+                "MASTER_ADDR": "127.0.0.1",
+                "MASTER_PORT": str(store.port),
+                "TORCHELASTIC_USE_AGENT_STORE": "True",
+                "TORCHELASTIC_RESTART_COUNT": "0",
+                LAUNCHED_ENV: str(os.getpid()),
+            }
             if rank:
                 env["COLUMNS"] = "1000"  # an error kept back stays on one line
-            procs.append(subprocess.Popen(
-                [sys.executable, "-m", "charrnn", *args], env=env, stdout=subprocess.DEVNULL if rank else None,
-                stderr=subprocess.PIPE if rank else None, **_own_process_group()))
+            procs.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "charrnn", *args],
+                    env=env,
+                    stdout=subprocess.DEVNULL if rank else None,
+                    stderr=subprocess.PIPE if rank else None,
+                    **_own_process_group(),
+                )
+            )
         tails = [collections.deque(maxlen=50) for _ in procs]
-        readers = [threading.Thread(target=_keep_tail, args=(p.stderr, tail), daemon=True)
-                   for p, tail in zip(procs[1:], tails[1:])]
+        readers = [
+            threading.Thread(target=_keep_tail, args=(p.stderr, tail), daemon=True)
+            for p, tail in zip(procs[1:], tails[1:], strict=True)
+        ]
         for r in readers:
             r.start()
         cause = _wait(procs)
@@ -223,7 +240,7 @@ def _reason(tail: collections.deque) -> str:
     lines = [line.strip() for line in tail if line.strip()]
     ours = [line for line in lines if line.startswith(ERROR_PREFIX)]
     if ours:
-        return ": " + ours[-1][len(ERROR_PREFIX):]
+        return ": " + ours[-1][len(ERROR_PREFIX) :]
     return f": {lines[-1]}" if lines else ""
 
 

@@ -61,9 +61,7 @@ class UnknownCharacterError(CharRNNError):
     def __init__(self, chars: list[str], context: str = "text"):
         self.chars = chars
         shown = ", ".join(repr(c) for c in chars[:10]) + (" ..." if len(chars) > 10 else "")
-        super().__init__(
-            f"{context} has {len(chars)} character(s) not in the model's vocabulary: {shown}"
-        )
+        super().__init__(f"{context} has {len(chars)} character(s) not in the model's vocabulary: {shown}")
 
 
 def first_line(e: BaseException) -> str:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import signal
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 
 class StopFlag:

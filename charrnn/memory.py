@@ -24,26 +24,36 @@ def check_training_memory(mc: ModelConfig, cfg: TrainConfig) -> None:
     g = 4 if mc.model == "lstm" else 3 if mc.model == "gru" else 1  # gates per layer
     params = mc.vocab_size * mc.hidden * 2 + mc.layers * g * mc.hidden * (2 * mc.hidden + 2)
     activations = cfg.batch_size * cfg.seq_len * (mc.layers * (g + 2) * mc.hidden + 2 * mc.vocab_size)
-    _check(4 * (4 * params + activations), available(), f"a {mc.layers}x{mc.hidden} {mc.model}",
-           "lower --hidden, --layers, --batch-size or --seq-len")
+    _check(
+        4 * (4 * params + activations),
+        available(),
+        f"a {mc.layers}x{mc.hidden} {mc.model}",
+        "lower --hidden, --layers, --batch-size or --seq-len",
+    )
 
 
-def check_sampling_memory(mc: ModelConfig, *, num_samples: int, prime_len: int, length: int,
-                          device: torch.device) -> None:
+def check_sampling_memory(
+    mc: ModelConfig, *, num_samples: int, prime_len: int, length: int, device: torch.device
+) -> None:
     """Per stream: the prime's pass through the model, the states and gates of a step, the
     float64 arithmetic of picking a character, and the text of every stream but the first,
     held back until the first is done."""
     p = max(prime_len, 1)
-    per_stream = (4 * (2 * p * (mc.hidden * (mc.layers + 1) + mc.vocab_size) + 16 * mc.layers * mc.hidden)
-                  + 48 * mc.vocab_size + 8 * length)
+    per_stream = (
+        4 * (2 * p * (mc.hidden * (mc.layers + 1) + mc.vocab_size) + 16 * mc.layers * mc.hidden)
+        + 48 * mc.vocab_size
+        + 8 * length
+    )
     free = torch.cuda.mem_get_info(device)[0] if device.type == "cuda" else available()
     _check(num_samples * per_stream, free, f"--num-samples {num_samples}", "generate fewer at a time")
 
 
 def _check(need: int, free: int | None, what: str, instead: str) -> None:
     if free is not None and need > free:
-        raise BadValueError(f"{what} would need about {need / 2**30:,.1f} GiB of memory, more than the "
-                            f"{free / 2**30:,.1f} GiB available; {instead}")
+        raise BadValueError(
+            f"{what} would need about {need / 2**30:,.1f} GiB of memory, more than the "
+            f"{free / 2**30:,.1f} GiB available; {instead}"
+        )
 
 
 def available() -> int | None:

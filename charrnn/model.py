@@ -25,7 +25,10 @@ class CharRNN(nn.Module):
         v, h = config.vocab_size, config.hidden
         self.embed = nn.Embedding(v, h)
         self.rnn = _RNNS[config.model](
-            h, h, num_layers=config.layers, batch_first=True,
+            h,
+            h,
+            num_layers=config.layers,
+            batch_first=True,
             dropout=config.dropout if config.layers > 1 else 0.0,
         )
         self.drop = nn.Dropout(config.dropout)
@@ -53,5 +56,6 @@ class CharRNN(nn.Module):
 
 def cross_entropy(logits: torch.Tensor, targets: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
     """Loss in nats per character; targets of -1 are ignored."""
-    return F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), targets.reshape(-1),
-                           ignore_index=-1, reduction=reduction)
+    return F.cross_entropy(
+        logits.float().reshape(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-1, reduction=reduction
+    )

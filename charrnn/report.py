@@ -13,6 +13,7 @@ from __future__ import annotations
 import html
 import math
 from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
 
 from charrnn import checkpoint, runlog
@@ -55,6 +56,7 @@ def load_run(run_dir: Path) -> Run:
 
 # --------------------------------------------------------------------------- terminal
 
+
 def sparkline(values: list[float], width: int = 40) -> str:
     """Values as unicode block characters, averaged into at most `width` buckets."""
     vals = [v for v in values if isinstance(v, (int, float)) and math.isfinite(v)]
@@ -62,7 +64,7 @@ def sparkline(values: list[float], width: int = 40) -> str:
         return ""
     if len(vals) > width:
         edges = [round(i * len(vals) / width) for i in range(width + 1)]
-        vals = [sum(vals[a:b]) / (b - a) for a, b in zip(edges, edges[1:]) if b > a]
+        vals = [sum(vals[a:b]) / (b - a) for a, b in pairwise(edges) if b > a]
     lo, hi = min(vals), max(vals)
     span = hi - lo or 1.0
     return "".join(BLOCKS[min(int((v - lo) / span * len(BLOCKS)), len(BLOCKS) - 1)] for v in vals)
@@ -72,8 +74,11 @@ def loss_sparkline(history: list[dict], width: int = 40) -> str:
     """'4.17 ▇▆▄▃▂▂▁ 1.62': the train loss of a checkpoint's `history`, first and last values around it.
     Entries that are not records with a finite train loss (evals, or a damaged history) are left out."""
     entries = history if isinstance(history, list) else []
-    losses = [h["train_loss"] for h in entries
-              if isinstance(h, dict) and is_number(h.get("train_loss")) and math.isfinite(h["train_loss"])]
+    losses = [
+        h["train_loss"]
+        for h in entries
+        if isinstance(h, dict) and is_number(h.get("train_loss")) and math.isfinite(h["train_loss"])
+    ]
     if not losses:
         return ""
     return f"{losses[0]:.2f} {sparkline(losses, width)} {losses[-1]:.2f}"
@@ -104,11 +109,20 @@ def _fmt(v: float) -> str:
     return f"{v:.4g}"
 
 
-def svg_chart(series: list[tuple[str, list[float], list[float], str]], xlabel: str, ylabel: str,
-              width: int = 520, height: int = 240) -> str:
+def _finite_points(xs: list[float], ys: list[float]) -> list[tuple[float, float]]:
+    return [(x, y) for x, y in zip(xs, ys, strict=True) if math.isfinite(x) and math.isfinite(y)]
+
+
+def svg_chart(
+    series: list[tuple[str, list[float], list[float], str]],
+    xlabel: str,
+    ylabel: str,
+    width: int = 520,
+    height: int = 240,
+) -> str:
     """A line chart as inline SVG: series are (name, xs, ys, colour); a series with few points
     also gets markers, each with a tooltip."""
-    pts = [(x, y) for _, xs, ys, _ in series for x, y in zip(xs, ys) if math.isfinite(x) and math.isfinite(y)]
+    pts = [pt for _, xs, ys, _ in series for pt in _finite_points(xs, ys)]
     if not pts:
         return f'<p class="empty">No {html.escape(ylabel)} logged.</p>'
     left, right, top, bottom = 56, 12, 24, 40
@@ -126,38 +140,55 @@ def svg_chart(series: list[tuple[str, list[float], list[float], str]], xlabel: s
     def sy(y):
         return top + (1 - (y - y0) / (y1 - y0)) * ph
 
-    out = [f'<svg class="chart" viewBox="0 0 {width} {height}" '
-           f'width="{width}" height="{height}" role="img" aria-label="{html.escape(ylabel)} by {html.escape(xlabel)}">',
-           f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="#fff" stroke="#ccc"/>']
+    out = [
+        f'<svg class="chart" viewBox="0 0 {width} {height}" '
+        f'width="{width}" height="{height}" role="img" aria-label="{html.escape(ylabel)} by {html.escape(xlabel)}">',
+        f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="#fff" stroke="#ccc"/>',
+    ]
     for t in nice_ticks(y0, y1):
-        out.append(f'<line x1="{left}" x2="{left + pw}" y1="{sy(t):.1f}" y2="{sy(t):.1f}" stroke="#eee"/>'
-                   f'<text x="{left - 6}" y="{sy(t) + 4:.1f}" text-anchor="end">{_fmt(t)}</text>')
+        out.append(
+            f'<line x1="{left}" x2="{left + pw}" y1="{sy(t):.1f}" y2="{sy(t):.1f}" stroke="#eee"/>'
+            f'<text x="{left - 6}" y="{sy(t) + 4:.1f}" text-anchor="end">{_fmt(t)}</text>'
+        )
     for t in nice_ticks(x0, x1, 6):
-        out.append(f'<line x1="{sx(t):.1f}" x2="{sx(t):.1f}" y1="{top}" y2="{top + ph}" stroke="#eee"/>'
-                   f'<text x="{sx(t):.1f}" y="{top + ph + 16}" text-anchor="middle">{_fmt(t)}</text>')
-    out.append(f'<text x="{left + pw / 2}" y="{height - 6}" text-anchor="middle" class="axis">{html.escape(xlabel)}</text>')
-    out.append(f'<text x="14" y="{top + ph / 2}" text-anchor="middle" class="axis" '
-               f'transform="rotate(-90 14 {top + ph / 2})">{html.escape(ylabel)}</text>')
+        out.append(
+            f'<line x1="{sx(t):.1f}" x2="{sx(t):.1f}" y1="{top}" y2="{top + ph}" stroke="#eee"/>'
+            f'<text x="{sx(t):.1f}" y="{top + ph + 16}" text-anchor="middle">{_fmt(t)}</text>'
+        )
+    out.append(
+        f'<text x="{left + pw / 2}" y="{height - 6}" text-anchor="middle" class="axis">{html.escape(xlabel)}</text>'
+    )
+    out.append(
+        f'<text x="14" y="{top + ph / 2}" text-anchor="middle" class="axis" '
+        f'transform="rotate(-90 14 {top + ph / 2})">{html.escape(ylabel)}</text>'
+    )
     lx = left + 8
     for name, xs, ys, colour in series:
-        line = [(x, y) for x, y in zip(xs, ys) if math.isfinite(x) and math.isfinite(y)]
+        line = _finite_points(xs, ys)
         if not line:
             continue
         d = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in line)
-        out.append(f'<polyline class="series" data-name="{html.escape(name)}" points="{d}" fill="none" '
-                   f'stroke="{colour}" stroke-width="1.8"/>')
+        out.append(
+            f'<polyline class="series" data-name="{html.escape(name)}" points="{d}" fill="none" '
+            f'stroke="{colour}" stroke-width="1.8"/>'
+        )
         if len(line) <= 60:
             for x, y in line:
-                out.append(f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="3" fill="{colour}">'
-                           f'<title>{html.escape(name)}: {_fmt(y)} at {html.escape(xlabel)} {_fmt(x)}</title></circle>')
-        out.append(f'<rect x="{lx}" y="8" width="12" height="3" fill="{colour}"/>'
-                   f'<text x="{lx + 16}" y="13">{html.escape(name)}</text>')
+                out.append(
+                    f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="3" fill="{colour}">'
+                    f"<title>{html.escape(name)}: {_fmt(y)} at {html.escape(xlabel)} {_fmt(x)}</title></circle>"
+                )
+        out.append(
+            f'<rect x="{lx}" y="8" width="12" height="3" fill="{colour}"/>'
+            f'<text x="{lx + 16}" y="13">{html.escape(name)}</text>'
+        )
         lx += 24 + 7 * len(name)
     out.append("</svg>")
     return "".join(out)
 
 
 # --------------------------------------------------------------------------- page
+
 
 def _col(rows: list[dict], key: str) -> list[float]:
     return [float(r.get(key, float("nan"))) for r in rows]
@@ -166,21 +197,52 @@ def _col(rows: list[dict], key: str) -> list[float]:
 def render(run: Run) -> str:
     tr, ev = run.train, run.evals
     charts = [
-        ("Loss by step", svg_chart([("train", _col(tr, "step"), _col(tr, "train_loss"), COLOURS["train"]),
-                                    ("val", _col(ev, "step"), _col(ev, "val_loss"), COLOURS["val"])],
-                                   "step", "loss (nats/char)")),
-        ("Loss by time", svg_chart([("train", _col(tr, "elapsed_s"), _col(tr, "train_loss"), COLOURS["train"]),
-                                    ("val", _col(ev, "elapsed_s"), _col(ev, "val_loss"), COLOURS["val"])],
-                                   "elapsed seconds", "loss (nats/char)")),
-        ("Learning rate", svg_chart([("lr", _col(tr, "step"), _col(tr, "lr"), COLOURS["lr"])], "step", "learning rate")),
-        ("Speed", svg_chart([("chars/s", _col(tr[1:], "step"), _col(tr[1:], "chars_per_sec"), COLOURS["speed"])],
-                            "step", "characters per second")),
+        (
+            "Loss by step",
+            svg_chart(
+                [
+                    ("train", _col(tr, "step"), _col(tr, "train_loss"), COLOURS["train"]),
+                    ("val", _col(ev, "step"), _col(ev, "val_loss"), COLOURS["val"]),
+                ],
+                "step",
+                "loss (nats/char)",
+            ),
+        ),
+        (
+            "Loss by time",
+            svg_chart(
+                [
+                    ("train", _col(tr, "elapsed_s"), _col(tr, "train_loss"), COLOURS["train"]),
+                    ("val", _col(ev, "elapsed_s"), _col(ev, "val_loss"), COLOURS["val"]),
+                ],
+                "elapsed seconds",
+                "loss (nats/char)",
+            ),
+        ),
+        (
+            "Learning rate",
+            svg_chart([("lr", _col(tr, "step"), _col(tr, "lr"), COLOURS["lr"])], "step", "learning rate"),
+        ),
+        (
+            "Speed",
+            svg_chart(
+                [("chars/s", _col(tr[1:], "step"), _col(tr[1:], "chars_per_sec"), COLOURS["speed"])],
+                "step",
+                "characters per second",
+            ),
+        ),
     ]
     name = run.path.resolve().name
-    parts = [page_head(f"{name} · charrnn report") + PAGE_CSS, f"<header><h1>{html.escape(name)}</h1>",
-             f"<p>{html.escape(_summary(run))}</p></header><main>"]
-    parts.append('<section class="charts">' + "".join(
-        f'<figure><figcaption>{html.escape(t)}</figcaption>{svg}</figure>' for t, svg in charts) + "</section>")
+    parts = [
+        page_head(f"{name} · charrnn report") + PAGE_CSS,
+        f"<header><h1>{html.escape(name)}</h1>",
+        f"<p>{html.escape(_summary(run))}</p></header><main>",
+    ]
+    parts.append(
+        '<section class="charts">'
+        + "".join(f"<figure><figcaption>{html.escape(t)}</figcaption>{svg}</figure>" for t, svg in charts)
+        + "</section>"
+    )
     parts.append('<section class="cols"><div class="config"><h2>Configuration</h2>' + _config_table(run) + "</div>")
     parts.append('<div class="samples"><h2>Samples during training</h2>' + _timeline(run.samples) + "</div></section>")
     parts.append("</main></body></html>\n")
@@ -196,8 +258,10 @@ def _summary(run: Run) -> str:
     finite = [e for e in run.evals if math.isfinite(e.get("val_loss", float("nan")))]
     if finite:
         best = min(finite, key=lambda e: e["val_loss"])
-        parts.append(f"best val loss {best['val_loss']:.4f} nats/char "
-                    f"({bits(best['val_loss']):.4f} bits/char) at step {best['step']:,}")
+        parts.append(
+            f"best val loss {best['val_loss']:.4f} nats/char "
+            f"({bits(best['val_loss']):.4f} bits/char) at step {best['step']:,}"
+        )
     return " · ".join(parts) or "no steps logged yet"
 
 
@@ -221,8 +285,10 @@ def _timeline(samples: list[dict]) -> str:
     items = []
     for s in samples:
         val = f" · val {s['val_loss']:.3f}" if math.isfinite(s["val_loss"]) else ""
-        items.append(f'<li><div class="when">step {s["step"]:,} · train {s["train_loss"]:.3f}{val}</div>'
-                     f'<pre>{html.escape(s["text"])}</pre></li>')
+        items.append(
+            f'<li><div class="when">step {s["step"]:,} · train {s["train_loss"]:.3f}{val}</div>'
+            f"<pre>{html.escape(s['text'])}</pre></li>"
+        )
     return f'<ol class="timeline">{"".join(items)}</ol>'
 
 
@@ -247,7 +313,8 @@ svg.chart text.axis{font-size:12px;fill:#333}
 .samples{flex:1 1 480px;min-width:0}
 .timeline{list-style:none;margin:0;padding:0 0 0 14px;border-left:3px solid #90a4ae}
 .timeline li{position:relative;margin:0 0 12px}
-.timeline li::before{content:"";position:absolute;left:-21px;top:5px;width:11px;height:11px;border-radius:50%;background:#546e7a}
+.timeline li::before{content:"";position:absolute;left:-21px;top:5px;width:11px;height:11px;border-radius:50%;
+ background:#546e7a}
 .when{font-size:12px;color:#555;font-weight:600}
 .timeline pre{margin:2px 0 0;padding:6px 8px;background:#fff;border:1px solid #ddd;border-radius:4px;
  white-space:pre-wrap;word-break:break-word;font:12px/1.4 ui-monospace,"DejaVu Sans Mono",Menlo,monospace}

@@ -27,8 +27,18 @@ SAMPLES = "samples.txt"
 # loose on purpose: a header whose numbers do not parse is still a header (of a sample to skip)
 SAMPLE_HEADER = re.compile(r"^===== step (\S+) \| train loss (\S+) \| val loss (\S+) =====$")
 # The numbers a metrics line may hold; the charts and the summary do arithmetic on them.
-METRIC_NUMBERS = ("step", "epoch", "lr", "elapsed_s", "train_loss", "chars_per_sec", "grad_norm",
-                  "val_loss", "val_bpc", "best_val_loss")
+METRIC_NUMBERS = (
+    "step",
+    "epoch",
+    "lr",
+    "elapsed_s",
+    "train_loss",
+    "chars_per_sec",
+    "grad_norm",
+    "val_loss",
+    "val_bpc",
+    "best_val_loss",
+)
 
 
 class RunLog:
@@ -81,7 +91,9 @@ def truncate_metrics(run_dir: Path, step: int) -> None:
     try:
         checkpoint.write_atomic(path, "".join(line + "\n" for line in keep).encode("utf-8"))
     except OSError as e:
-        raise TrainingError(f"could not rewrite {path} to resume: {os_reason(e)}; it and the checkpoint are intact") from None
+        raise TrainingError(
+            f"could not rewrite {path} to resume: {os_reason(e)}; it and the checkpoint are intact"
+        ) from None
 
 
 def metric_record(line: str) -> dict | None:

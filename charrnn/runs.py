@@ -65,10 +65,14 @@ def check_run_dir(run_dir: Path, resumed: Path | None = None, ckpt: dict | None 
         return
     if resumed is None or run_dir.resolve() != resumed.parent.resolve():
         if "last.pt" in held or "best.pt" in held:
-            raise BadValueError(f"--out {run_dir} already holds a run ({', '.join(held)}); continue it with "
-                                f"--resume {run_dir}, or choose another --out")
-        raise BadValueError(f"--out {run_dir} holds the logs of an earlier run ({', '.join(held)}); "
-                            "choose another --out, or remove them")
+            raise BadValueError(
+                f"--out {run_dir} already holds a run ({', '.join(held)}); continue it with "
+                f"--resume {run_dir}, or choose another --out"
+            )
+        raise BadValueError(
+            f"--out {run_dir} holds the logs of an earlier run ({', '.join(held)}); "
+            "choose another --out, or remove them"
+        )
     checkpoint.check_not_behind(run_dir, resumed, ckpt)
 
 
@@ -76,12 +80,20 @@ def check_corpus_out(out: Path) -> None:
     """Refuse a preprocess output that is not a corpus directory: preprocess replaces its
     output whole, so it must never be a run directory or a user's folder."""
     if out.is_file() or (out.is_dir() and any(out.iterdir()) and not (out / "meta.json").is_file()):
-        raise BadValueError(f"--out {out} exists and is not a corpus directory; choose another --out "
-                            "(preprocess replaces only its own output)")
+        raise BadValueError(
+            f"--out {out} exists and is not a corpus directory; choose another --out "
+            "(preprocess replaces only its own output)"
+        )
 
 
-def open_corpus(path: Path, *, val_frac: float = 0.1, test_frac: float = 0.0,
-                opts: TextOptions = TextOptions(), root: Path = CORPORA) -> Corpus:
+def open_corpus(
+    path: Path,
+    *,
+    val_frac: float = 0.1,
+    test_frac: float = 0.0,
+    opts: TextOptions = TextOptions(),
+    root: Path = CORPORA,
+) -> Corpus:
     """A preprocessed corpus directory, or a text file preprocessed into the cache (once)."""
     path = Path(path)
     if path.is_dir():

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import random
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -63,7 +63,7 @@ def pick_precision(name: str, device: torch.device) -> str:
     return name
 
 
-@lru_cache(maxsize=None)
+@cache
 def cpu_runs_bf16_rnn(kind: str) -> bool:
     """Whether this CPU's kernels run a `kind` layer under bf16 autocast: without AVX512-BF16
     or AMX, oneDNN has no bf16 LSTM to offer and refuses it at the first step. A tiny layer
@@ -82,8 +82,10 @@ def check_training_precision(device: torch.device, precision: str, kind: str) ->
     """Refuse a precision the device cannot train this kind of layer in."""
     if device.type == "cpu" and precision == "bf16" and not cpu_runs_bf16_rnn(kind):
         layer = f"{'a' if kind == 'gru' else 'an'} {kind.upper()}"
-        raise DeviceError(f"--precision bf16: this CPU's kernels cannot train {layer} in bfloat16 "
-                          "(it has no AVX512-BF16 or AMX); use --precision fp32")
+        raise DeviceError(
+            f"--precision bf16: this CPU's kernels cannot train {layer} in bfloat16 "
+            "(it has no AVX512-BF16 or AMX); use --precision fp32"
+        )
 
 
 def autocast(device: torch.device, precision: str):

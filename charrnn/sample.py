@@ -9,18 +9,17 @@
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import torch
 
 from charrnn.model import CharRNN
-from charrnn.stepper import FastStepper
 from charrnn.runtime import generator
+from charrnn.stepper import FastStepper
 from charrnn.vocab import Vocab
 
 
-def pick(logits: torch.Tensor, temp: float, top_k: int | None, top_p: float | None,
-         g: torch.Generator) -> torch.Tensor:
+def pick(logits: torch.Tensor, temp: float, top_k: int | None, top_p: float | None, g: torch.Generator) -> torch.Tensor:
     """Next ids (B,) from logits (B, V); temperature 0 is argmax."""
     logits = logits.float()
     if temp == 0:
@@ -60,8 +59,9 @@ def generate(
     was_training = model.training
     model.eval()
     try:
-        yield from _generate(model, vocab, prime, length, temp, top_k, top_p, stop, seed,
-                             num_samples, unknown, fast, precision)
+        yield from _generate(
+            model, vocab, prime, length, temp, top_k, top_p, stop, seed, num_samples, unknown, fast, precision
+        )
     finally:
         model.train(was_training)
 
@@ -123,9 +123,11 @@ def _generate(model, vocab, prime, length, temp, top_k, top_p, stop, seed, num_s
 
 def _reference_step(model: CharRNN):
     """The plain path: one `nn.LSTM` call per character."""
+
     def step(ids, state):
         logits, state = model(ids.unsqueeze(1), state)
         return logits[:, -1], state
+
     return step
 
 

@@ -17,8 +17,16 @@ from charrnn.runtime import autocast
 
 
 @torch.no_grad()
-def mean_loss(model: CharRNN, ids: np.ndarray, *, batch_size: int, seq_len: int,
-              device: torch.device = torch.device("cpu"), precision: str = "fp32", dd: Dist = Dist()) -> float:
+def mean_loss(
+    model: CharRNN,
+    ids: np.ndarray,
+    *,
+    batch_size: int,
+    seq_len: int,
+    device: torch.device = torch.device("cpu"),
+    precision: str = "fp32",
+    dd: Dist = Dist(),
+) -> float:
     """Mean loss in nats per character over every prediction of `ids`, deterministic.
     Under torchrun each rank takes every world-th stream and the sums are reduced."""
     was_training = model.training

@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Protocol
 
 import torch
 
@@ -133,13 +134,15 @@ def train(
     except RuntimeError as e:  # the processes could not form a group: a rendezvous that failed
         raise TrainingError(f"the training processes could not connect ({first_line(e)})") from None
     try:
-        trainer = _Trainer(corpus, model_cfg, cfg, resume=resume, dd=dd, device=device, precision=precision,
-                           rows=rows)
-        result = trainer.run(run_dir, callbacks if callbacks is not None and dd.is_main else _Silent(),
-                             should_stop or (lambda: False))
+        trainer = _Trainer(corpus, model_cfg, cfg, resume=resume, dd=dd, device=device, precision=precision, rows=rows)
+        result = trainer.run(
+            run_dir, callbacks if callbacks is not None and dd.is_main else _Silent(), should_stop or (lambda: False)
+        )
     except RuntimeError as e:
         if dd.enabled and distributed.peer_lost(e):
-            raise PeerLostError(f"another training process stopped ({first_line(e)}); {checkpoint.kept(run_dir)}") from None
+            raise PeerLostError(
+                f"another training process stopped ({first_line(e)}); {checkpoint.kept(run_dir)}"
+            ) from None
         raise
     # Only a run that ended together leaves the group: destroying it while a peer is still in a
     # collective, or gone, can abort this process (the CLI ends a failed rank with os._exit).
@@ -178,8 +181,18 @@ class _Trainer:
     """One run's model, optimizer, data and state; `run` is the loop. Everything is checked
     in the constructor, before `run` writes anything."""
 
-    def __init__(self, corpus: Corpus, model_cfg: ModelConfig | None, cfg: TrainConfig, *, resume: dict | None,
-                 dd: Dist, device: torch.device, precision: str, rows: slice):
+    def __init__(
+        self,
+        corpus: Corpus,
+        model_cfg: ModelConfig | None,
+        cfg: TrainConfig,
+        *,
+        resume: dict | None,
+        dd: Dist,
+        device: torch.device,
+        precision: str,
+        rows: slice,
+    ):
         if resume is not None:
             model_cfg = checkpoint.model_config(resume)
             checkpoint.check_resumes_on(resume, corpus_vocab=corpus.vocab, corpus_name=corpus.name, cfg=cfg)
@@ -196,8 +209,12 @@ class _Trainer:
         self.net = torch.nn.parallel.DistributedDataParallel(self.model) if dd.enabled else self.model
         self.params = list(self.model.parameters())
         # fused: one kernel for the whole update instead of a few per parameter tensor
-        self.opt = torch.optim.AdamW(_param_groups(self.model, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.99),
-                                     fused=device.type in ("cuda", "cpu"))
+        self.opt = torch.optim.AdamW(
+            _param_groups(self.model, cfg.weight_decay),
+            lr=cfg.lr,
+            betas=(0.9, 0.99),
+            fused=device.type in ("cuda", "cpu"),
+        )
         self.scaler = torch.amp.GradScaler(device.type, enabled=needs_loss_scaling(device, precision))
         self.batcher = StreamBatcher(corpus.split_reader("train"), cfg.batch_size, cfg.seq_len, rows)
         self.val_ids = corpus.split_reader("val")
@@ -208,9 +225,13 @@ class _Trainer:
             self._restore(resume)
         self.total_steps = self._total_steps()
         meta = corpus.meta
-        self.corpus_info = {"name": corpus.name, "sha256": meta.get("source_sha256"),
-                            "path": str(corpus.path.resolve()), "chars": meta.get("chars"),
-                            "split_sizes": meta.get("split_sizes")}
+        self.corpus_info = {
+            "name": corpus.name,
+            "sha256": meta.get("source_sha256"),
+            "path": str(corpus.path.resolve()),
+            "chars": meta.get("chars"),
+            "split_sizes": meta.get("split_sizes"),
+        }
         self.meter = _Meter(elapsed0=self.state.elapsed_s)
         self.bad_steps = 0  # non-finite steps in a row
         self.last_eval_step = -1
@@ -250,11 +271,21 @@ class _Trainer:
         self.run_dir, self.cb = run_dir, callbacks
         self.log = self._open_run_dir() if self.dd.is_main else None
         try:
-            self.cb.on_start(RunStart(
-                run_dir=run_dir, model_config=self.model_cfg, train_config=self.cfg, corpus=self.corpus_info,
-                device=self.device.type, precision=self.precision, params=self.model.num_params(),
-                total_steps=self.total_steps, steps_per_epoch=self.batcher.steps_per_epoch,
-                start_step=self.state.step, resumed=self.resumed))
+            self.cb.on_start(
+                RunStart(
+                    run_dir=run_dir,
+                    model_config=self.model_cfg,
+                    train_config=self.cfg,
+                    corpus=self.corpus_info,
+                    device=self.device.type,
+                    precision=self.precision,
+                    params=self.model.num_params(),
+                    total_steps=self.total_steps,
+                    steps_per_epoch=self.batcher.steps_per_epoch,
+                    start_step=self.state.step,
+                    resumed=self.resumed,
+                )
+            )
             self.model.train()
             self.meter.start()
             stopped = self._loop(should_stop)
@@ -369,8 +400,11 @@ class _Trainer:
             now = time.perf_counter()
             loss_sum, loss_n = distributed.all_sum([meter.loss_sum, meter.loss_n], self.dd, self.device)
             meter.train_loss = loss_sum / max(loss_n, 1)
-            m.update(train_loss=meter.train_loss, chars_per_sec=round(meter.chars / max(now - meter.t_log, 1e-9), 1),
-                     grad_norm=grad_norm)
+            m.update(
+                train_loss=meter.train_loss,
+                chars_per_sec=round(meter.chars / max(now - meter.t_log, 1e-9), 1),
+                grad_norm=grad_norm,
+            )
             s.history.append({"step": s.step, "train_loss": meter.train_loss})
             if self.log is not None:
                 self.log.metric(m)
@@ -381,15 +415,28 @@ class _Trainer:
     def _eval(self) -> None:
         cfg, s = self.cfg, self.state
         self.last_eval_step = s.step
-        s.val_loss = mean_loss(self.model, self.val_ids, batch_size=cfg.eval_batch_size, seq_len=cfg.seq_len,
-                               device=self.device, precision=self.precision, dd=self.dd)
+        s.val_loss = mean_loss(
+            self.model,
+            self.val_ids,
+            batch_size=cfg.eval_batch_size,
+            seq_len=cfg.seq_len,
+            device=self.device,
+            precision=self.precision,
+            dd=self.dd,
+        )
         improved = math.isfinite(s.val_loss) and s.val_loss < s.best_val_loss
         if improved:
             s.best_val_loss, s.best_step, s.stale_evals = s.val_loss, s.step, 0
         else:
             s.stale_evals += 1
-        m = {"step": s.step, "epoch": s.epoch, "val_loss": s.val_loss, "val_bpc": bits(s.val_loss),
-             "best_val_loss": s.best_val_loss, "elapsed_s": round(s.elapsed_s, 3)}
+        m = {
+            "step": s.step,
+            "epoch": s.epoch,
+            "val_loss": s.val_loss,
+            "val_bpc": bits(s.val_loss),
+            "best_val_loss": s.best_val_loss,
+            "elapsed_s": round(s.elapsed_s, 3),
+        }
         s.history.append({"step": s.step, "val_loss": s.val_loss})
         if self.log is not None:
             self.log.metric(m)
@@ -399,8 +446,9 @@ class _Trainer:
 
     def _sample(self) -> None:
         cfg, s = self.cfg, self.state
-        text = sample_text(self.model, self.corpus.vocab, length=cfg.sample_length, temp=cfg.sample_temp,
-                           seed=cfg.seed + s.step)
+        text = sample_text(
+            self.model, self.corpus.vocab, length=cfg.sample_length, temp=cfg.sample_temp, seed=cfg.seed + s.step
+        )
         self.log.sample(step=s.step, train_loss=self.meter.train_loss, val_loss=s.val_loss, text=text)
         self.cb.on_sample(s.step, text, {"step": s.step, "train_loss": self.meter.train_loss, "val_loss": s.val_loss})
 
@@ -410,10 +458,18 @@ class _Trainer:
         if not self.dd.is_main:
             return
         payload = self.state.to_payload(
-            model_config=self.model_cfg, train_config=self.cfg, vocab=self.corpus.vocab,
-            weights=self.model.state_dict(), optimizer=self.opt.state_dict(),
-            scaler=self.scaler.state_dict() if self.scaler.is_enabled() else None, hidden=hidden, rng=rng_state(),
-            precision=self.precision, device=self.device.type, corpus=self.corpus_info)
+            model_config=self.model_cfg,
+            train_config=self.cfg,
+            vocab=self.corpus.vocab,
+            weights=self.model.state_dict(),
+            optimizer=self.opt.state_dict(),
+            scaler=self.scaler.state_dict() if self.scaler.is_enabled() else None,
+            hidden=hidden,
+            rng=rng_state(),
+            precision=self.precision,
+            device=self.device.type,
+            corpus=self.corpus_info,
+        )
         path = self.run_dir / f"{kind}.pt"
         checkpoint.save(payload, path)
         self.cb.on_checkpoint(path, kind)

@@ -29,8 +29,8 @@ from charrnn import checkpoint, runs
 from charrnn.data import Corpus, check_text_file, iter_text
 from charrnn.errors import BadValueError, InputError
 from charrnn.model import CharRNN
-from charrnn.stepper import FastStepper
 from charrnn.pages import page_head, write_html
+from charrnn.stepper import FastStepper
 from charrnn.vocab import Vocab
 
 TOP_K = 5
@@ -64,7 +64,7 @@ def trace(model: CharRNN, vocab: Vocab, text: str, top_k: int = TOP_K) -> Trace:
     state = stepper.convert(model.init_state(1))  # per layer [h] or [h, c], each (1, H)
     logps, steps = [], []
     for t in range(len(ids)):
-        logits, state = stepper.step(ids[t:t + 1], state)  # logits (1, V)
+        logits, state = stepper.step(ids[t : t + 1], state)  # logits (1, V)
         logps.append(torch.log_softmax(logits[0], dim=-1))
         steps.append(torch.stack([torch.stack([s[0] for s in layer]) for layer in state]))  # (L, S, H)
     logp = torch.stack(logps)  # (N, V): prediction for the character after each one
@@ -78,8 +78,15 @@ def trace(model: CharRNN, vocab: Vocab, text: str, top_k: int = TOP_K) -> Trace:
 
 # --------------------------------------------------------------------------- features
 
-FEATURES = ("inside quotes", "inside brackets", "position in line", "start of word", "after newline",
-            "inside a word", "capital letter")
+FEATURES = (
+    "inside quotes",
+    "inside brackets",
+    "position in line",
+    "start of word",
+    "after newline",
+    "inside a word",
+    "capital letter",
+)
 
 
 def text_features(text: str) -> dict[str, np.ndarray]:
@@ -137,8 +144,7 @@ def unit_matrix(t: Trace) -> tuple[np.ndarray, list[tuple[int, str, int]]]:
     return acts.transpose(2, 0, 1, 3).reshape(N, L * S * H), labels
 
 
-def interesting_cells(r: np.ndarray, labels: list, names=FEATURES, per_feature: int = 3,
-                      top: int = 12) -> list[dict]:
+def interesting_cells(r: np.ndarray, labels: list, names=FEATURES, per_feature: int = 3, top: int = 12) -> list[dict]:
     """Units that track a feature: the best unit of every feature that occurs (however weak, so
     the reader sees that too), then the strongest of the runners-up; strongest first."""
     best: dict[int, tuple[int, float]] = {}
@@ -151,12 +157,22 @@ def interesting_cells(r: np.ndarray, labels: list, names=FEATURES, per_feature: 
                 into[u] = (fi, float(r[fi, u]))
     strength = lambda kv: -abs(kv[1][1])  # noqa: E731
     rest = sorted(((u, v) for u, v in runners.items() if u not in best), key=strength)
-    chosen = sorted(list(best.items()) + rest[:max(top - len(best), 0)], key=strength)
-    return [{"index": u, "layer": labels[u][0], "kind": labels[u][1], "unit": labels[u][2],
-             "feature": names[fi], "r": round(rv, 3)} for u, (fi, rv) in chosen]
+    chosen = sorted(list(best.items()) + rest[: max(top - len(best), 0)], key=strength)
+    return [
+        {
+            "index": u,
+            "layer": labels[u][0],
+            "kind": labels[u][1],
+            "unit": labels[u][2],
+            "feature": names[fi],
+            "r": round(rv, 3),
+        }
+        for u, (fi, rv) in chosen
+    ]
 
 
 # --------------------------------------------------------------------------- page
+
 
 def build_page(model: CharRNN, vocab: Vocab, text: str, title: str = "charrnn", max_stored: int = MAX_STORED) -> str:
     t = trace(model, vocab, text)
@@ -198,7 +214,9 @@ def build_page(model: CharRNN, vocab: Vocab, text: str, title: str = "charrnn", 
         "cells": cells,
     }
     head, tail = Path(__file__).with_name("visualize.html").read_text(encoding="utf-8").split("__DATA__", 1)
-    head = head.replace("__HEAD__\n", page_head(f"{title} · charrnn visualize")).replace("__TITLE__", html.escape(title))
+    head = head.replace("__HEAD__\n", page_head(f"{title} · charrnn visualize")).replace(
+        "__TITLE__", html.escape(title)
+    )
     return head + script_json(data) + tail
 
 
@@ -213,8 +231,15 @@ def write_page(model: CharRNN, vocab: Vocab, text: str, out: Path, title: str = 
     return write_html(out, build_page(model, vocab, text, title))
 
 
-def visualize_checkpoint(checkpoint_path: Path, *, text: Path | None = None, prime: str | None = None,
-                         out: Path | None = None, max_chars: int = 3000, unknown: str = "error") -> tuple[Path, int]:
+def visualize_checkpoint(
+    checkpoint_path: Path,
+    *,
+    text: Path | None = None,
+    prime: str | None = None,
+    out: Path | None = None,
+    max_chars: int = 3000,
+    unknown: str = "error",
+) -> tuple[Path, int]:
     """`charrnn visualize`: the page of a checkpoint on a file, on `prime`, or on the start of
     its corpus's validation split (default: visualize.html beside the checkpoint). Returns the
     page and the number of characters it shows."""

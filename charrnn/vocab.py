@@ -1,8 +1,8 @@
 """`Vocab`: Unicode code points <-> integer ids, sorted by code point.
 
-    >>> v = Vocab.from_text("hello")
-    >>> v.decode(v.encode("hole"))
-    'hole'
+>>> v = Vocab.from_text("hello")
+>>> v.decode(v.encode("hole"))
+'hole'
 """
 
 from __future__ import annotations

@@ -46,8 +46,25 @@ def mixed_corpus(tmp_path: Path, mixed_file: Path):
     return preprocess(mixed_file, tmp_path / "corpora" / "mixed")
 
 
-TINY_FLAGS = ["--hidden", "16", "--layers", "2", "--batch-size", "4", "--seq-len", "16", "--lr", "0.01",
-              "--warmup-steps", "5", "--device", "cpu", "--precision", "fp32", "--quiet"]
+TINY_FLAGS = [
+    "--hidden",
+    "16",
+    "--layers",
+    "2",
+    "--batch-size",
+    "4",
+    "--seq-len",
+    "16",
+    "--lr",
+    "0.01",
+    "--warmup-steps",
+    "5",
+    "--device",
+    "cpu",
+    "--precision",
+    "fp32",
+    "--quiet",
+]
 
 
 @pytest.fixture
@@ -63,8 +80,18 @@ def cli(tmp_path, monkeypatch):
 
 
 TINY = dict(hidden=16, layers=2)
-TINY_TRAIN = dict(batch_size=4, seq_len=16, lr=1e-2, warmup_steps=5, eval_every=0, checkpoint_every=0,
-                  log_every=5, device="cpu", precision="fp32", seed=3)
+TINY_TRAIN = dict(
+    batch_size=4,
+    seq_len=16,
+    lr=1e-2,
+    warmup_steps=5,
+    eval_every=0,
+    checkpoint_every=0,
+    log_every=5,
+    device="cpu",
+    precision="fp32",
+    seed=3,
+)
 
 
 def tiny_model(vocab_size: int, **kw) -> ModelConfig:

@@ -2,7 +2,6 @@
 `charrnn` script in a real shell pipeline."""
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -11,7 +10,6 @@ import pytest
 
 from charrnn import checkpoint
 from tests.conftest import MIXED_TEXT, SHARED, TINY_FLAGS
-
 
 
 @pytest.fixture
@@ -32,8 +30,25 @@ def test_every_command_has_help_with_examples(cli):
 def test_presets_set_the_recipe_and_explicit_flags_win(cli, mixed_file, tmp_path):
     from charrnn.config import PRESETS, auto_preset
 
-    r = cli("train", mixed_file, "--preset", "auto", "--time-limit", 60, "--hidden", 24, "--lr", 0.02,
-            "--max-steps", 1, "--device", "cpu", "--quiet", "--out", tmp_path / "run")
+    r = cli(
+        "train",
+        mixed_file,
+        "--preset",
+        "auto",
+        "--time-limit",
+        60,
+        "--hidden",
+        24,
+        "--lr",
+        0.02,
+        "--max-steps",
+        1,
+        "--device",
+        "cpu",
+        "--quiet",
+        "--out",
+        tmp_path / "run",
+    )
     assert r.exit_code == 0, r.stderr
     assert "preset auto -> small" in r.stderr  # a minute on the CPU
     ckpt = checkpoint.load(tmp_path / "run" / "last.pt")
@@ -42,7 +57,13 @@ def test_presets_set_the_recipe_and_explicit_flags_win(cli, mixed_file, tmp_path
     assert ckpt["model_config"]["layers"] == small["layers"]
     for name in ("batch_size", "seq_len", "weight_decay", "warmup_steps"):
         assert ckpt["train_config"][name] == small[name], name
-    assert [auto_preset(t, "cpu") for t in (60, 120, 121, 3600, 3601)] == ["small", "small", "medium", "medium", "large"]
+    assert [auto_preset(t, "cpu") for t in (60, 120, 121, 3600, 3601)] == [
+        "small",
+        "small",
+        "medium",
+        "medium",
+        "large",
+    ]
     assert auto_preset(60, "cuda") == auto_preset(None, "cpu") == "large"
 
 
@@ -98,16 +119,19 @@ def test_resume_trains_to_total_steps(cli, cli_run, tmp_path):
     assert r.exit_code == 2 and "cannot change on resume" in r.stderr
 
 
-@pytest.mark.parametrize("args, code, words", [
-    (["train", "nope.txt"], 3, "no such file"),
-    (["sample", "--temp", "-1"], 2, "--temp"),
-    (["sample", "--top-p", "1.5"], 2, "--top-p"),
-    (["sample", "--length", "-5"], 2, "--length"),
-    (["train", "x.txt", "--hidden", "0"], 2, "--hidden"),
-    (["preprocess", "x.txt", "--val-frac", "1.2"], 2, "--val-frac"),
-    (["sample", "missing.pt"], 4, "no such checkpoint"),
-    (["sample"], 4, "no trained model"),
-])
+@pytest.mark.parametrize(
+    "args, code, words",
+    [
+        (["train", "nope.txt"], 3, "no such file"),
+        (["sample", "--temp", "-1"], 2, "--temp"),
+        (["sample", "--top-p", "1.5"], 2, "--top-p"),
+        (["sample", "--length", "-5"], 2, "--length"),
+        (["train", "x.txt", "--hidden", "0"], 2, "--hidden"),
+        (["preprocess", "x.txt", "--val-frac", "1.2"], 2, "--val-frac"),
+        (["sample", "missing.pt"], 4, "no such checkpoint"),
+        (["sample"], 4, "no trained model"),
+    ],
+)
 def test_bad_input_is_one_line_and_nonzero(cli, args, code, words):
     r = cli(*args)
     assert r.exit_code == code, (r.stdout, r.stderr)
@@ -118,7 +142,7 @@ def test_bad_input_is_one_line_and_nonzero(cli, args, code, words):
 def test_bad_files(cli, tmp_path):
     (tmp_path / "empty.txt").write_bytes(b"")
     (tmp_path / "space.txt").write_bytes(b"  \n\t\n")
-    (tmp_path / "latin1.txt").write_bytes("first line\nna\xefve\n".encode("utf-8").replace(b"\xc3\xaf", b"\xef"))
+    (tmp_path / "latin1.txt").write_bytes("first line\nna\xefve\n".encode().replace(b"\xc3\xaf", b"\xef"))
     (tmp_path / "bad.pt").write_bytes(b"this is not a checkpoint")
     for args, code, words in [
         (["preprocess", "empty.txt"], 3, "is empty"),
@@ -142,16 +166,29 @@ def test_corpus_too_short_for_a_batch(cli, tmp_path):
 @pytest.mark.skipif(shutil.which("charrnn") is None, reason="the charrnn console script is not installed")
 def test_installed_command_in_a_shell_pipeline(cli, cli_run, tmp_path):
     run = tmp_path / "checkpoints" / "mixed"
-    out = subprocess.run(f"printf 'ab' | charrnn sample {run} --length 50 | head -c 10",
-                         shell=True, capture_output=True, cwd=tmp_path, executable="/bin/bash")
+    out = subprocess.run(
+        f"printf 'ab' | charrnn sample {run} --length 50 | head -c 10",
+        shell=True,
+        capture_output=True,
+        cwd=tmp_path,
+        executable="/bin/bash",
+    )
     assert out.returncode == 0 and out.stdout == b"ab" + out.stdout[2:] and len(out.stdout) == 10
     # a reader that goes away early: no traceback, exit 0
-    p = subprocess.run(f"set -o pipefail; charrnn sample {run} --length 100000 --prime ab | head -c 5",
-                       shell=True, capture_output=True, cwd=tmp_path, executable="/bin/bash")
+    p = subprocess.run(
+        f"set -o pipefail; charrnn sample {run} --length 100000 --prime ab | head -c 5",
+        shell=True,
+        capture_output=True,
+        cwd=tmp_path,
+        executable="/bin/bash",
+    )
     assert p.returncode == 0 and b"Traceback" not in p.stderr and p.stderr == b""
     # python -m charrnn works too
-    m = subprocess.run([sys.executable, "-m", "charrnn", "sample", str(run), "--prime", "ab", "--length", "5",
-                        "--seed", "1"], capture_output=True, cwd=tmp_path)
+    m = subprocess.run(
+        [sys.executable, "-m", "charrnn", "sample", str(run), "--prime", "ab", "--length", "5", "--seed", "1"],
+        capture_output=True,
+        cwd=tmp_path,
+    )
     assert m.returncode == 0 and m.stdout.startswith(b"ab")
 
 
@@ -168,8 +205,27 @@ def test_chinese_corpus_end_to_end(cli, tmp_path):
 @pytest.mark.slow
 @pytest.mark.skipif(not SHARED.exists(), reason=f"{SHARED} is absent (the shared benchmark corpus)")
 def test_tinyshakespeare_end_to_end(cli, tmp_path):
-    r = cli("train", SHARED, "--hidden", "64", "--layers", "1", "--batch-size", "32", "--seq-len", "64",
-            "--max-steps", "200", "--lr", "0.01", "--device", "cpu", "--quiet", "--out", "checkpoints/ts")
+    r = cli(
+        "train",
+        SHARED,
+        "--hidden",
+        "64",
+        "--layers",
+        "1",
+        "--batch-size",
+        "32",
+        "--seq-len",
+        "64",
+        "--max-steps",
+        "200",
+        "--lr",
+        "0.01",
+        "--device",
+        "cpu",
+        "--quiet",
+        "--out",
+        "checkpoints/ts",
+    )
     assert r.exit_code == 0, r.stderr
     val = json.loads((tmp_path / "checkpoints" / "ts" / "metrics.jsonl").read_text().splitlines()[-1])["val_loss"]
     assert val < 2.3  # a unigram model scores 3.3 nats/char

@@ -23,8 +23,18 @@ def test_an_old_checkpoint_samples_the_text_it_sampled_then(case):
 
 def test_an_old_checkpoint_through_the_command_line(cli, mixed_file, tmp_path):
     kw = EXPECTED["samples"][0]["kwargs"]
-    r = cli("sample", OLD / "last.pt", "--prime", kw["prime"], "--length", kw["length"], "--seed", kw["seed"],
-            "--temp", kw["temp"])
+    r = cli(
+        "sample",
+        OLD / "last.pt",
+        "--prime",
+        kw["prime"],
+        "--length",
+        kw["length"],
+        "--seed",
+        kw["seed"],
+        "--temp",
+        kw["temp"],
+    )
     assert r.exit_code == 0, r.stderr
     assert r.stdout_bytes == (EXPECTED["samples"][0]["text"] + "\n").encode("utf-8")
     info = cli("info", OLD / "last.pt")

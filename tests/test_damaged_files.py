@@ -27,8 +27,12 @@ def clean_run(tmp_path_factory) -> Path:
     (root / "mixed.txt").write_text(MIXED_TEXT, encoding="utf-8")
     corpus = preprocess(root / "mixed.txt", root / "corpus")
     run = root / "run"
-    train(corpus, tiny_model(len(corpus.vocab)),
-          tiny_train(max_steps=30, eval_every=10, sample_every=10, sample_length=40), run_dir=run)
+    train(
+        corpus,
+        tiny_model(len(corpus.vocab)),
+        tiny_train(max_steps=30, eval_every=10, sample_every=10, sample_length=40),
+        run_dir=run,
+    )
     return run
 
 
@@ -72,10 +76,15 @@ def test_report_skips_damaged_metric_lines(cli, clean_run, run, case):
 
 # --------------------------------------------------------------------------- samples.txt
 
+
 def test_report_skips_a_sample_whose_header_is_damaged(cli, clean_run, run):
     path = run / "samples.txt"
-    path.write_text(path.read_text(encoding="utf-8").replace(
-        "===== step 20 | train loss ", "===== step 20 | train loss abc | val loss nan =====\nwas: "), encoding="utf-8")
+    path.write_text(
+        path.read_text(encoding="utf-8").replace(
+            "===== step 20 | train loss ", "===== step 20 | train loss abc | val loss nan =====\nwas: "
+        ),
+        encoding="utf-8",
+    )
     r = cli("report", run)
     assert r.exit_code == 0, r.stderr
     clean, damaged = read_samples(clean_run), read_samples(run)
@@ -94,8 +103,15 @@ def test_report_reads_samples_with_invalid_utf8(cli, clean_run, run):
 
 
 def test_loss_sparkline_skips_a_damaged_history():
-    history = [5, None, {"train_loss": "abc"}, {"step": 1, "train_loss": 4.0}, {"train_loss": float("nan")},
-               {"step": 2, "val_loss": 3.0}, {"step": 3, "train_loss": 2.0}]
+    history = [
+        5,
+        None,
+        {"train_loss": "abc"},
+        {"step": 1, "train_loss": 4.0},
+        {"train_loss": float("nan")},
+        {"step": 2, "val_loss": 3.0},
+        {"step": 3, "train_loss": 2.0},
+    ]
     assert loss_sparkline(history) == "4.00 █▁ 2.00"
     assert loss_sparkline({"train_loss": 1.0}) == loss_sparkline("junk") == ""
 
@@ -113,13 +129,16 @@ def test_report_shows_a_checkpoint_with_damaged_descriptive_fields(cli, run):
 
 # --------------------------------------------------------------------------- corpus directory
 
+
 def _edit_meta(edit, whole=False):
     """Damage meta.json: `edit` changes the dict in place, or with `whole` returns what replaces it."""
+
     def apply(corpus_dir: Path) -> None:
         path = corpus_dir / "meta.json"
         meta = json.loads(path.read_text(encoding="utf-8"))
         replaced = edit(meta)
         path.write_text(json.dumps(replaced if whole else meta), encoding="utf-8")
+
     return apply
 
 

@@ -17,15 +17,47 @@ from charrnn.sample import sample_text
 from charrnn.train import train
 from tests.conftest import tiny_model, tiny_train
 
-FLAGS = ["--hidden", "16", "--layers", "2", "--batch-size", "8", "--seq-len", "16", "--lr", "0.01",
-         "--warmup-steps", "5", "--decay-steps", "40", "--eval-every", "0", "--checkpoint-every", "0",
-         "--log-every", "5", "--device", "cpu", "--precision", "fp32", "--seed", "3", "--quiet"]
+FLAGS = [
+    "--hidden",
+    "16",
+    "--layers",
+    "2",
+    "--batch-size",
+    "8",
+    "--seq-len",
+    "16",
+    "--lr",
+    "0.01",
+    "--warmup-steps",
+    "5",
+    "--decay-steps",
+    "40",
+    "--eval-every",
+    "0",
+    "--checkpoint-every",
+    "0",
+    "--log-every",
+    "5",
+    "--device",
+    "cpu",
+    "--precision",
+    "fp32",
+    "--seed",
+    "3",
+    "--quiet",
+]
 
 
 def charrnn(*args, cwd):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
-    return subprocess.run([sys.executable, "-m", "charrnn", *map(str, args)], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "charrnn", *map(str, args)],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def close(a: dict, b: dict, tol: float = 1e-4) -> bool:
@@ -56,15 +88,29 @@ def test_two_gloo_processes_match_one_process(tmp_path, mixed_corpus):
     # resume the 2-process run in one process: the same as one process throughout
     train(mixed_corpus, None, tiny_train(**{**tc, "max_steps": 30}), run_dir=tmp_path / "two", resume=two)
     train(mixed_corpus, None, tiny_train(**{**tc, "max_steps": 30}), run_dir=tmp_path / "one", resume=one)
-    assert close(checkpoint.load(tmp_path / "one" / "last.pt")["model"],
-                 checkpoint.load(tmp_path / "two" / "last.pt")["model"])
+    assert close(
+        checkpoint.load(tmp_path / "one" / "last.pt")["model"], checkpoint.load(tmp_path / "two" / "last.pt")["model"]
+    )
 
 
 def test_batch_must_split_evenly(tmp_path, mixed_corpus):
-    r = charrnn("train", mixed_corpus.path, *FLAGS, "--batch-size", 5, "--max-steps", 2, "--nproc", 2,
-                "--out", tmp_path / "odd", cwd=tmp_path)
+    r = charrnn(
+        "train",
+        mixed_corpus.path,
+        *FLAGS,
+        "--batch-size",
+        5,
+        "--max-steps",
+        2,
+        "--nproc",
+        2,
+        "--out",
+        tmp_path / "odd",
+        cwd=tmp_path,
+    )
     assert r.returncode == 2 and r.stderr.splitlines() == [
-        "charrnn: error: --batch-size 5 must be a multiple of the number of processes (2)"]
+        "charrnn: error: --batch-size 5 must be a multiple of the number of processes (2)"
+    ]
     assert not (tmp_path / "odd").exists()
 
 
@@ -75,12 +121,12 @@ def test_a_write_failure_on_rank_0_is_one_line_and_its_exit_code(tmp_path, mixed
     assert r.returncode == 0, r.stderr
     last = (run / "last.pt").read_bytes()
     (run / "samples.txt").symlink_to("/dev/full")
-    r = charrnn("train", "--resume", run, "--max-steps", 20, "--sample-every", 5, "--nproc", 2, "--quiet",
-                cwd=tmp_path)
+    r = charrnn("train", "--resume", run, "--max-steps", 20, "--sample-every", 5, "--nproc", 2, "--quiet", cwd=tmp_path)
     assert r.returncode == 6
     assert r.stderr.strip().splitlines() == [
         f"charrnn: error: could not write {run / 'samples.txt'}: the disk is full; last.pt and best.pt hold "
-        "the last good weights"]
+        "the last good weights"
+    ]
     assert (run / "last.pt").read_bytes() == last
 
 
@@ -90,8 +136,9 @@ def _long_run(tmp_path, corpus):
     run = tmp_path / "run"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
     args = ["train", corpus.path, *FLAGS, "--max-steps", 10**6, "--checkpoint-every", 20, "--nproc", 2, "--out", run]
-    launcher = subprocess.Popen([sys.executable, "-m", "charrnn", *map(str, args)], cwd=tmp_path, env=env,
-                                stderr=subprocess.PIPE, text=True)
+    launcher = subprocess.Popen(
+        [sys.executable, "-m", "charrnn", *map(str, args)], cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True
+    )
     try:
         deadline = time.monotonic() + 120
         while not (run / "last.pt").exists() and launcher.poll() is None and time.monotonic() < deadline:
@@ -174,12 +221,31 @@ def test_another_process_that_fails_is_named_with_its_own_error(tmp_path, mixed_
     inject.mkdir()
     (inject / "sitecustomize.py").write_text(INJECT_RANK_1_FAILURE)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(inject), *sys.path])}
-    r = subprocess.run([sys.executable, "-m", "charrnn", "train", str(mixed_corpus.path), *FLAGS, "--max-steps", "40",
-                        "--nproc", "2", "--out", str(tmp_path / "run")], cwd=tmp_path, env=env,
-                       capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "charrnn",
+            "train",
+            str(mixed_corpus.path),
+            *FLAGS,
+            "--max-steps",
+            "40",
+            "--nproc",
+            "2",
+            "--out",
+            str(tmp_path / "run"),
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 6
     assert r.stderr.strip().splitlines() == [
-        "charrnn: error: training process 1 of 2 failed (exit 6): simulated failure on rank 1"]
+        "charrnn: error: training process 1 of 2 failed (exit 6): simulated failure on rank 1"
+    ]
 
 
 def _children(pid: int) -> list[int]:

@@ -14,8 +14,12 @@ pytestmark = pytest.mark.gpu
 
 def test_cuda_training_in_bf16_and_sampling_on_cpu(tmp_path, mixed_corpus):
     run = tmp_path / "run"
-    result = train(mixed_corpus, tiny_model(len(mixed_corpus.vocab), hidden=64),
-                   tiny_train(max_steps=60, device="cuda", precision="auto"), run_dir=run)
+    result = train(
+        mixed_corpus,
+        tiny_model(len(mixed_corpus.vocab), hidden=64),
+        tiny_train(max_steps=60, device="cuda", precision="auto"),
+        run_dir=run,
+    )
     ckpt = checkpoint.load(run / "best.pt")
     assert ckpt["device"] == "cuda" and ckpt["precision"] in ("bf16", "fp16")
     assert ckpt["scaler"] is not None  # cuDNN's recurrent layers ran in float16: the loss was scaled

@@ -66,7 +66,7 @@ BAD_FILES = {
     "whitespace": (b"  \n\t\r\n   \n", "only whitespace"),
     "nul_bytes": (b"hello\x00world\x00" * 50, "binary file (it contains NUL bytes)"),
     "random_bytes": (bytes(range(1, 256)) * 20, "binary file (only"),
-    "bad_utf8": ("first line\nsecond ok\nna".encode() + b"\xff" + b"ve\n" * 100, "invalid UTF-8 at byte 23 (line 3)"),
+    "bad_utf8": (b"first line\nsecond ok\nna" + b"\xff" + b"ve\n" * 100, "invalid UTF-8 at byte 23 (line 3)"),
     "too_short": (b"hello world, " * 10, "needs at least 2049; lower --batch-size or --seq-len"),
 }
 
@@ -149,23 +149,27 @@ def test_binary_file_accepted_with_force(cli, tmp_path):
 
 # --------------------------------------------------------------------------- nonsense options
 
-@pytest.mark.parametrize("args, code, words", [
-    (["sample", "--temp", "-1"], 2, "--temp"),
-    (["sample", "--top-p", "1.5"], 2, "--top-p"),
-    (["sample", "--top-p", "0"], 2, "--top-p"),
-    (["sample", "--top-k", "0"], 2, "--top-k"),
-    (["sample", "--length", "-5"], 2, "--length"),
-    (["train", "x.txt", "--hidden", "0"], 2, "--hidden"),
-    (["train", "x.txt", "--lr", "0"], 2, "--lr"),
-    (["train", "x.txt", "--dropout", "1"], 2, "--dropout"),
-    (["preprocess", "x.txt", "--val-frac", "1.2"], 2, "--val-frac"),
-    (["preprocess", "x.txt", "--val-frac", "0.6", "--test-frac", "0.5"], 2, "--test-frac"),
-    (["train", "x.txt", "--device", "tpu"], 2, "--device"),
-    (["train", "x.txt", "--max-epochs", "inf"], 2, "--max-epochs"),
-    (["train", "x.txt", "--lr", "inf"], 2, "--lr"),
-    (["train", "x.txt", "--seed", str(2**64)], 2, "--seed"),
-    (["sample", "--seed", str(2**63)], 2, "--seed"),
-])
+
+@pytest.mark.parametrize(
+    "args, code, words",
+    [
+        (["sample", "--temp", "-1"], 2, "--temp"),
+        (["sample", "--top-p", "1.5"], 2, "--top-p"),
+        (["sample", "--top-p", "0"], 2, "--top-p"),
+        (["sample", "--top-k", "0"], 2, "--top-k"),
+        (["sample", "--length", "-5"], 2, "--length"),
+        (["train", "x.txt", "--hidden", "0"], 2, "--hidden"),
+        (["train", "x.txt", "--lr", "0"], 2, "--lr"),
+        (["train", "x.txt", "--dropout", "1"], 2, "--dropout"),
+        (["preprocess", "x.txt", "--val-frac", "1.2"], 2, "--val-frac"),
+        (["preprocess", "x.txt", "--val-frac", "0.6", "--test-frac", "0.5"], 2, "--test-frac"),
+        (["train", "x.txt", "--device", "tpu"], 2, "--device"),
+        (["train", "x.txt", "--max-epochs", "inf"], 2, "--max-epochs"),
+        (["train", "x.txt", "--lr", "inf"], 2, "--lr"),
+        (["train", "x.txt", "--seed", str(2**64)], 2, "--seed"),
+        (["sample", "--seed", str(2**63)], 2, "--seed"),
+    ],
+)
 def test_nonsense_options(cli, args, code, words):
     one_line_error(cli(*args), code, words)
 
@@ -198,8 +202,12 @@ def test_no_arguments_shows_help_without_an_error_line(cli):
 
 @pytest.mark.skipif(not Path("/proc/meminfo").exists(), reason="reads MemAvailable")
 def test_sampling_more_streams_than_memory_holds_is_refused(cli, trained_run):
-    one_line_error(cli("sample", trained_run, "--num-samples", 10**12, "--length", 5), 2,
-                   "--num-samples 1000000000000 would need about", "GiB available")
+    one_line_error(
+        cli("sample", trained_run, "--num-samples", 10**12, "--length", 5),
+        2,
+        "--num-samples 1000000000000 would need about",
+        "GiB available",
+    )
     r = cli("sample", trained_run, "--num-samples", 1000, "--length", 5)
     assert r.exit_code == 0, r.stderr
 
@@ -253,6 +261,7 @@ def test_tiny_temperature_and_extreme_logits_still_sample():
 
 # --------------------------------------------------------------------------- bad checkpoints
 
+
 def _bad_checkpoints(run: Path, dest: Path) -> dict[str, Path]:
     dest.mkdir()
     good = (run / "last.pt").read_bytes()
@@ -280,9 +289,15 @@ def _bad_checkpoints(run: Path, dest: Path) -> dict[str, Path]:
 
 
 BAD_CKPT_WORDS = {
-    "truncated": "truncated or corrupt", "corrupt": "corrupt", "garbage": "corrupt", "empty": "empty file",
-    "future": "newer than this charrnn reads", "foreign": "not a charrnn checkpoint",
-    "nan_weights": "non-finite", "bad_vocab": "malformed 'vocab'", "weights_only": "cannot be resumed",
+    "truncated": "truncated or corrupt",
+    "corrupt": "corrupt",
+    "garbage": "corrupt",
+    "empty": "empty file",
+    "future": "newer than this charrnn reads",
+    "foreign": "not a charrnn checkpoint",
+    "nan_weights": "non-finite",
+    "bad_vocab": "malformed 'vocab'",
+    "weights_only": "cannot be resumed",
 }
 
 
@@ -304,8 +319,10 @@ def test_damaged_training_state_is_refused_on_resume(cli, trained_run, tmp_path)
     ckpt = torch.load(trained_run / "last.pt", weights_only=True)
     hidden = ckpt["hidden"]
     cases = {
-        "model_type": ({**ckpt, "model_config": {**ckpt["model_config"], "model": "transformer"}},
-                       "malformed 'model_config'"),
+        "model_type": (
+            {**ckpt, "model_config": {**ckpt["model_config"], "model": "transformer"}},
+            "malformed 'model_config'",
+        ),
         "seq_len_0": ({**ckpt, "train_config": {**ckpt["train_config"], "seq_len": 0}}, "malformed 'train_config'"),
         "hidden_batch": ({**ckpt, "hidden": [h[:, :2] for h in hidden]}, "training state is damaged"),
         "rng": ({**ckpt, "rng": {}}, "training state is damaged"),
@@ -331,8 +348,9 @@ def test_damaged_training_state_is_refused_on_resume(cli, trained_run, tmp_path)
 def test_info_shows_damaged_record_fields_as_unknown(cli, trained_run, tmp_path):
     ckpt = torch.load(trained_run / "last.pt", weights_only=True)
     odd = tmp_path / "odd.pt"
-    torch.save({**ckpt, "history": [1, "x"], "best_val_loss": "bad", "elapsed_s": None, "step": "s",
-                "corpus": "x"}, odd)
+    torch.save(
+        {**ckpt, "history": [1, "x"], "best_val_loss": "bad", "elapsed_s": None, "step": "s", "corpus": "x"}, odd
+    )
     r = cli("info", odd)
     assert r.exit_code == 0, r.stderr
     assert "? nats/char" in r.stdout and "? (epoch" in r.stdout
@@ -341,25 +359,33 @@ def test_info_shows_damaged_record_fields_as_unknown(cli, trained_run, tmp_path)
 def test_a_run_directory_is_never_overwritten_by_mistake(cli, trained_run, mixed_file, tmp_path):
     before = {n: (trained_run / n).read_bytes() for n in ("last.pt", "best.pt", "metrics.jsonl")}
     # a new run into an existing run's directory
-    one_line_error(cli("train", mixed_file, *TINY_FLAGS, "--max-steps", 3, "--out", trained_run), 2,
-                   "already holds a run", f"--resume {trained_run}")
+    one_line_error(
+        cli("train", mixed_file, *TINY_FLAGS, "--max-steps", 3, "--out", trained_run),
+        2,
+        "already holds a run",
+        f"--resume {trained_run}",
+    )
     # a new run where an earlier one left only its logs (killed before its first checkpoint)
     logs = tmp_path / "logs"
     logs.mkdir()
     (logs / "metrics.jsonl").write_text('{"step": 1, "train_loss": 4.0}\n')
     cached = files_under(tmp_path / "corpora")
-    one_line_error(cli("train", mixed_file, *TINY_FLAGS, "--max-steps", 3, "--out", logs), 2,
-                   "holds the logs of an earlier run")
+    one_line_error(
+        cli("train", mixed_file, *TINY_FLAGS, "--max-steps", 3, "--out", logs), 2, "holds the logs of an earlier run"
+    )
     assert files_under(tmp_path / "corpora") == cached  # refused before the corpus cache is written
     # preprocess into a run directory, or onto a file
     one_line_error(cli("preprocess", mixed_file, "--out", trained_run), 2, "is not a corpus directory")
-    one_line_error(cli("preprocess", mixed_file, "--out", trained_run / "metrics.jsonl"), 2, "is not a corpus directory")
+    one_line_error(
+        cli("preprocess", mixed_file, "--out", trained_run / "metrics.jsonl"), 2, "is not a corpus directory"
+    )
     assert {n: (trained_run / n).read_bytes() for n in before} == before
     # resuming from best.pt in place would overwrite a newer last.pt: refused, and --out branches off
     last = checkpoint.load(trained_run / "last.pt")
     torch.save({**checkpoint.load(trained_run / "best.pt"), "step": last["step"] - 10}, trained_run / "best.pt")
-    one_line_error(cli("train", "--resume", trained_run / "best.pt", "--max-steps", 40), 2,
-                   "is ahead of best.pt", "--out")
+    one_line_error(
+        cli("train", "--resume", trained_run / "best.pt", "--max-steps", 40), 2, "is ahead of best.pt", "--out"
+    )
     assert (trained_run / "last.pt").read_bytes() == before["last.pt"]
     r = cli("train", "--resume", trained_run / "best.pt", "--max-steps", 25, "--out", tmp_path / "branch", "--quiet")
     assert r.exit_code == 0, r.stderr
@@ -384,6 +410,7 @@ def test_resume_on_a_corpus_with_another_vocabulary(cli, trained_run, tmp_path):
 
 
 # --------------------------------------------------------------------------- security
+
 
 class _CreatesFile:
     """Unpickling this opens (and so creates) a file: what a hostile checkpoint would do."""
@@ -418,8 +445,12 @@ def test_malicious_pickle_is_refused_and_never_runs(cli, tmp_path, kind):
     run = tmp_path / "evil-run"
     run.mkdir()
     shutil.copy(evil, run / "last.pt")
-    for args in (("sample", evil, "--length", 5), ("eval", evil), ("info", evil),
-                 ("train", "--resume", run, "--max-steps", 10)):
+    for args in (
+        ("sample", evil, "--length", 5),
+        ("eval", evil),
+        ("info", evil),
+        ("train", "--resume", run, "--max-steps", 10),
+    ):
         r = cli(*args)
         assert r.exit_code == 4, (args, r.stderr)
         assert r.stderr.startswith("charrnn: error:") and r.stderr.count("\n") == 1
@@ -458,11 +489,21 @@ def test_metadata_paths_never_write_outside_the_run_directory(cli, tmp_path, mix
 
 # --------------------------------------------------------------------------- faults survived
 
+
 def _cli_subprocess(args: list[str], cwd: Path) -> subprocess.Popen:
-    env = {**os.environ, "OMP_NUM_THREADS": "1",  # as in this process (conftest)
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-    return subprocess.Popen([sys.executable, "-m", "charrnn", *map(str, args)], cwd=cwd, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",  # as in this process (conftest)
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "charrnn", *map(str, args)],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def _wait_for_step(metrics: Path, step: int, proc: subprocess.Popen, timeout: float = 120) -> None:
@@ -484,8 +525,7 @@ SCHEDULE = ["--decay-steps", 200, "--eval-every", 0, "--checkpoint-every", 0, "-
 @pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_signal_saves_last_and_resume_is_exact(cli, tmp_path, mixed_file, signum, code):
     run = tmp_path / "checkpoints" / "sig"
-    proc = _cli_subprocess(["train", mixed_file, *TINY_FLAGS, *SCHEDULE, "--max-steps", 100000,
-                            "--out", run], tmp_path)
+    proc = _cli_subprocess(["train", mixed_file, *TINY_FLAGS, *SCHEDULE, "--max-steps", 100000, "--out", run], tmp_path)
     _wait_for_step(run / "metrics.jsonl", 3, proc)
     proc.send_signal(signum)
     _, stderr = proc.communicate(timeout=120)
@@ -511,8 +551,14 @@ def test_kill_9_at_random_moments_newest_checkpoint_always_loads(cli, tmp_path):
 
     (tmp_path / "corpus.txt").write_text(MIXED_TEXT, encoding="utf-8")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-    out = subprocess.run([sys.executable, "-m", "tests.kill9", str(tmp_path), "--kills", "20", "--seed", "1"],
-                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        [sys.executable, "-m", "tests.kill9", str(tmp_path), "--kills", "20", "--seed", "1"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stderr
     report = json.loads(out.stdout.strip().splitlines()[-1])
     assert report["failures"] == []
@@ -520,8 +566,19 @@ def test_kill_9_at_random_moments_newest_checkpoint_always_loads(cli, tmp_path):
     assert report["steps"] == sorted(report["steps"]) and report["steps"][-1] > report["steps"][0]
     # twenty kills and resumes later, the weights are those of a run never interrupted
     last = checkpoint.load(tmp_path / "run" / "last.pt")
-    r = cli("train", tmp_path / "corpus.txt", *FLAGS, "--checkpoint-every", 0, "--eval-every", 0,
-            "--max-steps", last["step"], "--out", tmp_path / "straight")
+    r = cli(
+        "train",
+        tmp_path / "corpus.txt",
+        *FLAGS,
+        "--checkpoint-every",
+        0,
+        "--eval-every",
+        0,
+        "--max-steps",
+        last["step"],
+        "--out",
+        tmp_path / "straight",
+    )
     assert r.exit_code == 0, r.stderr
     assert same_weights(last, checkpoint.load(tmp_path / "straight" / "last.pt"))
 
@@ -543,8 +600,9 @@ def test_disk_full_keeps_previous_checkpoint_and_stops_cleanly(cli, tmp_path, mi
     monkeypatch.setattr(checkpoint, "save", save)
     flags = [*TINY_FLAGS, "--decay-steps", 200, "--eval-every", 0, "--checkpoint-every", 5]
     r = cli("train", mixed_file, *flags, "--max-steps", 40, "--out", run)
-    one_line_error(r, 6, f"could not write checkpoint {run / 'last.pt'}: the disk is full",
-                   "the previous checkpoint is intact")
+    one_line_error(
+        r, 6, f"could not write checkpoint {run / 'last.pt'}: the disk is full", "the previous checkpoint is intact"
+    )
     assert len(calls) == 3 and (run / "last.pt").read_bytes() == previous[0]
     assert not list(run.glob(".*tmp*"))
     last = checkpoint.load(run / "last.pt")
@@ -576,8 +634,9 @@ def test_disk_full_for_a_log_file_stops_with_one_line(cli, tmp_path, mixed_file,
     assert r.exit_code == 0, r.stderr
     (run / "samples.txt").symlink_to("/dev/full")
     r = cli("train", "--resume", run, "--max-steps", 20, "--checkpoint-every", 2, "--sample-every", 5, "--quiet")
-    one_line_error(r, 6, f"could not write {run / 'samples.txt'}: the disk is full; "
-                         "last.pt and best.pt hold the last good weights")
+    one_line_error(
+        r, 6, f"could not write {run / 'samples.txt'}: the disk is full; last.pt and best.pt hold the last good weights"
+    )
     assert checkpoint.load(run / "last.pt")["step"] == 4
 
 
@@ -625,8 +684,12 @@ def _disk_full_for(monkeypatch, name_part: str) -> None:
             self.f.write(bytes(b)[:100])
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr("builtins.open", lambda p, mode="r", *a, **k: Full(real_open(p, mode, *a, **k))
-                        if name_part in str(p) else real_open(p, mode, *a, **k))
+    monkeypatch.setattr(
+        "builtins.open",
+        lambda p, mode="r", *a, **k: (
+            Full(real_open(p, mode, *a, **k)) if name_part in str(p) else real_open(p, mode, *a, **k)
+        ),
+    )
 
 
 def test_enospc_from_a_write_is_named(tmp_path, monkeypatch):
@@ -667,8 +730,13 @@ def _nan_on(monkeypatch, bad_calls):
 def test_nan_steps_are_skipped_and_the_rate_lowered(tmp_path, mixed_corpus, monkeypatch):
     _nan_on(monkeypatch, lambda i: i in (4, 5, 9))
     cb = _Warnings()
-    result = train(mixed_corpus, tiny_model(len(mixed_corpus.vocab)), tiny_train(max_steps=20, eval_every=5),
-                   run_dir=tmp_path / "run", callbacks=cb)
+    result = train(
+        mixed_corpus,
+        tiny_model(len(mixed_corpus.vocab)),
+        tiny_train(max_steps=20, eval_every=5),
+        run_dir=tmp_path / "run",
+        callbacks=cb,
+    )
     assert result.step == 20 and len(cb.warnings) == 3
     assert all("non-finite loss" in w and "step skipped" in w for w in cb.warnings)
     last = checkpoint.load(tmp_path / "run" / "last.pt")
@@ -681,10 +749,15 @@ def test_nan_steps_are_skipped_and_the_rate_lowered(tmp_path, mixed_corpus, monk
 def test_divergence_stops_with_a_clear_message_and_best_stays_finite(cli, tmp_path, mixed_file, monkeypatch):
     _nan_on(monkeypatch, lambda i: i > 6)
     run = tmp_path / "checkpoints" / "nan"
-    r = cli("train", mixed_file, *TINY_FLAGS, "--eval-every", 3, "--checkpoint-every", 3, "--max-steps", 40,
-            "--out", run)
-    one_line_error(r, 6, f"training diverged: {MAX_BAD_STEPS} non-finite steps in a row at step {6 + MAX_BAD_STEPS}",
-                   "last.pt and best.pt hold the last good weights")
+    r = cli(
+        "train", mixed_file, *TINY_FLAGS, "--eval-every", 3, "--checkpoint-every", 3, "--max-steps", 40, "--out", run
+    )
+    one_line_error(
+        r,
+        6,
+        f"training diverged: {MAX_BAD_STEPS} non-finite steps in a row at step {6 + MAX_BAD_STEPS}",
+        "last.pt and best.pt hold the last good weights",
+    )
     assert r.stderr.count("charrnn: error") == 1
     best = checkpoint.load(run / "best.pt")
     assert best["best_val_loss"] < float("inf") and best["step"] <= 6
@@ -694,8 +767,21 @@ def test_divergence_stops_with_a_clear_message_and_best_stays_finite(cli, tmp_pa
 
 def test_absurd_learning_rate_never_saves_a_nan_model(cli, tmp_path, mixed_file):
     run = tmp_path / "checkpoints" / "boom"
-    r = cli("train", mixed_file, *TINY_FLAGS, "--lr", "1e38", "--grad-clip", 0, "--eval-every", 2,
-            "--max-steps", 40, "--out", run)
+    r = cli(
+        "train",
+        mixed_file,
+        *TINY_FLAGS,
+        "--lr",
+        "1e38",
+        "--grad-clip",
+        0,
+        "--eval-every",
+        2,
+        "--max-steps",
+        40,
+        "--out",
+        run,
+    )
     one_line_error(r, 6, "training diverged", "no checkpoint was written")
     assert not (run / "best.pt").exists() and not (run / "last.pt").exists()
 
@@ -764,8 +850,20 @@ def _model(v: int) -> CharRNN:
 def test_sampling_stays_in_the_vocabulary_and_is_valid_utf8(chars, temp, top_k, top_p, seed):
     v = Vocab(sorted(chars))
     model = _model(len(v))
-    pieces = list(generate(model, v, prime=v.chars[0], length=20, temp=temp, top_k=top_k, top_p=top_p,
-                           seed=seed, num_samples=2, fast=True))
+    pieces = list(
+        generate(
+            model,
+            v,
+            prime=v.chars[0],
+            length=20,
+            temp=temp,
+            top_k=top_k,
+            top_p=top_p,
+            seed=seed,
+            num_samples=2,
+            fast=True,
+        )
+    )
     for s in range(2):
         text = "".join(p[s] for p in pieces)
         assert set(text) <= set(v.chars)

@@ -16,7 +16,9 @@ def test_overfits_hihello_and_samples_it_back(tmp_path):
     src = tmp_path / "hi.txt"
     src.write_text("hihello" * 300, encoding="utf-8")
     corpus = preprocess(src, tmp_path / "c", val_frac=0.1)
-    result = train(corpus, tiny_model(len(corpus.vocab), hidden=32), tiny_train(max_steps=150, lr=2e-2), run_dir=tmp_path / "run")
+    result = train(
+        corpus, tiny_model(len(corpus.vocab), hidden=32), tiny_train(max_steps=150, lr=2e-2), run_dir=tmp_path / "run"
+    )
     assert result.best_val_loss < 0.05
     model, vocab, _ = checkpoint.load_model(tmp_path / "run" / "best.pt")
     text = sample_text(model, vocab, prime="hi", length=40, temp=0)
@@ -25,8 +27,12 @@ def test_overfits_hihello_and_samples_it_back(tmp_path):
 
 def test_metrics_and_progress_samples(tmp_path, mixed_corpus):
     run = tmp_path / "run"
-    train(mixed_corpus, tiny_model(len(mixed_corpus.vocab)),
-          tiny_train(max_steps=30, sample_every=10, sample_length=20, eval_every=15), run_dir=run)
+    train(
+        mixed_corpus,
+        tiny_model(len(mixed_corpus.vocab)),
+        tiny_train(max_steps=30, sample_every=10, sample_length=20, eval_every=15),
+        run_dir=run,
+    )
     lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     train_lines = [m for m in lines if "train_loss" in m]
     assert [m["step"] for m in train_lines] == [1, 5, 10, 15, 20, 25, 30]
@@ -68,10 +74,13 @@ def test_resume_is_bitwise_equal_to_uninterrupted(tmp_path, mixed_corpus, model_
     assert a["step"] == b["step"] == 60
     for k in a["model"]:
         assert torch.equal(a["model"][k], b["model"][k]), k
-    for sa, sb in zip(a["optimizer"]["state"].values(), b["optimizer"]["state"].values()):
+    for sa, sb in zip(a["optimizer"]["state"].values(), b["optimizer"]["state"].values(), strict=True):
         assert torch.equal(sa["exp_avg"], sb["exp_avg"]) and torch.equal(sa["exp_avg_sq"], sb["exp_avg_sq"])
-    steps = [json.loads(line)["step"] for line in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()
-             if "train_loss" in line]
+    steps = [
+        json.loads(line)["step"]
+        for line in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()
+        if "train_loss" in line
+    ]
     assert steps == sorted(set(steps))  # the resumed run's metrics continue, without repeats
 
 
@@ -146,8 +155,12 @@ def test_temperature_zero_is_argmax(trained_run):
 @pytest.mark.parametrize("model_type", ["lstm", "gru", "rnn"])
 def test_fast_sampling_path_gives_the_reference_text(tmp_path, mixed_corpus, model_type):
     run = tmp_path / model_type
-    train(mixed_corpus, tiny_model(len(mixed_corpus.vocab), model=model_type, hidden=24, layers=3),
-          tiny_train(max_steps=20), run_dir=run)
+    train(
+        mixed_corpus,
+        tiny_model(len(mixed_corpus.vocab), model=model_type, hidden=24, layers=3),
+        tiny_train(max_steps=20),
+        run_dir=run,
+    )
     model, vocab, _ = checkpoint.load_model(run / "best.pt")
     for kw in (dict(temp=1.0), dict(temp=0.7, top_k=5), dict(temp=1.0, top_p=0.9), dict(temp=0)):
         fast = list(generate(model, vocab, prime="The", length=200, seed=5, num_samples=3, **kw))

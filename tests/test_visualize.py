@@ -17,14 +17,19 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from charrnn import checkpoint
 from charrnn.cli import app
 from charrnn.model import CharRNN
 from charrnn.report import load_run, loss_sparkline, sparkline, write_report
 from charrnn.runlog import read_samples
 from charrnn.train import train
 from charrnn.visualize import (
-    FEATURES, build_page, correlations, interesting_cells, text_features, trace, unit_matrix,
+    FEATURES,
+    build_page,
+    correlations,
+    interesting_cells,
+    text_features,
+    trace,
+    unit_matrix,
 )
 from charrnn.vocab import Vocab
 from tests.conftest import MIXED_TEXT, tiny_model, tiny_train
@@ -45,6 +50,7 @@ def _page_data(page: str) -> dict:
 
 
 # --------------------------------------------------------------------------- numbers
+
 
 def test_text_features_follow_the_text():
     f = text_features('ab "cd"\n(x) Yz')
@@ -99,6 +105,7 @@ def test_trace_of_a_gru_has_hidden_states_only():
 
 # --------------------------------------------------------------------------- pages as files
 
+
 def test_visualize_page_is_self_contained_and_escaped():
     vocab = Vocab.from_text(MIXED_TEXT + HOSTILE)
     text = MIXED_TEXT[:300] + HOSTILE
@@ -130,8 +137,12 @@ def test_visualize_page_keeps_interesting_units_within_its_budget():
 def sampled_run(tmp_path, mixed_corpus):
     """A tiny run with evals and progress samples, for the report."""
     run = tmp_path / "sampled"
-    train(mixed_corpus, tiny_model(len(mixed_corpus.vocab)),
-          tiny_train(max_steps=30, eval_every=10, sample_every=10, sample_length=40), run_dir=run)
+    train(
+        mixed_corpus,
+        tiny_model(len(mixed_corpus.vocab)),
+        tiny_train(max_steps=30, eval_every=10, sample_every=10, sample_length=40),
+        run_dir=run,
+    )
     return run
 
 
@@ -158,11 +169,14 @@ def test_sparkline():
     assert sparkline([3, 2, 1]) == "█▅▁"
     assert len(sparkline(list(range(1000)), width=40)) == 40
     assert sparkline([]) == "" and sparkline([float("nan")]) == ""
-    assert loss_sparkline([{"step": 1, "train_loss": 4.0}, {"step": 2, "val_loss": 3.5},
-                           {"step": 3, "train_loss": 2.0}]) == "4.00 █▁ 2.00"
+    assert (
+        loss_sparkline([{"step": 1, "train_loss": 4.0}, {"step": 2, "val_loss": 3.5}, {"step": 3, "train_loss": 2.0}])
+        == "4.00 █▁ 2.00"
+    )
 
 
 # --------------------------------------------------------------------------- commands
+
 
 @pytest.fixture
 def cli(tmp_path, monkeypatch):
@@ -193,9 +207,29 @@ def test_visualize_and_report_commands(cli, trained_run, tmp_path):
 
 
 def test_train_writes_a_report_and_info_shows_a_sparkline(cli, mixed_file, tmp_path):
-    r = cli("train", mixed_file, "--hidden", 16, "--layers", 2, "--batch-size", 4, "--seq-len", 16,
-            "--max-steps", 30, "--log-every", 5, "--device", "cpu", "--precision", "fp32", "--quiet",
-            "--out", "run")
+    r = cli(
+        "train",
+        mixed_file,
+        "--hidden",
+        16,
+        "--layers",
+        2,
+        "--batch-size",
+        4,
+        "--seq-len",
+        16,
+        "--max-steps",
+        30,
+        "--log-every",
+        5,
+        "--device",
+        "cpu",
+        "--precision",
+        "fp32",
+        "--quiet",
+        "--out",
+        "run",
+    )
     assert r.exit_code == 0, r.stderr
     assert f"report: {Path('run') / 'report.html'}" in r.stderr
     assert (tmp_path / "run" / "report.html").is_file()
@@ -206,11 +240,23 @@ def test_train_writes_a_report_and_info_shows_a_sparkline(cli, mixed_file, tmp_p
 
 # --------------------------------------------------------------------------- in a browser
 
+
 def _chromium(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
     profile = tmp_path / f"profile-{len(list(tmp_path.glob('profile-*')))}"
-    cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-           "--disable-background-networking", "--disable-component-update", "--disable-sync",
-           f"--user-data-dir={profile}", "--virtual-time-budget=5000", *args]
+    cmd = [
+        CHROMIUM,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={profile}",
+        "--virtual-time-budget=5000",
+        *args,
+    ]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
 
 
@@ -220,8 +266,8 @@ def png_pixels(path: Path) -> tuple[int, int, np.ndarray]:
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
     pos, idat, head = 8, b"", None
     while pos < len(data):
-        length, kind = struct.unpack(">I4s", data[pos:pos + 8])
-        body = data[pos + 8:pos + 8 + length]
+        length, kind = struct.unpack(">I4s", data[pos : pos + 8])
+        body = data[pos + 8 : pos + 8 + length]
         if kind == b"IHDR":
             head = struct.unpack(">IIBBBBB", body)
         elif kind == b"IDAT":

@@ -37,14 +37,18 @@ def test_preprocess_outputs(tmp_path, mixed_file):
     assert meta["chars"] == n
     assert meta["vocab_size"] == len(set(MIXED_TEXT))
     assert meta["dtype"] == "uint8"
-    assert meta["split_sizes"] == {"train": int(n * 0.85), "test": int(n * 0.9) - int(n * 0.85),
-                                   "val": n - int(n * 0.9)}
+    assert meta["split_sizes"] == {
+        "train": int(n * 0.85),
+        "test": int(n * 0.9) - int(n * 0.85),
+        "val": n - int(n * 0.9),
+    }
     import hashlib
+
     assert meta["source_sha256"] == hashlib.sha256(mixed_file.read_bytes()).hexdigest()
     assert isinstance(corpus.ids, np.memmap)
     # the ids decode back to the text, CRLF kept
     assert corpus.vocab.decode(corpus.ids) == MIXED_TEXT
-    assert corpus.vocab.decode(corpus.split("val")) == MIXED_TEXT[int(n * 0.9):]
+    assert corpus.vocab.decode(corpus.split("val")) == MIXED_TEXT[int(n * 0.9) :]
     assert Corpus.load(tmp_path / "out").vocab == corpus.vocab
 
 
@@ -53,7 +57,9 @@ def test_preprocess_chunked_equals_whole(tmp_path, mixed_file):
     a = preprocess(mixed_file, tmp_path / "a", chunk_bytes=7)
     b = preprocess(mixed_file, tmp_path / "b")
     assert np.array_equal(np.asarray(a.ids), np.asarray(b.ids))
-    c = preprocess(mixed_file, tmp_path / "c", chunk_bytes=7, opts=__import__("charrnn.data").data.TextOptions(newline="lf"))
+    c = preprocess(
+        mixed_file, tmp_path / "c", chunk_bytes=7, opts=__import__("charrnn.data").data.TextOptions(newline="lf")
+    )
     assert "\r" not in c.vocab.decode(c.ids)
     assert c.vocab.decode(c.ids) == MIXED_TEXT.replace("\r\n", "\n")
 
@@ -81,7 +87,7 @@ def test_eval_batches_cover_every_prediction_once():
     seen = []
     for x, y in eval_batches(ids, batch_size=3, seq_len=7):
         assert x.shape[0] == 3
-        for xr, yr in zip(x.ravel(), y.ravel()):
+        for xr, yr in zip(x.ravel(), y.ravel(), strict=True):
             if yr >= 0:
                 seen.append((int(xr), int(yr)))
     assert sorted(seen) == [(i, i + 1) for i in range(2050)]
