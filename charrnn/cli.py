@@ -132,7 +132,7 @@ def _quiet_broken_pipe() -> None:
 # --------------------------------------------------------------------------- options, declared once
 
 
-def in_range(lo: float | None, hi: float | None, lo_open: bool = False, hi_open: bool = False):
+def in_range(lo: float | None, hi: float | None, *, lo_open: bool = False, hi_open: bool = False):
     """An option callback for bounds that may be open (typer's min/max are closed)."""
 
     def check(value):

@@ -28,7 +28,9 @@ from charrnn.errors import ERROR_PREFIX, LAUNCHED_ENV, BadValueError, PeerLostEr
 
 
 @dataclass(frozen=True)
-class Dist:
+class Ranks:
+    """This process's place in a data-parallel run: its rank among `world` processes."""
+
     rank: int = 0
     world: int = 1
     local_rank: int = 0
@@ -50,51 +52,51 @@ class Dist:
         return slice(self.rank * k, (self.rank + 1) * k)
 
 
-def from_env() -> Dist:
+def from_env() -> Ranks:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
-        return Dist()
-    return Dist(int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0")))
+        return Ranks()
+    return Ranks(int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0")))
 
 
-def setup(d: Dist, device: torch.device) -> torch.device:
+def setup(ranks: Ranks, device: torch.device) -> torch.device:
     """Join the process group; on CUDA each rank takes the GPU of its local rank."""
-    if not d.enabled:
+    if not ranks.enabled:
         return device
     if device.type == "cuda":
-        device = torch.device("cuda", d.local_rank)
+        device = torch.device("cuda", ranks.local_rank)
         torch.cuda.set_device(device)
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
     return device
 
 
-def teardown(d: Dist) -> None:
-    if d.enabled and dist.is_initialized():
+def teardown(ranks: Ranks) -> None:
+    if ranks.enabled and dist.is_initialized():
         dist.destroy_process_group()
 
 
-def all_sum(values: list[float], d: Dist, device: torch.device) -> list[float]:
-    if not d.enabled:
+def all_sum(values: list[float], ranks: Ranks, device: torch.device) -> list[float]:
+    if not ranks.enabled:
         return values
     t = torch.tensor(values, dtype=torch.float64, device=device)
     dist.all_reduce(t, op=dist.ReduceOp.SUM)
     return t.tolist()
 
 
-def all_max(values: list[int], d: Dist, device: torch.device) -> list[int]:
-    if not d.enabled:
+def all_max(values: list[int], ranks: Ranks, device: torch.device) -> list[int]:
+    if not ranks.enabled:
         return values
     t = torch.tensor(values, dtype=torch.int64, device=device)
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
     return [int(v) for v in t.tolist()]
 
 
-def gather_rows(t: torch.Tensor, d: Dist, dim: int = 1) -> torch.Tensor:
+def gather_rows(t: torch.Tensor, ranks: Ranks, dim: int = 1) -> torch.Tensor:
     """Concatenate every rank's share of `t` along `dim` (ranks in order)."""
-    if not d.enabled:
+    if not ranks.enabled:
         return t
-    parts = [torch.empty_like(t) for _ in range(d.world)]
+    parts = [torch.empty_like(t) for _ in range(ranks.world)]
     dist.all_gather(parts, t.contiguous())
     return torch.cat(parts, dim=dim)
 
@@ -120,7 +122,7 @@ def relaunch(nproc: int, argv: list[str], *, run_dir, batch_size: int) -> tuple[
     """Run this `charrnn train` command line (`argv`, without the program) again as `nproc`
     processes writing to `run_dir`, which this process has named and checked, with the corpus
     cached. An indivisible batch is refused here, once, before any process starts."""
-    Dist(0, nproc).share(batch_size)
+    Ranks(0, nproc).share(batch_size)
     return launch(nproc, [*_without_nproc(argv), "--out", str(run_dir)])
 
 
@@ -158,29 +160,7 @@ def launch(nproc: int, args: list[str]) -> tuple[int, str]:
     old = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     try:
         for rank in range(nproc):
-            env = {
-                **os.environ,
-                "RANK": str(rank),
-                "LOCAL_RANK": str(rank),
-                "WORLD_SIZE": str(nproc),
-                "LOCAL_WORLD_SIZE": str(nproc),
-                "MASTER_ADDR": "127.0.0.1",
-                "MASTER_PORT": str(store.port),
-                "TORCHELASTIC_USE_AGENT_STORE": "True",
-                "TORCHELASTIC_RESTART_COUNT": "0",
-                LAUNCHED_ENV: str(os.getpid()),
-            }
-            if rank:
-                env["COLUMNS"] = "1000"  # an error kept back stays on one line
-            procs.append(
-                subprocess.Popen(
-                    [sys.executable, "-m", "charrnn", *args],
-                    env=env,
-                    stdout=subprocess.DEVNULL if rank else None,
-                    stderr=subprocess.PIPE if rank else None,
-                    **_own_process_group(),
-                )
-            )
+            procs.append(_start_rank(rank, nproc=nproc, args=args, port=store.port))
         tails = [collections.deque(maxlen=50) for _ in procs]
         readers = [
             threading.Thread(target=_keep_tail, args=(p.stderr, tail), daemon=True)
@@ -196,7 +176,38 @@ def launch(nproc: int, args: list[str]) -> tuple[int, str]:
             _signal(p, signal.SIGKILL)
         for sig, handler in old.items():
             signal.signal(sig, handler)
-    codes = [p.returncode for p in procs]
+    return _outcome([p.returncode for p in procs], cause=cause, interrupts=interrupts, tails=tails)
+
+
+def _start_rank(rank: int, *, nproc: int, args: list[str], port: int) -> subprocess.Popen:
+    """One rank, in its own process group, with torchrun's environment; only rank 0 keeps the
+    terminal, the others' stderr is read by the launcher."""
+    env = {
+        **os.environ,
+        "RANK": str(rank),
+        "LOCAL_RANK": str(rank),
+        "WORLD_SIZE": str(nproc),
+        "LOCAL_WORLD_SIZE": str(nproc),
+        "MASTER_ADDR": "127.0.0.1",
+        "MASTER_PORT": str(port),
+        "TORCHELASTIC_USE_AGENT_STORE": "True",
+        "TORCHELASTIC_RESTART_COUNT": "0",
+        LAUNCHED_ENV: str(os.getpid()),
+    }
+    if rank:
+        env["COLUMNS"] = "1000"  # an error kept back stays on one line
+    return subprocess.Popen(
+        [sys.executable, "-m", "charrnn", *args],
+        env=env,
+        stdout=subprocess.DEVNULL if rank else None,
+        stderr=subprocess.PIPE if rank else None,
+        **_own_process_group(),
+    )
+
+
+def _outcome(codes: list[int], *, cause: int | None, interrupts: list[int], tails: list) -> tuple[int, str]:
+    """The launcher's (exit code, message) from its ranks' exit codes and the rank that failed first."""
+    nproc = len(codes)
     if codes[0] == 0:  # rank 0 finished the run; a peer can still abort in gloo's teardown after it
         return 0, ""
     if interrupts and (codes[0] < 0 or codes[0] in (130, 143)):

@@ -27,8 +27,8 @@ def check_training_memory(mc: ModelConfig, cfg: TrainConfig) -> None:
     _check(
         4 * (4 * params + activations),
         available(),
-        f"a {mc.layers}x{mc.hidden} {mc.model}",
-        "lower --hidden, --layers, --batch-size or --seq-len",
+        what=f"a {mc.layers}x{mc.hidden} {mc.model}",
+        instead="lower --hidden, --layers, --batch-size or --seq-len",
     )
 
 
@@ -45,10 +45,10 @@ def check_sampling_memory(
         + 8 * length
     )
     free = torch.cuda.mem_get_info(device)[0] if device.type == "cuda" else available()
-    _check(num_samples * per_stream, free, f"--num-samples {num_samples}", "generate fewer at a time")
+    _check(num_samples * per_stream, free, what=f"--num-samples {num_samples}", instead="generate fewer at a time")
 
 
-def _check(need: int, free: int | None, what: str, instead: str) -> None:
+def _check(need: int, free: int | None, *, what: str, instead: str) -> None:
     if free is not None and need > free:
         raise BadValueError(
             f"{what} would need about {need / 2**30:,.1f} GiB of memory, more than the "

@@ -117,6 +117,7 @@ def svg_chart(
     series: list[tuple[str, list[float], list[float], str]],
     xlabel: str,
     ylabel: str,
+    *,
     width: int = 520,
     height: int = 240,
 ) -> str:
@@ -194,44 +195,25 @@ def _col(rows: list[dict], key: str) -> list[float]:
     return [float(r.get(key, float("nan"))) for r in rows]
 
 
+def _losses(train: list[dict], evals: list[dict], x: str) -> list[tuple[str, list[float], list[float], str]]:
+    """The train and val loss series against the metric `x` (step or elapsed_s)."""
+    return [
+        ("train", _col(train, x), _col(train, "train_loss"), COLOURS["train"]),
+        ("val", _col(evals, x), _col(evals, "val_loss"), COLOURS["val"]),
+    ]
+
+
 def render(run: Run) -> str:
     tr, ev = run.train, run.evals
     charts = [
-        (
-            "Loss by step",
-            svg_chart(
-                [
-                    ("train", _col(tr, "step"), _col(tr, "train_loss"), COLOURS["train"]),
-                    ("val", _col(ev, "step"), _col(ev, "val_loss"), COLOURS["val"]),
-                ],
-                "step",
-                "loss (nats/char)",
-            ),
-        ),
-        (
-            "Loss by time",
-            svg_chart(
-                [
-                    ("train", _col(tr, "elapsed_s"), _col(tr, "train_loss"), COLOURS["train"]),
-                    ("val", _col(ev, "elapsed_s"), _col(ev, "val_loss"), COLOURS["val"]),
-                ],
-                "elapsed seconds",
-                "loss (nats/char)",
-            ),
-        ),
-        (
-            "Learning rate",
-            svg_chart([("lr", _col(tr, "step"), _col(tr, "lr"), COLOURS["lr"])], "step", "learning rate"),
-        ),
-        (
-            "Speed",
-            svg_chart(
-                [("chars/s", _col(tr[1:], "step"), _col(tr[1:], "chars_per_sec"), COLOURS["speed"])],
-                "step",
-                "characters per second",
-            ),
-        ),
+        (f"Loss by {axis}", svg_chart(_losses(tr, ev, x), xlabel, "loss (nats/char)"))
+        for axis, x, xlabel in (("step", "step", "step"), ("time", "elapsed_s", "elapsed seconds"))
     ]
+    charts.append(
+        ("Learning rate", svg_chart([("lr", _col(tr, "step"), _col(tr, "lr"), COLOURS["lr"])], "step", "learning rate"))
+    )
+    speed = [("chars/s", _col(tr[1:], "step"), _col(tr[1:], "chars_per_sec"), COLOURS["speed"])]
+    charts.append(("Speed", svg_chart(speed, "step", "characters per second")))
     name = run.path.resolve().name
     parts = [
         page_head(f"{name} · charrnn report") + PAGE_CSS,

@@ -44,6 +44,7 @@ def pick(logits: torch.Tensor, temp: float, top_k: int | None, top_p: float | No
 def generate(
     model: CharRNN,
     vocab: Vocab,
+    *,
     prime: str = "",
     length: int = 1000,
     temp: float = 0.8,
@@ -56,69 +57,91 @@ def generate(
     fast: bool = True,
     precision: str = "fp32",
 ) -> Iterator[tuple[str, ...]]:
+    """One tuple per step with a piece of text for each of the `num_samples` streams: the
+    prime first, then up to `length` new characters each. `fast=False` steps through
+    `nn.LSTM` itself (the reference the fast path is tested against)."""
     was_training = model.training
     model.eval()
+    device = next(model.parameters()).device
+    g = generator(seed, device)
     try:
-        yield from _generate(
-            model, vocab, prime, length, temp, top_k, top_p, stop, seed, num_samples, unknown, fast, precision
-        )
+        prime_ids, shown_prime = _prime(vocab, prime, unknown=unknown, g=g)
+        yield (shown_prime,) * num_samples
+        x = torch.tensor(prime_ids, device=device).unsqueeze(0).expand(num_samples, -1)  # (B, P)
+        logits, state = model(x)
+        logits = logits[:, -1]  # (B, V)
+        if fast:
+            stepper = FastStepper(model, torch.bfloat16 if precision == "bf16" else torch.float32)
+            step, state = stepper.step, stepper.convert(state)
+        else:
+            step = _reference_step(model)
+        streams = _Streams(num_samples, stop)
+        for i in range(length):
+            ids = pick(logits, temp, top_k, top_p, g)
+            yield streams.add([vocab.chars[j] for j in ids.tolist()])
+            if streams.all_done:
+                return
+            if i + 1 < length:
+                logits, state = step(ids, state)
+        if streams.held:
+            yield streams.rest()
     finally:
         model.train(was_training)
 
 
-def _generate(model, vocab, prime, length, temp, top_k, top_p, stop, seed, num_samples, unknown, fast, precision):
-    device = next(model.parameters()).device
-    g = generator(seed, device)
-    b = num_samples
-    prime_ids = vocab.encode(prime, unknown=unknown, context="the prime text")
-    shown_prime = vocab.decode(prime_ids)
-    if not prime_ids:
-        # No prime: start as a document starts, after a newline; else from a random character.
-        if "\n" in vocab:
-            prime_ids = [vocab.index["\n"]]
-        else:
-            prime_ids = [int(torch.randint(len(vocab), (1,), generator=g, device=device))]
-            shown_prime = vocab.decode(prime_ids)
-    yield (shown_prime,) * b
+def _prime(vocab: Vocab, prime: str, *, unknown: str, g: torch.Generator) -> tuple[list[int], str]:
+    """The ids the model reads first, and the text they stand for. No prime: start as a
+    document starts, after a newline; else from a random character."""
+    ids = vocab.encode(prime, unknown=unknown, context="the prime text")
+    if ids:
+        return ids, vocab.decode(ids)
+    if "\n" in vocab:
+        return [vocab.index["\n"]], ""
+    ids = [int(torch.randint(len(vocab), (1,), generator=g, device=g.device))]
+    return ids, vocab.decode(ids)
 
-    x = torch.tensor(prime_ids, device=device).unsqueeze(0).expand(b, -1)  # (B, P)
-    logits, state = model(x)
-    logits = logits[:, -1]  # (B, V)
-    if fast:
-        stepper = FastStepper(model, torch.bfloat16 if precision == "bf16" else torch.float32)
-        step, state = stepper.step, stepper.convert(state)
-    else:
-        step = _reference_step(model)
 
-    pending = [""] * b
-    done = [False] * b
-    hold = len(stop) - 1 if stop else 0
-    for i in range(length):
-        ids = pick(logits, temp, top_k, top_p, g)
-        chars = [vocab.chars[j] for j in ids.tolist()]
+class _Streams:
+    """Each stream's new text, held back while it may be the start of the stop string; a
+    stream that meets the stop string ends there, without it."""
+
+    def __init__(self, n: int, stop: str | None):
+        self.stop = stop
+        self.hold = len(stop) - 1 if stop else 0
+        self.pending = [""] * n
+        self.done = [False] * n
+
+    @property
+    def all_done(self) -> bool:
+        return all(self.done)
+
+    @property
+    def held(self) -> bool:
+        return any(self.pending)
+
+    def add(self, chars: list[str]) -> tuple[str, ...]:
+        """The pieces ready to print once each stream has taken its next character."""
         out = []
         for s, ch in enumerate(chars):
-            if done[s]:
+            if self.done[s]:
                 out.append("")
                 continue
-            pending[s] += ch
-            if stop and pending[s].endswith(stop):
-                done[s] = True
-                out.append(pending[s][: -len(stop)])
-                pending[s] = ""
-            elif len(pending[s]) > hold:
-                cut = len(pending[s]) - hold
-                out.append(pending[s][:cut])
-                pending[s] = pending[s][cut:]
+            self.pending[s] += ch
+            if self.stop and self.pending[s].endswith(self.stop):
+                self.done[s] = True
+                out.append(self.pending[s][: -len(self.stop)])
+                self.pending[s] = ""
+            elif len(self.pending[s]) > self.hold:
+                cut = len(self.pending[s]) - self.hold
+                out.append(self.pending[s][:cut])
+                self.pending[s] = self.pending[s][cut:]
             else:
                 out.append("")
-        yield tuple(out)
-        if all(done):
-            return
-        if i + 1 < length:
-            logits, state = step(ids, state)
-    if any(pending):
-        yield tuple(pending)
+        return tuple(out)
+
+    def rest(self) -> tuple[str, ...]:
+        """What is still held back when the length runs out."""
+        return tuple(self.pending)
 
 
 def _reference_step(model: CharRNN):

@@ -11,7 +11,7 @@ import torch
 
 from charrnn import distributed
 from charrnn.data import eval_batches
-from charrnn.distributed import Dist
+from charrnn.distributed import Ranks
 from charrnn.model import CharRNN, cross_entropy
 from charrnn.runtime import autocast
 
@@ -25,7 +25,7 @@ def mean_loss(
     seq_len: int,
     device: torch.device = torch.device("cpu"),
     precision: str = "fp32",
-    dd: Dist = Dist(),
+    ranks: Ranks = Ranks(),
 ) -> float:
     """Mean loss in nats per character over every prediction of `ids`, deterministic.
     Under torchrun each rank takes every world-th stream and the sums are reduced."""
@@ -34,7 +34,7 @@ def mean_loss(
     total, count = 0.0, 0
     state = None
     for x, y in eval_batches(ids, batch_size, seq_len):
-        x, y = x[dd.rank :: dd.world], y[dd.rank :: dd.world]
+        x, y = x[ranks.rank :: ranks.world], y[ranks.rank :: ranks.world]
         if len(x) == 0:
             continue
         x = torch.from_numpy(x).to(device)
@@ -44,5 +44,5 @@ def mean_loss(
         total += float(cross_entropy(logits, y, reduction="sum"))
         count += int((y >= 0).sum())
     model.train(was_training)
-    total, count = distributed.all_sum([total, count], dd, device)
+    total, count = distributed.all_sum([total, count], ranks, device)
     return total / count if count else float("nan")

@@ -27,7 +27,7 @@ from charrnn import checkpoint, distributed, runlog
 from charrnn.checkpoint import TrainState
 from charrnn.config import DEFAULT_MAX_EPOCHS, ModelConfig, TrainConfig
 from charrnn.data import Corpus, StreamBatcher
-from charrnn.distributed import Dist
+from charrnn.distributed import Ranks
 from charrnn.errors import PeerLostError, TrainingError, first_line
 from charrnn.model import CharRNN, State, cross_entropy
 from charrnn.runtime import (
@@ -71,12 +71,12 @@ class Callbacks(Protocol):
 
     def on_start(self, run: RunStart) -> None: ...
 
-    def on_step(self, m: dict, logged: bool) -> None:
-        """After every step; `logged` when `m` also holds train_loss and chars_per_sec."""
+    def on_step(self, record: dict, logged: bool) -> None:
+        """After every step; `logged` when the record is a metrics line (with chars_per_sec)."""
 
-    def on_eval(self, m: dict) -> None: ...
+    def on_eval(self, record: dict) -> None: ...
 
-    def on_sample(self, step: int, text: str, m: dict) -> None: ...
+    def on_sample(self, step: int, text: str, record: dict) -> None: ...
 
     def on_checkpoint(self, path: Path, kind: str) -> None: ...
 
@@ -124,29 +124,31 @@ def train(
     """Train a new model (`model_cfg`) or go on from a checkpoint (`resume`, whose model
     config is used) on `corpus`, writing checkpoints and logs to `run_dir`. Under torchrun
     (or `charrnn train --nproc`) this is one rank of a data-parallel run."""
-    dd = distributed.from_env()
+    ranks = distributed.from_env()
     run_dir = Path(run_dir)
     device = pick_device(cfg.device)
     precision = pick_precision(cfg.precision, device)
-    rows = dd.share(cfg.batch_size)  # this process's streams of each batch
+    rows = ranks.share(cfg.batch_size)  # this process's streams of each batch
     try:
-        device = distributed.setup(dd, device)
+        device = distributed.setup(ranks, device)
     except RuntimeError as e:  # the processes could not form a group: a rendezvous that failed
         raise TrainingError(f"the training processes could not connect ({first_line(e)})") from None
     try:
-        trainer = _Trainer(corpus, model_cfg, cfg, resume=resume, dd=dd, device=device, precision=precision, rows=rows)
+        trainer = _Trainer(
+            corpus, model_cfg, cfg, resume=resume, ranks=ranks, device=device, precision=precision, rows=rows
+        )
         result = trainer.run(
-            run_dir, callbacks if callbacks is not None and dd.is_main else _Silent(), should_stop or (lambda: False)
+            run_dir, callbacks if callbacks is not None and ranks.is_main else _Silent(), should_stop or (lambda: False)
         )
     except RuntimeError as e:
-        if dd.enabled and distributed.peer_lost(e):
+        if ranks.enabled and distributed.peer_lost(e):
             raise PeerLostError(
                 f"another training process stopped ({first_line(e)}); {checkpoint.kept(run_dir)}"
             ) from None
         raise
     # Only a run that ended together leaves the group: destroying it while a peer is still in a
     # collective, or gone, can abort this process (the CLI ends a failed rank with os._exit).
-    distributed.teardown(dd)
+    distributed.teardown(ranks)
     return result
 
 
@@ -188,7 +190,7 @@ class _Trainer:
         cfg: TrainConfig,
         *,
         resume: dict | None,
-        dd: Dist,
+        ranks: Ranks,
         device: torch.device,
         precision: str,
         rows: slice,
@@ -199,14 +201,14 @@ class _Trainer:
         assert model_cfg is not None and model_cfg.vocab_size == len(corpus.vocab)
         check_training_precision(device, precision, model_cfg.model)
         self.corpus, self.model_cfg, self.cfg = corpus, model_cfg, cfg
-        self.dd, self.device, self.precision, self.rows = dd, device, precision, rows
+        self.ranks, self.device, self.precision, self.rows = ranks, device, precision, rows
         self.resumed = resume is not None
 
         seed_everything(cfg.seed)
         self.model = CharRNN(model_cfg).to(device)
-        if dd.rank:
-            seed_everything(cfg.seed + dd.rank)  # same initial weights, different dropout masks
-        self.net = torch.nn.parallel.DistributedDataParallel(self.model) if dd.enabled else self.model
+        if ranks.rank:
+            seed_everything(cfg.seed + ranks.rank)  # same initial weights, different dropout masks
+        self.net = torch.nn.parallel.DistributedDataParallel(self.model) if ranks.enabled else self.model
         self.params = list(self.model.parameters())
         # fused: one kernel for the whole update instead of a few per parameter tensor
         self.opt = torch.optim.AdamW(
@@ -216,7 +218,7 @@ class _Trainer:
             fused=device.type in ("cuda", "cpu"),
         )
         self.scaler = torch.amp.GradScaler(device.type, enabled=needs_loss_scaling(device, precision))
-        self.batcher = StreamBatcher(corpus.split_reader("train"), cfg.batch_size, cfg.seq_len, rows)
+        self.batcher = StreamBatcher(corpus.split_reader("train"), cfg.batch_size, cfg.seq_len, rows=rows)
         self.val_ids = corpus.split_reader("val")
 
         self.state = TrainState()
@@ -245,14 +247,14 @@ class _Trainer:
                 self.scaler.load_state_dict(ckpt["scaler"])
             hidden = checkpoint.carried_state(ckpt, self.model_cfg, batch_size=self.cfg.batch_size, rows=self.rows)
             self.hidden = None if hidden is None else tuple(h.to(self.device) for h in hidden)
-            if self.dd.is_main:
+            if self.ranks.is_main:
                 set_rng_state(ckpt["rng"])
         except (KeyError, TypeError, ValueError, OverflowError, RuntimeError, AttributeError, IndexError) as e:
             raise checkpoint.damaged_state(e) from None
 
     def _total_steps(self) -> int | None:
         """The step the step and epoch limits end at (None: only a time limit)."""
-        cfg, s = self.cfg, self.state
+        cfg, state = self.cfg, self.state
         limits = [cfg.max_steps, cfg.max_epochs, cfg.time_limit]
         max_epochs = DEFAULT_MAX_EPOCHS if all(v is None for v in limits) else cfg.max_epochs
         step_limits = [cfg.max_steps] if cfg.max_steps is not None else []
@@ -260,16 +262,16 @@ class _Trainer:
             # the windows left to the epoch limit, counted from where the data stands: on a fresh run
             # or a resume with the same --seq-len this is ceil(max_epochs * steps per epoch); after a
             # --seq-len change, step counts windows of the old length
-            windows = max(0.0, (max_epochs - s.epoch) * self.batcher.steps_per_epoch - s.offset / cfg.seq_len)
+            windows = max(0.0, (max_epochs - state.epoch) * self.batcher.steps_per_epoch - state.offset / cfg.seq_len)
             if math.isfinite(windows):  # an epoch limit too large to count is no limit
-                step_limits.append(s.step + math.ceil(windows))
+                step_limits.append(state.step + math.ceil(windows))
         return min(step_limits) if step_limits else None
 
     # ------------------------------------------------------------------ the loop
 
     def run(self, run_dir: Path, callbacks: Callbacks, should_stop: Callable[[], bool]) -> TrainResult:
         self.run_dir, self.cb = run_dir, callbacks
-        self.log = self._open_run_dir() if self.dd.is_main else None
+        self.log = self._open_run_dir() if self.ranks.is_main else None
         try:
             self.cb.on_start(
                 RunStart(
@@ -293,8 +295,17 @@ class _Trainer:
         finally:
             if self.log is not None:
                 self.log.close()
-        s = self.state
-        return TrainResult(run_dir, s.step, s.epoch, s.best_val_loss, s.best_step, s.val_loss, s.elapsed_s, stopped)
+        state = self.state
+        return TrainResult(
+            run_dir=run_dir,
+            step=state.step,
+            epoch=state.epoch,
+            best_val_loss=state.best_val_loss,
+            best_step=state.best_step,
+            val_loss=state.val_loss,
+            elapsed_s=state.elapsed_s,
+            stopped=stopped,
+        )
 
     def _open_run_dir(self) -> runlog.RunLog:
         """Everything is checked: only now is anything written, and only by rank 0."""
@@ -314,44 +325,44 @@ class _Trainer:
             step = self.state.step
             if cfg.eval_every and step % cfg.eval_every == 0:
                 self._eval()
-            if cfg.sample_every and step % cfg.sample_every == 0 and self.dd.is_main:
+            if cfg.sample_every and step % cfg.sample_every == 0 and self.ranks.is_main:
                 self._sample()
             if cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
                 self._save("last")
 
     def _stop_reason(self, should_stop: Callable[[], bool]) -> str:
-        cfg, s = self.cfg, self.state
+        cfg, state = self.cfg, self.state
         reason = ""
-        if self.total_steps is not None and s.step >= self.total_steps:
-            reason = "max_steps" if cfg.max_steps is not None and s.step >= cfg.max_steps else "max_epochs"
-        elif cfg.patience and s.stale_evals >= cfg.patience:
+        if self.total_steps is not None and state.step >= self.total_steps:
+            reason = "max_steps" if cfg.max_steps is not None and state.step >= cfg.max_steps else "max_epochs"
+        elif cfg.patience and state.stale_evals >= cfg.patience:
             reason = "patience"
-        elif cfg.time_limit is not None and s.elapsed_s >= cfg.time_limit:
+        elif cfg.time_limit is not None and state.elapsed_s >= cfg.time_limit:
             reason = "time_limit"
         if should_stop():
             reason = "interrupted"
-        if self.dd.enabled:  # clocks and signals differ between processes: stop together
-            reason = STOP_REASONS[distributed.all_max([STOP_REASONS.index(reason)], self.dd, self.device)[0]]
+        if self.ranks.enabled:  # clocks and signals differ between processes: stop together
+            reason = STOP_REASONS[distributed.all_max([STOP_REASONS.index(reason)], self.ranks, self.device)[0]]
         return reason
 
     def _progress(self) -> float:
         """The fraction of the run done, for the learning-rate schedule."""
-        cfg, s = self.cfg, self.state
+        cfg, state = self.cfg, self.state
         if cfg.decay_steps:
-            return s.step / cfg.decay_steps
-        p = s.step / self.total_steps if self.total_steps else 0.0
-        return max(p, s.elapsed_s / cfg.time_limit) if cfg.time_limit else p
+            return state.step / cfg.decay_steps
+        p = state.step / self.total_steps if self.total_steps else 0.0
+        return max(p, state.elapsed_s / cfg.time_limit) if cfg.time_limit else p
 
     def _step(self) -> None:
-        cfg, s, dd = self.cfg, self.state, self.dd
-        if s.offset + cfg.seq_len > self.batcher.stream_len:
-            s.epoch, s.offset, self.hidden = s.epoch + 1, 0, None
-        xb, yb = self.batcher.batch_at(s.offset)
+        cfg, state, ranks = self.cfg, self.state, self.ranks
+        if state.offset + cfg.seq_len > self.batcher.stream_len:
+            state.epoch, state.offset, self.hidden = state.epoch + 1, 0, None
+        xb, yb = self.batcher.batch_at(state.offset)
         x = torch.from_numpy(xb).to(self.device, non_blocking=True)
         y = torch.from_numpy(yb).to(self.device, non_blocking=True)
-        lr = lr_at(cfg, s.step, self._progress()) * s.lr_scale
-        for group in self.opt.param_groups:
-            group["lr"] = lr
+        lr = lr_at(cfg, state.step, self._progress()) * state.lr_scale
+        for param_group in self.opt.param_groups:
+            param_group["lr"] = lr
         with autocast(self.device, self.precision):
             logits, new_state = self.net(x, self.hidden)
         loss = cross_entropy(logits, y)
@@ -361,8 +372,8 @@ class _Trainer:
         gnorm = torch.nn.utils.clip_grad_norm_(self.params, cfg.grad_clip if cfg.grad_clip > 0 else float("inf"))
         loss_v = float(loss.detach())
         ok = math.isfinite(loss_v) and (math.isfinite(float(gnorm)) or self.scaler.is_enabled())
-        if dd.enabled:
-            ok = not distributed.all_max([int(not ok)], dd, self.device)[0]
+        if ranks.enabled:
+            ok = not distributed.all_max([int(not ok)], ranks, self.device)[0]
         if ok:
             self.scaler.step(self.opt)
             self.scaler.update()
@@ -373,89 +384,91 @@ class _Trainer:
             self.meter.loss_n += 1
         else:
             self._skip_step()
-        s.step += 1
-        s.offset += cfg.seq_len
-        self.meter.chars += x.numel() * dd.world
-        s.elapsed_s = self.meter.elapsed()
+        state.step += 1
+        state.offset += cfg.seq_len
+        self.meter.chars += x.numel() * ranks.world
+        state.elapsed_s = self.meter.elapsed()
         self._report_step(lr, float(gnorm))
 
     def _skip_step(self) -> None:
         """A non-finite loss or gradient: no update, the carried state restarts, the rate halves."""
-        s = self.state
+        state = self.state
         self.bad_steps += 1
-        s.lr_scale *= 0.5
+        state.lr_scale *= 0.5
         self.hidden = None
-        self.cb.on_warning(f"step {s.step + 1}: non-finite loss or gradient, step skipped, learning rate halved")
+        self.cb.on_warning(f"step {state.step + 1}: non-finite loss or gradient, step skipped, learning rate halved")
         if self.bad_steps >= MAX_BAD_STEPS:
             raise TrainingError(
-                f"training diverged: {self.bad_steps} non-finite steps in a row at step {s.step + 1}; "
+                f"training diverged: {self.bad_steps} non-finite steps in a row at step {state.step + 1}; "
                 f"try a lower --lr (now {self.cfg.lr}) or --grad-clip; {checkpoint.kept(self.run_dir)}"
             )
 
     def _report_step(self, lr: float, grad_norm: float) -> None:
-        s, meter = self.state, self.meter
-        logged = s.step % self.cfg.log_every == 0 or s.step == 1
-        m = {"step": s.step, "epoch": s.epoch, "lr": lr, "elapsed_s": round(s.elapsed_s, 3)}
+        state, meter = self.state, self.meter
+        logged = state.step % self.cfg.log_every == 0 or state.step == 1
+        record = {"step": state.step, "epoch": state.epoch, "lr": lr, "elapsed_s": round(state.elapsed_s, 3)}
         if logged:
             now = time.perf_counter()
-            loss_sum, loss_n = distributed.all_sum([meter.loss_sum, meter.loss_n], self.dd, self.device)
+            loss_sum, loss_n = distributed.all_sum([meter.loss_sum, meter.loss_n], self.ranks, self.device)
             meter.train_loss = loss_sum / max(loss_n, 1)
-            m.update(
+            record.update(
                 train_loss=meter.train_loss,
                 chars_per_sec=round(meter.chars / max(now - meter.t_log, 1e-9), 1),
                 grad_norm=grad_norm,
             )
-            s.history.append({"step": s.step, "train_loss": meter.train_loss})
+            state.history.append({"step": state.step, "train_loss": meter.train_loss})
             if self.log is not None:
-                self.log.metric(m)
+                self.log.metric(record)
             meter.t_log, meter.chars, meter.loss_sum, meter.loss_n = now, 0, 0.0, 0
-        epoch_frac = s.epoch + s.offset / self.batcher.stream_len
-        self.cb.on_step(m | {"train_loss": meter.train_loss, "val_loss": s.val_loss, "epoch_frac": epoch_frac}, logged)
+        epoch_frac = state.epoch + state.offset / self.batcher.stream_len
+        now = {"train_loss": meter.train_loss, "val_loss": state.val_loss, "epoch_frac": epoch_frac}
+        self.cb.on_step(record | now, logged)
 
     def _eval(self) -> None:
-        cfg, s = self.cfg, self.state
-        self.last_eval_step = s.step
-        s.val_loss = mean_loss(
+        cfg, state = self.cfg, self.state
+        self.last_eval_step = state.step
+        state.val_loss = mean_loss(
             self.model,
             self.val_ids,
             batch_size=cfg.eval_batch_size,
             seq_len=cfg.seq_len,
             device=self.device,
             precision=self.precision,
-            dd=self.dd,
+            ranks=self.ranks,
         )
-        improved = math.isfinite(s.val_loss) and s.val_loss < s.best_val_loss
+        improved = math.isfinite(state.val_loss) and state.val_loss < state.best_val_loss
         if improved:
-            s.best_val_loss, s.best_step, s.stale_evals = s.val_loss, s.step, 0
+            state.best_val_loss, state.best_step, state.stale_evals = state.val_loss, state.step, 0
         else:
-            s.stale_evals += 1
-        m = {
-            "step": s.step,
-            "epoch": s.epoch,
-            "val_loss": s.val_loss,
-            "val_bpc": bits(s.val_loss),
-            "best_val_loss": s.best_val_loss,
-            "elapsed_s": round(s.elapsed_s, 3),
+            state.stale_evals += 1
+        record = {
+            "step": state.step,
+            "epoch": state.epoch,
+            "val_loss": state.val_loss,
+            "val_bpc": bits(state.val_loss),
+            "best_val_loss": state.best_val_loss,
+            "elapsed_s": round(state.elapsed_s, 3),
         }
-        s.history.append({"step": s.step, "val_loss": s.val_loss})
+        state.history.append({"step": state.step, "val_loss": state.val_loss})
         if self.log is not None:
-            self.log.metric(m)
-        self.cb.on_eval(m)
+            self.log.metric(record)
+        self.cb.on_eval(record)
         if improved:
             self._save("best")
 
     def _sample(self) -> None:
-        cfg, s = self.cfg, self.state
+        cfg, state = self.cfg, self.state
         text = sample_text(
-            self.model, self.corpus.vocab, length=cfg.sample_length, temp=cfg.sample_temp, seed=cfg.seed + s.step
+            self.model, self.corpus.vocab, length=cfg.sample_length, temp=cfg.sample_temp, seed=cfg.seed + state.step
         )
-        self.log.sample(step=s.step, train_loss=self.meter.train_loss, val_loss=s.val_loss, text=text)
-        self.cb.on_sample(s.step, text, {"step": s.step, "train_loss": self.meter.train_loss, "val_loss": s.val_loss})
+        self.log.sample(step=state.step, train_loss=self.meter.train_loss, val_loss=state.val_loss, text=text)
+        losses = {"step": state.step, "train_loss": self.meter.train_loss, "val_loss": state.val_loss}
+        self.cb.on_sample(state.step, text, losses)
 
     def _save(self, kind: str) -> None:
         # every rank takes part in gathering the carried state; only rank 0 writes
-        hidden = None if self.hidden is None else [distributed.gather_rows(h, self.dd) for h in self.hidden]
-        if not self.dd.is_main:
+        hidden = None if self.hidden is None else [distributed.gather_rows(h, self.ranks) for h in self.hidden]
+        if not self.ranks.is_main:
             return
         payload = self.state.to_payload(
             model_config=self.model_cfg,

@@ -55,7 +55,7 @@ class Trace:
 
 
 @torch.no_grad()
-def trace(model: CharRNN, vocab: Vocab, text: str, top_k: int = TOP_K) -> Trace:
+def trace(model: CharRNN, vocab: Vocab, text: str, *, top_k: int = TOP_K) -> Trace:
     """Run `text` through `model` one character at a time, keeping every layer's state."""
     if len(text) < 2:
         raise InputError("the text to visualise needs at least 2 characters")
@@ -144,7 +144,9 @@ def unit_matrix(t: Trace) -> tuple[np.ndarray, list[tuple[int, str, int]]]:
     return acts.transpose(2, 0, 1, 3).reshape(N, L * S * H), labels
 
 
-def interesting_cells(r: np.ndarray, labels: list, names=FEATURES, per_feature: int = 3, top: int = 12) -> list[dict]:
+def interesting_cells(
+    r: np.ndarray, labels: list, *, names=FEATURES, per_feature: int = 3, top: int = 12
+) -> list[dict]:
     """Units that track a feature: the best unit of every feature that occurs (however weak, so
     the reader sees that too), then the strongest of the runners-up; strongest first."""
     best: dict[int, tuple[int, float]] = {}
@@ -174,7 +176,7 @@ def interesting_cells(r: np.ndarray, labels: list, names=FEATURES, per_feature: 
 # --------------------------------------------------------------------------- page
 
 
-def build_page(model: CharRNN, vocab: Vocab, text: str, title: str = "charrnn", max_stored: int = MAX_STORED) -> str:
+def build_page(model: CharRNN, vocab: Vocab, text: str, *, title: str = "charrnn", max_stored: int = MAX_STORED) -> str:
     t = trace(model, vocab, text)
     feats = text_features(text)
     acts, labels = unit_matrix(t)
@@ -227,8 +229,8 @@ def script_json(obj) -> str:
     return s.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
-def write_page(model: CharRNN, vocab: Vocab, text: str, out: Path, title: str = "charrnn") -> Path:
-    return write_html(out, build_page(model, vocab, text, title))
+def write_page(model: CharRNN, vocab: Vocab, text: str, *, out: Path, title: str = "charrnn") -> Path:
+    return write_html(out, build_page(model, vocab, text, title=title))
 
 
 def visualize_checkpoint(
@@ -257,4 +259,4 @@ def visualize_checkpoint(
     ids = vocab.encode(content, unknown=unknown, context=what)
     content = vocab.decode(ids[:max_chars])
     title = f"{path.parent.name}/{path.name} on {what}"
-    return write_page(model, vocab, content, out or path.parent / "visualize.html", title=title), len(content)
+    return write_page(model, vocab, content, out=out or path.parent / "visualize.html", title=title), len(content)
