@@ -1,7 +1,10 @@
-"""Shared fixtures: a tiny non-ASCII corpus and tiny models that train in a second on the CPU."""
+"""Shared fixtures and helpers: a tiny non-ASCII corpus, tiny models that train in a second on
+the CPU, one tiny run trained once per session, and the checks several test modules make."""
 
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -16,7 +19,8 @@ from charrnn.train import train
 # Tiny models gain nothing from threads, and on a busy machine threads only contend.
 torch.set_num_threads(1)
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "corpora" / "tinyshakespeare.txt"
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "corpora" / "tinyshakespeare.txt"
 
 # CJK, emoji, combining marks, RTL, CRLF: the characters that byte-level tools get wrong.
 MIXED_TEXT = (
@@ -102,9 +106,63 @@ def tiny_train(**kw) -> TrainConfig:
     return TrainConfig(**{**TINY_TRAIN, **kw})
 
 
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> Path:
+    """A tiny model trained once per session for 30 steps on the mixed corpus, with train losses,
+    evals at steps 10, 20 and 30 and a progress sample at each; returns its run directory.
+
+    Shared by every test that takes it: read it, never write into it (take `run_copy` for that).
+    A test that changes it anyway fails the session at its end."""
+    root = tmp_path_factory.mktemp("tiny")
+    (root / "mixed.txt").write_bytes(MIXED_TEXT.encode("utf-8"))
+    corpus = preprocess(root / "mixed.txt", root / "corpus")
+    run = root / "run"
+    train(
+        corpus,
+        tiny_model(len(corpus.vocab)),
+        tiny_train(max_steps=30, eval_every=10, sample_every=10, sample_length=40),
+        run_dir=run,
+    )
+    before = _contents(root)
+    yield run
+    assert _contents(root) == before, "a test changed the shared tiny_run; it should take run_copy"
+
+
+def _contents(root: Path) -> dict[Path, bytes]:
+    return {p.relative_to(root): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
 @pytest.fixture
-def trained_run(tmp_path: Path, mixed_corpus):
-    """A tiny model trained for 30 steps on the mixed corpus; returns its run directory."""
-    run = tmp_path / "run"
-    train(mixed_corpus, tiny_model(len(mixed_corpus.vocab)), tiny_train(max_steps=30), run_dir=run)
-    return run
+def run_copy(tiny_run: Path, tmp_path: Path) -> Path:
+    """A copy of `tiny_run` in this test's directory, to write into or damage."""
+    return Path(shutil.copytree(tiny_run, tmp_path / "run"))
+
+
+# --------------------------------------------------------------------------- checks and helpers
+
+
+def one_line_error(r, code: int, *words: str) -> None:
+    """Exit `code`, one line on stderr starting `charrnn: error:` (after any one-line warnings),
+    no traceback."""
+    assert r.exit_code == code, (r.exit_code, r.stderr, r.exception)
+    *before, last = r.stderr.splitlines()
+    assert r.stderr.endswith("\n") and last.startswith("charrnn: error:"), r.stderr
+    assert all(line.startswith("charrnn: warning:") for line in before), r.stderr
+    assert "Traceback" not in r.stderr
+    for w in words:
+        assert w in last, (w, r.stderr)
+
+
+def files_under(path: Path) -> set[Path]:
+    return {p.relative_to(path) for p in path.rglob("*")}
+
+
+def same_weights(a: dict, b: dict) -> bool:
+    return a["model"].keys() == b["model"].keys() and all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+
+
+def subprocess_env(*paths: Path) -> dict[str, str]:
+    """The environment for a `python -m charrnn` (or `-m tests.kill9`) subprocess: this checkout
+    (after `paths`) first on its import path, and one thread, as in this process."""
+    path = [*map(str, paths), str(ROOT), os.environ.get("PYTHONPATH")]
+    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(filter(None, path))}

@@ -5,6 +5,7 @@ import json
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -13,10 +14,10 @@ from tests.conftest import MIXED_TEXT, SHARED, TINY_FLAGS
 
 
 @pytest.fixture
-def cli_run(cli, mixed_file):
-    r = cli("train", mixed_file, *TINY_FLAGS, "--max-steps", 40, "--out", "checkpoints/mixed")
-    assert r.exit_code == 0, r.stderr
-    return r
+def newest_run(cli, tiny_run, tmp_path) -> Path:
+    """The shared tiny run, copied to checkpoints/ in the working directory: the run that
+    `charrnn sample` with no checkpoint named picks."""
+    return Path(shutil.copytree(tiny_run, tmp_path / "checkpoints" / "mixed"))
 
 
 def test_every_command_has_help_with_examples(cli):
@@ -75,10 +76,12 @@ def test_preprocess_writes_corpus_and_summary(cli, mixed_file, tmp_path):
     assert "characters" in r.stderr and r.stdout == ""
 
 
-def test_train_then_sample_info_eval(cli, cli_run, tmp_path):
+def test_train_then_sample_info_eval(cli, mixed_file, tmp_path):
     run = tmp_path / "checkpoints" / "mixed"
-    assert "best val loss" in cli_run.stderr and "bits/char" in cli_run.stderr
-    assert cli_run.stdout == ""
+    r = cli("train", mixed_file, *TINY_FLAGS, "--max-steps", 40, "--out", "checkpoints/mixed")
+    assert r.exit_code == 0, r.stderr
+    assert "best val loss" in r.stderr and "bits/char" in r.stderr
+    assert r.stdout == ""
     # no checkpoint argument: the newest run
     r = cli("sample", "--prime", "床前", "--length", 50, "--seed", 3)
     assert r.exit_code == 0, r.stderr
@@ -93,12 +96,12 @@ def test_train_then_sample_info_eval(cli, cli_run, tmp_path):
     assert "nats/char" in cli("eval", run, "--file", holdout).stdout
 
 
-def test_sample_reads_prime_from_stdin(cli, cli_run):
+def test_sample_reads_prime_from_stdin(cli, newest_run):
     r = cli("sample", "--length", 20, "--seed", 1, input="The ")
     assert r.exit_code == 0 and r.stdout.startswith("The ")
 
 
-def test_sample_unknown_prime_character(cli, cli_run):
+def test_sample_unknown_prime_character(cli, newest_run):
     r = cli("sample", "--prime", "Zж", "--length", 5)
     assert r.exit_code == 7
     assert r.stderr.count("\n") == 1 and "'Z'" in r.stderr and "'ж'" in r.stderr
@@ -106,12 +109,12 @@ def test_sample_unknown_prime_character(cli, cli_run):
     assert r.exit_code == 0 and r.stdout.startswith("he")
 
 
-def test_num_samples_and_stop(cli, cli_run):
+def test_num_samples_and_stop(cli, newest_run):
     r = cli("sample", "--num-samples", 3, "--length", 30, "--seed", 2, "--separator", "\n--\n")
     assert r.exit_code == 0 and r.stdout.count("\n--\n") == 2
 
 
-def test_resume_trains_to_total_steps(cli, cli_run, tmp_path):
+def test_resume_trains_to_total_steps(cli, newest_run, tmp_path):
     r = cli("train", "--resume", "checkpoints/mixed", "--max-steps", 60, "--quiet")
     assert r.exit_code == 0, r.stderr
     assert "60 steps" in r.stderr
@@ -164,8 +167,8 @@ def test_corpus_too_short_for_a_batch(cli, tmp_path):
 
 
 @pytest.mark.skipif(shutil.which("charrnn") is None, reason="the charrnn console script is not installed")
-def test_installed_command_in_a_shell_pipeline(cli, cli_run, tmp_path):
-    run = tmp_path / "checkpoints" / "mixed"
+def test_installed_command_in_a_shell_pipeline(newest_run, tmp_path):
+    run = newest_run
     out = subprocess.run(
         f"printf 'ab' | charrnn sample {run} --length 50 | head -c 10",
         shell=True,

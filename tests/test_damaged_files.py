@@ -12,34 +12,9 @@ import numpy as np
 import pytest
 import torch
 
-from charrnn.data import preprocess
 from charrnn.report import load_run, loss_sparkline
 from charrnn.runlog import read_samples
-from charrnn.train import train
-from tests.conftest import MIXED_TEXT, TINY_FLAGS, tiny_model, tiny_train
-from tests.test_reliability import one_line_error
-
-
-@pytest.fixture(scope="module")
-def clean_run(tmp_path_factory) -> Path:
-    """A tiny run with train losses, evals at steps 10, 20, 30 and a progress sample at each."""
-    root = tmp_path_factory.mktemp("clean")
-    (root / "mixed.txt").write_text(MIXED_TEXT, encoding="utf-8")
-    corpus = preprocess(root / "mixed.txt", root / "corpus")
-    run = root / "run"
-    train(
-        corpus,
-        tiny_model(len(corpus.vocab)),
-        tiny_train(max_steps=30, eval_every=10, sample_every=10, sample_length=40),
-        run_dir=run,
-    )
-    return run
-
-
-@pytest.fixture
-def run(clean_run, tmp_path) -> Path:
-    """A copy of the clean run, to damage."""
-    return Path(shutil.copytree(clean_run, tmp_path / "run"))
+from tests.conftest import TINY_FLAGS, one_line_error
 
 
 def steps(run_dir: Path) -> tuple[list[int], list[int], list[int]]:
@@ -64,40 +39,40 @@ DAMAGED_METRICS = {
 
 
 @pytest.mark.parametrize("case", list(DAMAGED_METRICS))
-def test_report_skips_damaged_metric_lines(cli, clean_run, run, case):
-    lines = (run / "metrics.jsonl").read_bytes().splitlines(keepends=True)
+def test_report_skips_damaged_metric_lines(cli, tiny_run, run_copy, case):
+    lines = (run_copy / "metrics.jsonl").read_bytes().splitlines(keepends=True)
     lines.insert(1, DAMAGED_METRICS[case] + b"\n")  # the good lines after it must still count
-    (run / "metrics.jsonl").write_bytes(b"".join(lines))
-    r = cli("report", run)
+    (run_copy / "metrics.jsonl").write_bytes(b"".join(lines))
+    r = cli("report", run_copy)
     assert r.exit_code == 0, r.stderr
-    assert "Traceback" not in r.stderr and (run / "report.html").is_file()
-    assert steps(run) == steps(clean_run)
+    assert "Traceback" not in r.stderr and (run_copy / "report.html").is_file()
+    assert steps(run_copy) == steps(tiny_run)
 
 
 # --------------------------------------------------------------------------- samples.txt
 
 
-def test_report_skips_a_sample_whose_header_is_damaged(cli, clean_run, run):
-    path = run / "samples.txt"
+def test_report_skips_a_sample_whose_header_is_damaged(cli, tiny_run, run_copy):
+    path = run_copy / "samples.txt"
     path.write_text(
         path.read_text(encoding="utf-8").replace(
             "===== step 20 | train loss ", "===== step 20 | train loss abc | val loss nan =====\nwas: "
         ),
         encoding="utf-8",
     )
-    r = cli("report", run)
+    r = cli("report", run_copy)
     assert r.exit_code == 0, r.stderr
-    clean, damaged = read_samples(clean_run), read_samples(run)
+    clean, damaged = read_samples(tiny_run), read_samples(run_copy)
     assert [s["step"] for s in damaged] == [10, 30]
     assert damaged[0] == clean[0]  # the damaged sample's text is not glued onto the one before
 
 
-def test_report_reads_samples_with_invalid_utf8(cli, clean_run, run):
-    with open(run / "samples.txt", "ab") as f:
+def test_report_reads_samples_with_invalid_utf8(cli, tiny_run, run_copy):
+    with open(run_copy / "samples.txt", "ab") as f:
         f.write(b"caf\xe9 \xff\n")
-    r = cli("report", run)
+    r = cli("report", run_copy)
     assert r.exit_code == 0, r.stderr
-    samples = read_samples(run)
+    samples = read_samples(run_copy)
     assert [s["step"] for s in samples] == [10, 20, 30]
     assert samples[-1]["text"].endswith("caf\ufffd \ufffd")
 
@@ -116,14 +91,14 @@ def test_loss_sparkline_skips_a_damaged_history():
     assert loss_sparkline({"train_loss": 1.0}) == loss_sparkline("junk") == ""
 
 
-def test_report_shows_a_checkpoint_with_damaged_descriptive_fields(cli, run):
+def test_report_shows_a_checkpoint_with_damaged_descriptive_fields(cli, run_copy):
     for name in ("last.pt", "best.pt"):
-        ckpt = torch.load(run / name, weights_only=True)
+        ckpt = torch.load(run_copy / name, weights_only=True)
         ckpt.update(corpus={"name": "x", "chars": "many"}, train_config=[1, 2])
-        torch.save(ckpt, run / name)
-    r = cli("report", run)
+        torch.save(ckpt, run_copy / name)
+    r = cli("report", run_copy)
     assert r.exit_code == 0, r.stderr
-    page = (run / "report.html").read_text(encoding="utf-8")
+    page = (run_copy / "report.html").read_text(encoding="utf-8")
     assert "x (? characters)" in page and "model.hidden" in page
 
 

@@ -15,7 +15,7 @@ import torch
 from charrnn import checkpoint
 from charrnn.sample import sample_text
 from charrnn.train import train
-from tests.conftest import tiny_model, tiny_train
+from tests.conftest import subprocess_env, tiny_model, tiny_train
 
 FLAGS = [
     "--hidden",
@@ -49,11 +49,10 @@ FLAGS = [
 
 
 def charrnn(*args, cwd):
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
     return subprocess.run(
         [sys.executable, "-m", "charrnn", *map(str, args)],
         cwd=cwd,
-        env=env,
+        env=subprocess_env(),
         capture_output=True,
         text=True,
         timeout=300,
@@ -134,10 +133,13 @@ def test_a_write_failure_on_rank_0_is_one_line_and_its_exit_code(tmp_path, mixed
 def _long_run(tmp_path, corpus):
     """A 2-process run launched in the background, yielded once it has saved last.pt."""
     run = tmp_path / "run"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
     args = ["train", corpus.path, *FLAGS, "--max-steps", 10**6, "--checkpoint-every", 20, "--nproc", 2, "--out", run]
     launcher = subprocess.Popen(
-        [sys.executable, "-m", "charrnn", *map(str, args)], cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True
+        [sys.executable, "-m", "charrnn", *map(str, args)],
+        cwd=tmp_path,
+        env=subprocess_env(),
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         deadline = time.monotonic() + 120
@@ -220,7 +222,6 @@ def test_another_process_that_fails_is_named_with_its_own_error(tmp_path, mixed_
     inject = tmp_path / "inject"
     inject.mkdir()
     (inject / "sitecustomize.py").write_text(INJECT_RANK_1_FAILURE)
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(inject), *sys.path])}
     r = subprocess.run(
         [
             sys.executable,
@@ -237,7 +238,7 @@ def test_another_process_that_fails_is_named_with_its_own_error(tmp_path, mixed_
             str(tmp_path / "run"),
         ],
         cwd=tmp_path,
-        env=env,
+        env=subprocess_env(inject),
         capture_output=True,
         text=True,
         timeout=300,

@@ -32,30 +32,19 @@ from charrnn.runtime import pick_precision
 from charrnn.sample import generate, pick
 from charrnn.train import MAX_BAD_STEPS, Callbacks, train
 from charrnn.vocab import Vocab
-from tests.conftest import MIXED_TEXT, TINY_FLAGS, tiny_model, tiny_train
+from tests.conftest import (
+    MIXED_TEXT,
+    ROOT,
+    TINY_FLAGS,
+    files_under,
+    one_line_error,
+    same_weights,
+    subprocess_env,
+    tiny_model,
+    tiny_train,
+)
 
-ROOT = Path(__file__).resolve().parents[1]
 PROPERTY = settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-
-
-def one_line_error(r, code: int, *words: str) -> None:
-    """Exit `code`, one line on stderr starting `charrnn: error:` (after any one-line warnings),
-    no traceback."""
-    assert r.exit_code == code, (r.exit_code, r.stderr, r.exception)
-    *before, last = r.stderr.splitlines()
-    assert r.stderr.endswith("\n") and last.startswith("charrnn: error:"), r.stderr
-    assert all(line.startswith("charrnn: warning:") for line in before), r.stderr
-    assert "Traceback" not in r.stderr
-    for w in words:
-        assert w in last, (w, r.stderr)
-
-
-def files_under(path: Path) -> set[Path]:
-    return {p.relative_to(path) for p in path.rglob("*")}
-
-
-def same_weights(a: dict, b: dict) -> bool:
-    return a["model"].keys() == b["model"].keys() and all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
 
 
 # --------------------------------------------------------------------------- bad input files
@@ -201,30 +190,30 @@ def test_no_arguments_shows_help_without_an_error_line(cli):
 
 
 @pytest.mark.skipif(not Path("/proc/meminfo").exists(), reason="reads MemAvailable")
-def test_sampling_more_streams_than_memory_holds_is_refused(cli, trained_run):
+def test_sampling_more_streams_than_memory_holds_is_refused(cli, tiny_run):
     one_line_error(
-        cli("sample", trained_run, "--num-samples", 10**12, "--length", 5),
+        cli("sample", tiny_run, "--num-samples", 10**12, "--length", 5),
         2,
         "--num-samples 1000000000000 would need about",
         "GiB available",
     )
-    r = cli("sample", trained_run, "--num-samples", 1000, "--length", 5)
+    r = cli("sample", tiny_run, "--num-samples", 1000, "--length", 5)
     assert r.exit_code == 0, r.stderr
 
 
-def test_sample_with_stdout_closed_is_one_line(trained_run):
-    cmd = f"{sys.executable} -m charrnn sample {trained_run} --length 5 >&-"
+def test_sample_with_stdout_closed_is_one_line(tiny_run):
+    cmd = f"{sys.executable} -m charrnn sample {tiny_run} --length 5 >&-"
     r = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, timeout=60)
     assert r.returncode == 1 and r.stderr == "charrnn: error: stdout is closed: there is nowhere to write the text\n"
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
-def test_device_cuda_without_cuda(cli, mixed_file, trained_run, tmp_path):
+def test_device_cuda_without_cuda(cli, mixed_file, tiny_run, tmp_path):
     r = cli("train", mixed_file, *TINY_FLAGS, "--device", "cuda", "--max-steps", 5)
     one_line_error(r, 5, "no CUDA device")
     assert not (tmp_path / "checkpoints").exists()
-    one_line_error(cli("sample", trained_run, "--device", "cuda"), 5, "no CUDA device")
-    one_line_error(cli("eval", trained_run, "--device", "cuda"), 5, "no CUDA device")
+    one_line_error(cli("sample", tiny_run, "--device", "cuda"), 5, "no CUDA device")
+    one_line_error(cli("eval", tiny_run, "--device", "cuda"), 5, "no CUDA device")
 
 
 def test_precision_the_device_cannot_do(cli, mixed_file, tmp_path):
@@ -244,9 +233,9 @@ def test_bf16_training_on_a_cpu_without_bf16_kernels_is_one_line(cli, mixed_file
     assert not (tmp_path / "checkpoints").exists()
 
 
-def test_prime_outside_vocabulary_named_or_skipped(cli, trained_run):
-    one_line_error(cli("sample", trained_run, "--prime", "Zжz", "--length", 5), 7, "'Z'", "'ж'")
-    r = cli("sample", trained_run, "--length", 5, "--unknown", "skip", input="Zhe")
+def test_prime_outside_vocabulary_named_or_skipped(cli, tiny_run):
+    one_line_error(cli("sample", tiny_run, "--prime", "Zжz", "--length", 5), 7, "'Z'", "'ж'")
+    r = cli("sample", tiny_run, "--length", 5, "--unknown", "skip", input="Zhe")
     assert r.exit_code == 0 and r.stdout.startswith("he")
 
 
@@ -301,8 +290,8 @@ BAD_CKPT_WORDS = {
 }
 
 
-def test_bad_checkpoints_are_refused_by_every_command(cli, trained_run, tmp_path):
-    bad = _bad_checkpoints(trained_run, tmp_path / "bad")
+def test_bad_checkpoints_are_refused_by_every_command(cli, tiny_run, tmp_path):
+    bad = _bad_checkpoints(tiny_run, tmp_path / "bad")
     for case, path in bad.items():
         runs = [("train", "--resume", path, "--max-steps", 40)]
         if case != "weights_only":  # sample, eval and info need only the weights
@@ -314,9 +303,9 @@ def test_bad_checkpoints_are_refused_by_every_command(cli, trained_run, tmp_path
             assert files_under(tmp_path) == before, (case, args)
 
 
-def test_damaged_training_state_is_refused_on_resume(cli, trained_run, tmp_path):
+def test_damaged_training_state_is_refused_on_resume(cli, tiny_run, tmp_path):
     # checkpoints that load, but whose training state was edited or damaged
-    ckpt = torch.load(trained_run / "last.pt", weights_only=True)
+    ckpt = torch.load(tiny_run / "last.pt", weights_only=True)
     hidden = ckpt["hidden"]
     cases = {
         "model_type": (
@@ -345,8 +334,8 @@ def test_damaged_training_state_is_refused_on_resume(cli, trained_run, tmp_path)
     assert r.exit_code == 0, r.stderr
 
 
-def test_info_shows_damaged_record_fields_as_unknown(cli, trained_run, tmp_path):
-    ckpt = torch.load(trained_run / "last.pt", weights_only=True)
+def test_info_shows_damaged_record_fields_as_unknown(cli, tiny_run, tmp_path):
+    ckpt = torch.load(tiny_run / "last.pt", weights_only=True)
     odd = tmp_path / "odd.pt"
     torch.save(
         {**ckpt, "history": [1, "x"], "best_val_loss": "bad", "elapsed_s": None, "step": "s", "corpus": "x"}, odd
@@ -356,14 +345,14 @@ def test_info_shows_damaged_record_fields_as_unknown(cli, trained_run, tmp_path)
     assert "? nats/char" in r.stdout and "? (epoch" in r.stdout
 
 
-def test_a_run_directory_is_never_overwritten_by_mistake(cli, trained_run, mixed_file, tmp_path):
-    before = {n: (trained_run / n).read_bytes() for n in ("last.pt", "best.pt", "metrics.jsonl")}
+def test_a_run_directory_is_never_overwritten_by_mistake(cli, run_copy, mixed_file, tmp_path):
+    before = {n: (run_copy / n).read_bytes() for n in ("last.pt", "best.pt", "metrics.jsonl")}
     # a new run into an existing run's directory
     one_line_error(
-        cli("train", mixed_file, *TINY_FLAGS, "--max-steps", 3, "--out", trained_run),
+        cli("train", mixed_file, *TINY_FLAGS, "--max-steps", 3, "--out", run_copy),
         2,
         "already holds a run",
-        f"--resume {trained_run}",
+        f"--resume {run_copy}",
     )
     # a new run where an earlier one left only its logs (killed before its first checkpoint)
     logs = tmp_path / "logs"
@@ -375,19 +364,15 @@ def test_a_run_directory_is_never_overwritten_by_mistake(cli, trained_run, mixed
     )
     assert files_under(tmp_path / "corpora") == cached  # refused before the corpus cache is written
     # preprocess into a run directory, or onto a file
-    one_line_error(cli("preprocess", mixed_file, "--out", trained_run), 2, "is not a corpus directory")
-    one_line_error(
-        cli("preprocess", mixed_file, "--out", trained_run / "metrics.jsonl"), 2, "is not a corpus directory"
-    )
-    assert {n: (trained_run / n).read_bytes() for n in before} == before
+    one_line_error(cli("preprocess", mixed_file, "--out", run_copy), 2, "is not a corpus directory")
+    one_line_error(cli("preprocess", mixed_file, "--out", run_copy / "metrics.jsonl"), 2, "is not a corpus directory")
+    assert {n: (run_copy / n).read_bytes() for n in before} == before
     # resuming from best.pt in place would overwrite a newer last.pt: refused, and --out branches off
-    last = checkpoint.load(trained_run / "last.pt")
-    torch.save({**checkpoint.load(trained_run / "best.pt"), "step": last["step"] - 10}, trained_run / "best.pt")
-    one_line_error(
-        cli("train", "--resume", trained_run / "best.pt", "--max-steps", 40), 2, "is ahead of best.pt", "--out"
-    )
-    assert (trained_run / "last.pt").read_bytes() == before["last.pt"]
-    r = cli("train", "--resume", trained_run / "best.pt", "--max-steps", 25, "--out", tmp_path / "branch", "--quiet")
+    last = checkpoint.load(run_copy / "last.pt")
+    torch.save({**checkpoint.load(run_copy / "best.pt"), "step": last["step"] - 10}, run_copy / "best.pt")
+    one_line_error(cli("train", "--resume", run_copy / "best.pt", "--max-steps", 40), 2, "is ahead of best.pt", "--out")
+    assert (run_copy / "last.pt").read_bytes() == before["last.pt"]
+    r = cli("train", "--resume", run_copy / "best.pt", "--max-steps", 25, "--out", tmp_path / "branch", "--quiet")
     assert r.exit_code == 0, r.stderr
     assert checkpoint.load(tmp_path / "branch" / "last.pt")["step"] == 25
     # a corpus directory may be preprocessed again in place, and `--out .` names the current one
@@ -399,14 +384,14 @@ def test_a_run_directory_is_never_overwritten_by_mistake(cli, trained_run, mixed
     assert r.exit_code == 0 and (tmp_path / "empty" / "meta.json").is_file(), r.stderr
 
 
-def test_resume_on_a_corpus_with_another_vocabulary(cli, trained_run, tmp_path):
+def test_resume_on_a_corpus_with_another_vocabulary(cli, run_copy, tmp_path):
     other = tmp_path / "other.txt"
     other.write_text("abcdefgh " * 400, encoding="utf-8")
-    ckpt_before = (trained_run / "last.pt").read_bytes()
-    r = cli("train", other, "--resume", trained_run, "--max-steps", 40, "--out", "elsewhere")
+    ckpt_before = (run_copy / "last.pt").read_bytes()
+    r = cli("train", other, "--resume", run_copy, "--max-steps", 40, "--out", "elsewhere")
     one_line_error(r, 4, "different vocabulary")
     assert not (tmp_path / "elsewhere").exists()
-    assert (trained_run / "last.pt").read_bytes() == ckpt_before
+    assert (run_copy / "last.pt").read_bytes() == ckpt_before
 
 
 # --------------------------------------------------------------------------- security
@@ -491,15 +476,10 @@ def test_metadata_paths_never_write_outside_the_run_directory(cli, tmp_path, mix
 
 
 def _cli_subprocess(args: list[str], cwd: Path) -> subprocess.Popen:
-    env = {
-        **os.environ,
-        "OMP_NUM_THREADS": "1",  # as in this process (conftest)
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
-    }
     return subprocess.Popen(
         [sys.executable, "-m", "charrnn", *map(str, args)],
         cwd=cwd,
-        env=env,
+        env=subprocess_env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -550,11 +530,10 @@ def test_kill_9_at_random_moments_newest_checkpoint_always_loads(cli, tmp_path):
     from tests.kill9 import FLAGS
 
     (tmp_path / "corpus.txt").write_text(MIXED_TEXT, encoding="utf-8")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     out = subprocess.run(
         [sys.executable, "-m", "tests.kill9", str(tmp_path), "--kills", "20", "--seed", "1"],
         cwd=ROOT,
-        env=env,
+        env=subprocess_env(),
         capture_output=True,
         text=True,
         timeout=300,

@@ -45,18 +45,18 @@ def test_metrics_and_progress_samples(tmp_path, mixed_corpus):
     assert (run / "best.pt").exists() and (run / "last.pt").exists()
 
 
-def test_checkpoint_round_trip(trained_run, mixed_corpus):
-    ckpt = checkpoint.load(trained_run / "last.pt")
+def test_checkpoint_round_trip(tiny_run, mixed_corpus):
+    ckpt = checkpoint.load(tiny_run / "last.pt")
     assert ckpt["format"] == "charrnn-checkpoint" and ckpt["version"] == checkpoint.VERSION
     assert ckpt["vocab"] == mixed_corpus.vocab.chars
     assert ckpt["step"] == 30
     assert all(t.dtype == torch.float32 and t.device.type == "cpu" for t in ckpt["model"].values())
-    model, vocab, _ = checkpoint.load_model(trained_run / "last.pt")
+    model, vocab, _ = checkpoint.load_model(tiny_run / "last.pt")
     again = CharRNN(model.config)
     again.load_state_dict(ckpt["model"])
     x = torch.randint(len(vocab), (2, 9))
     assert torch.equal(model(x)[0], again.eval()(x)[0])
-    assert not list(trained_run.glob(".*tmp*"))  # no temporary files left behind
+    assert not list(tiny_run.glob(".*tmp*"))  # no temporary files left behind
 
 
 @pytest.mark.parametrize("model_type", ["lstm", "gru", "rnn"])
@@ -133,16 +133,16 @@ def test_loss_scaling_wherever_gradients_pass_through_float16():
     assert not needs_loss_scaling(cpu, "bf16") and not needs_loss_scaling(cpu, "fp32")
 
 
-def test_same_seed_same_sample_and_different_seed_differs(trained_run):
-    model, vocab, _ = checkpoint.load_model(trained_run / "best.pt")
+def test_same_seed_same_sample_and_different_seed_differs(tiny_run):
+    model, vocab, _ = checkpoint.load_model(tiny_run / "best.pt")
     a = sample_text(model, vocab, prime="床前", length=80, seed=11)
     b = sample_text(model, vocab, prime="床前", length=80, seed=11)
     c = sample_text(model, vocab, prime="床前", length=80, seed=12)
     assert a == b and a != c and a.startswith("床前")
 
 
-def test_temperature_zero_is_argmax(trained_run):
-    model, vocab, _ = checkpoint.load_model(trained_run / "best.pt")
+def test_temperature_zero_is_argmax(tiny_run):
+    model, vocab, _ = checkpoint.load_model(tiny_run / "best.pt")
     text = sample_text(model, vocab, prime="Th", length=30, temp=0, seed=1)
     # rebuild it by feeding the whole prefix each step and taking the argmax
     ids = vocab.encode("Th")
@@ -168,8 +168,8 @@ def test_fast_sampling_path_gives_the_reference_text(tmp_path, mixed_corpus, mod
         assert fast == slow
 
 
-def test_stop_string_ends_a_sample_and_is_not_printed(trained_run):
-    model, vocab, _ = checkpoint.load_model(trained_run / "best.pt")
+def test_stop_string_ends_a_sample_and_is_not_printed(tiny_run):
+    model, vocab, _ = checkpoint.load_model(tiny_run / "best.pt")
     full = sample_text(model, vocab, prime="T", length=300, seed=4)
     stop = full[5:7]
     cut = sample_text(model, vocab, prime="T", length=300, seed=4, stop=stop)
@@ -186,8 +186,8 @@ def test_top_k_and_top_p_restrict_the_choice():
     assert set(pick(logits, 0.0, None, None, g).tolist()) == {0}
 
 
-def test_bf16_sampling_runs_and_stays_close(trained_run):
-    model, vocab, _ = checkpoint.load_model(trained_run / "best.pt")
+def test_bf16_sampling_runs_and_stays_close(tiny_run):
+    model, vocab, _ = checkpoint.load_model(tiny_run / "best.pt")
     pieces = list(generate(model, vocab, prime="The", length=100, seed=5, num_samples=4, precision="bf16"))
     texts = ["".join(p[i] for p in pieces) for i in range(4)]
     assert all(t.startswith("The") and len(t) == 103 and set(t) <= set(vocab.chars) for t in texts)

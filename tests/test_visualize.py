@@ -15,13 +15,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from typer.testing import CliRunner
 
-from charrnn.cli import app
 from charrnn.model import CharRNN
 from charrnn.report import load_run, loss_sparkline, sparkline, write_report
 from charrnn.runlog import read_samples
-from charrnn.train import train
 from charrnn.visualize import (
     FEATURES,
     build_page,
@@ -32,7 +29,7 @@ from charrnn.visualize import (
     unit_matrix,
 )
 from charrnn.vocab import Vocab
-from tests.conftest import MIXED_TEXT, tiny_model, tiny_train
+from tests.conftest import MIXED_TEXT, TINY_FLAGS, tiny_model
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install chromium)")
@@ -133,29 +130,16 @@ def test_visualize_page_keeps_interesting_units_within_its_budget():
         assert d["units"][c["row"]] == [c["layer"], c["kind"], c["unit"]]
 
 
-@pytest.fixture
-def sampled_run(tmp_path, mixed_corpus):
-    """A tiny run with evals and progress samples, for the report."""
-    run = tmp_path / "sampled"
-    train(
-        mixed_corpus,
-        tiny_model(len(mixed_corpus.vocab)),
-        tiny_train(max_steps=30, eval_every=10, sample_every=10, sample_length=40),
-        run_dir=run,
-    )
-    return run
-
-
-def test_report_reads_the_run_and_draws_it(sampled_run):
-    run = load_run(sampled_run)
+def test_report_reads_the_run_and_draws_it(run_copy):
+    run = load_run(run_copy)
     assert [e["step"] for e in run.evals] == [10, 20, 30]
     assert [s["step"] for s in run.samples] == [10, 20, 30]
     assert run.ckpt["model_config"]["hidden"] == 16 and "optimizer" not in run.ckpt
-    page = write_report(sampled_run).read_text(encoding="utf-8")
+    page = write_report(run_copy).read_text(encoding="utf-8")
     assert "http://" not in page and "https://" not in page and "<script" not in page
     assert page.count('<polyline class="series"') == 2 + 2 + 1 + 1  # loss by step and time, lr, speed
     assert page.count("<li>") == 3 and "step 30" in page and "train.batch_size" in page
-    sample = read_samples(sampled_run)[1]["text"]
+    sample = read_samples(run_copy)[1]["text"]
     assert sample.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;") in page
 
 
@@ -178,58 +162,29 @@ def test_sparkline():
 # --------------------------------------------------------------------------- commands
 
 
-@pytest.fixture
-def cli(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    runner = CliRunner()
-    return lambda *args: runner.invoke(app, [str(a) for a in args])
-
-
-def test_visualize_and_report_commands(cli, trained_run, tmp_path):
+def test_visualize_and_report_commands(cli, run_copy, tmp_path):
     for cmd in ("visualize", "report"):
         r = cli(cmd, "--help")
         assert r.exit_code == 0 and "Example" in r.stdout
-    r = cli("visualize", trained_run, "--max-chars", 100)  # default text: the corpus's val split
+    r = cli("visualize", run_copy, "--max-chars", 100)  # default text: the corpus's val split
     assert r.exit_code == 0, r.stderr
-    page = trained_run / "visualize.html"
+    page = run_copy / "visualize.html"
     assert len(_page_data(page.read_text(encoding="utf-8"))["prob"]) == 100 and r.stdout == ""
     text = tmp_path / "t.txt"
     text.write_text(MIXED_TEXT[:400], encoding="utf-8")
-    r = cli("visualize", trained_run / "last.pt", "--text", text, "--out", tmp_path / "v.html")
+    r = cli("visualize", run_copy / "last.pt", "--text", text, "--out", tmp_path / "v.html")
     assert r.exit_code == 0 and (tmp_path / "v.html").is_file(), r.stderr
-    r = cli("visualize", trained_run, "--prime", "Zebra")
+    r = cli("visualize", run_copy, "--prime", "Zebra")
     assert r.exit_code == 7 and r.stderr.count("\n") == 1 and "'Z'" in r.stderr
-    assert cli("visualize", trained_run, "--prime", "ab", "--text", text).exit_code == 2
-    r = cli("report", trained_run, "--out", tmp_path / "r.html")
+    assert cli("visualize", run_copy, "--prime", "ab", "--text", text).exit_code == 2
+    r = cli("report", run_copy, "--out", tmp_path / "r.html")
     assert r.exit_code == 0 and (tmp_path / "r.html").is_file(), r.stderr
     r = cli("report", tmp_path / "nowhere")
     assert r.exit_code == 3 and r.stderr.startswith("charrnn: error:")
 
 
 def test_train_writes_a_report_and_info_shows_a_sparkline(cli, mixed_file, tmp_path):
-    r = cli(
-        "train",
-        mixed_file,
-        "--hidden",
-        16,
-        "--layers",
-        2,
-        "--batch-size",
-        4,
-        "--seq-len",
-        16,
-        "--max-steps",
-        30,
-        "--log-every",
-        5,
-        "--device",
-        "cpu",
-        "--precision",
-        "fp32",
-        "--quiet",
-        "--out",
-        "run",
-    )
+    r = cli("train", mixed_file, *TINY_FLAGS, "--max-steps", 30, "--log-every", 5, "--out", "run")
     assert r.exit_code == 0, r.stderr
     assert f"report: {Path('run') / 'report.html'}" in r.stderr
     assert (tmp_path / "run" / "report.html").is_file()
@@ -317,11 +272,11 @@ def _assert_not_blank(png: Path, width: int, height: int) -> None:
 
 
 @pytest.fixture
-def pages(tmp_path, sampled_run):
+def pages(tmp_path, run_copy):
     vocab = Vocab.from_text(MIXED_TEXT + HOSTILE)
     viz = tmp_path / "viz.html"
     viz.write_text(build_page(_model(vocab), vocab, MIXED_TEXT[:600] + HOSTILE), encoding="utf-8")
-    return viz, write_report(sampled_run)
+    return viz, write_report(run_copy)
 
 
 @needs_chromium
