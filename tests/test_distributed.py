@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from charrnn import checkpoint
+from charrnn import checkpoint, distributed
 from charrnn.sample import sample_text
 from charrnn.train import train
 from tests.conftest import subprocess_env, tiny_model, tiny_train
@@ -92,32 +92,22 @@ def test_two_gloo_processes_match_one_process(tmp_path, mixed_corpus):
     )
 
 
-def test_batch_must_split_evenly(tmp_path, mixed_corpus):
-    r = charrnn(
-        "train",
-        mixed_corpus.path,
-        *FLAGS,
-        "--batch-size",
-        5,
-        "--max-steps",
-        2,
-        "--nproc",
-        2,
-        "--out",
-        tmp_path / "odd",
-        cwd=tmp_path,
-    )
-    assert r.returncode == 2 and r.stderr.splitlines() == [
+def test_batch_must_split_evenly(cli, tmp_path, mixed_corpus, monkeypatch):
+    # refused by the launcher before any process starts: no process is needed to see it
+    started = []
+    monkeypatch.setattr(distributed, "launch", lambda *args: started.append(args) or (0, ""))
+    r = cli("train", mixed_corpus.path, *FLAGS, "--batch-size", 5, "--max-steps", 2, "--nproc", 2, "--out", "odd")
+    assert r.exit_code == 2 and r.stderr.splitlines() == [
         "charrnn: error: --batch-size 5 must be a multiple of the number of processes (2)"
     ]
-    assert not (tmp_path / "odd").exists()
+    assert started == [] and not (tmp_path / "odd").exists()
 
 
 @pytest.mark.slow
-def test_a_write_failure_on_rank_0_is_one_line_and_its_exit_code(tmp_path, mixed_corpus):
+def test_a_write_failure_on_rank_0_is_one_line_and_its_exit_code(cli, tmp_path, mixed_corpus):
     run = tmp_path / "run"
-    r = charrnn("train", mixed_corpus.path, *FLAGS, "--max-steps", 10, "--out", run, cwd=tmp_path)
-    assert r.returncode == 0, r.stderr
+    r = cli("train", mixed_corpus.path, *FLAGS, "--max-steps", 10, "--out", run)  # one process: no need for another
+    assert r.exit_code == 0, r.stderr
     last = (run / "last.pt").read_bytes()
     (run / "samples.txt").symlink_to("/dev/full")
     r = charrnn("train", "--resume", run, "--max-steps", 20, "--sample-every", 5, "--nproc", 2, "--quiet", cwd=tmp_path)
