@@ -2,9 +2,11 @@
 `charrnn` script in a real shell pipeline."""
 
 import json
+import math
 import shutil
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -98,7 +100,8 @@ def test_train_then_sample_info_eval(cli, mixed_file, tmp_path):
 
 def test_sample_reads_prime_from_stdin(cli, newest_run):
     r = cli("sample", "--length", 20, "--seed", 1, input="The ")
-    assert r.exit_code == 0 and r.stdout.startswith("The ")
+    assert r.exit_code == 0 and r.stdout.startswith("The ") and len(r.stdout_bytes.decode("utf-8")) == 4 + 20 + 1
+    assert r.stdout == cli("sample", newest_run, "--prime", "The ", "--length", 20, "--seed", 1).stdout
 
 
 def test_sample_unknown_prime_character(cli, newest_run):
@@ -110,14 +113,24 @@ def test_sample_unknown_prime_character(cli, newest_run):
 
 
 def test_num_samples_and_stop(cli, newest_run):
-    r = cli("sample", "--num-samples", 3, "--length", 30, "--seed", 2, "--separator", "\n--\n")
-    assert r.exit_code == 0 and r.stdout.count("\n--\n") == 2
+    args = ("sample", "--num-samples", 3, "--length", 30, "--seed", 2, "--separator", "\n--\n")
+    r = cli(*args)
+    out = r.stdout_bytes.decode("utf-8")  # as written: r.stdout turns CRLF into LF
+    assert r.exit_code == 0 and out.count("\n--\n") == 2 and out.endswith("\n")
+    full = out[:-1].split("\n--\n")
+    assert [len(t) for t in full] == [30, 30, 30]
+    # each sample ends where the stop string first appears, without it; the others are left whole
+    stop = full[0][5:7]
+    cut = [t[: t.index(stop)] if stop in t else t for t in full]
+    r = cli(*args, "--stop", stop)
+    assert r.exit_code == 0, r.stderr
+    assert r.stdout_bytes.decode("utf-8") == "\n--\n".join(cut) + "\n"
 
 
 def test_resume_trains_to_total_steps(cli, newest_run, tmp_path):
     r = cli("train", "--resume", "checkpoints/mixed", "--max-steps", 60, "--quiet")
     assert r.exit_code == 0, r.stderr
-    assert "60 steps" in r.stderr
+    assert "60 steps" in r.stderr and checkpoint.load(newest_run / "last.pt")["step"] == 60
     r = cli("train", "--resume", "checkpoints/mixed", "--hidden", 32)
     assert r.exit_code == 2 and "cannot change on resume" in r.stderr
 
@@ -198,11 +211,18 @@ def test_installed_command_in_a_shell_pipeline(newest_run, tmp_path):
 def test_chinese_corpus_end_to_end(cli, tmp_path):
     poem = "床前明月光，疑是地上霜。举头望明月，低头思故乡。\n白日依山尽，黄河入海流。欲穷千里目，更上一层楼。\n"
     (tmp_path / "tang.txt").write_text(poem * 60, encoding="utf-8")
-    r = cli("train", "tang.txt", *TINY_FLAGS, "--hidden", "32", "--max-steps", "80", "--lr", "0.02")
+    flags = ["--hidden", 32, "--max-steps", 150, "--lr", 0.02, "--out", "checkpoints/tang"]
+    r = cli("train", "tang.txt", *TINY_FLAGS, *flags)
     assert r.exit_code == 0, r.stderr
+    # the model learned the poem: its val loss is a small part of what the characters' frequencies give ...
+    unigram = -sum(n / len(poem) * math.log(n / len(poem)) for n in Counter(poem).values())  # 3.55 nats/char
+    metrics = (tmp_path / "checkpoints" / "tang" / "metrics.jsonl").read_text().splitlines()
+    val = [json.loads(line)["val_loss"] for line in metrics if "val_loss" in line]
+    assert val and val[-1] < unigram / 10
+    # ... and, greedy, it goes on from the first two characters with the rest of the first line
     s = cli("sample", "--prime", "床前", "--length", 30, "--temp", "0")
-    assert s.exit_code == 0 and s.stdout.startswith("床前")
-    assert set(s.stdout.strip()) <= set(poem)
+    assert s.exit_code == 0 and s.stdout.startswith(poem.splitlines(keepends=True)[0])
+    assert len(s.stdout) == 2 + 30 + 1 and set(s.stdout.strip()) <= set(poem)
 
 
 @pytest.mark.slow

@@ -134,6 +134,8 @@ def test_binary_file_accepted_with_force(cli, tmp_path):
     # replacing bad bytes does not sneak a binary file past the check
     one_line_error(cli("preprocess", noise, "--encoding-errors", "replace"), 3, "binary")
     assert cli("preprocess", noise, "--encoding-errors", "replace", "--force").exit_code == 0
+    forced = data_mod.Corpus.load(tmp_path / "corpora" / "noise")
+    assert set(forced.vocab.decode(forced.ids)) == {"\ufffd"}
 
 
 # --------------------------------------------------------------------------- nonsense options
@@ -163,9 +165,17 @@ def test_nonsense_options(cli, args, code, words):
     one_line_error(cli(*args), code, words)
 
 
-def test_huge_but_finite_epoch_limit_is_no_limit(cli, mixed_file):
+def test_huge_but_finite_epoch_limit_is_no_limit(cli, mixed_file, tmp_path):
     r = cli("train", mixed_file, *TINY_FLAGS, "--max-epochs", "1e308", "--max-steps", 3, "--out", "r")
     assert r.exit_code == 0, r.stderr
+    assert "done: 3 steps" in r.stderr and "(max-steps)" in r.stderr
+    huge = checkpoint.load(tmp_path / "r" / "last.pt")
+    assert huge["train_config"]["max_epochs"] == 1e308 and huge["step"] == 3
+    # the run is the one --max-steps alone makes: the same schedule, so the same weights
+    r = cli("train", mixed_file, *TINY_FLAGS, "--max-steps", 3, "--out", "plain")
+    assert r.exit_code == 0, r.stderr
+    plain = checkpoint.load(tmp_path / "plain" / "last.pt")
+    assert plain["train_config"]["max_epochs"] is None and same_weights(huge, plain)
 
 
 @pytest.mark.skipif(not Path("/proc/meminfo").exists(), reason="reads MemAvailable")
@@ -197,8 +207,10 @@ def test_sampling_more_streams_than_memory_holds_is_refused(cli, tiny_run):
         "--num-samples 1000000000000 would need about",
         "GiB available",
     )
-    r = cli("sample", tiny_run, "--num-samples", 1000, "--length", 5)
+    r = cli("sample", tiny_run, "--num-samples", 1000, "--length", 5, "--separator", "|")
     assert r.exit_code == 0, r.stderr
+    texts = r.stdout_bytes.decode("utf-8")[:-1].split("|")  # "|" is not in the vocabulary
+    assert [len(t) for t in texts] == [5] * 1000
 
 
 def test_sample_with_stdout_closed_is_one_line(tiny_run):
@@ -332,6 +344,9 @@ def test_damaged_training_state_is_refused_on_resume(cli, tiny_run, tmp_path):
     torch.save({**ckpt, "history": [1, 2, "x", {"step": 1, "train_loss": 4.0}]}, dest / "history.pt")
     r = cli("train", "--resume", dest / "history.pt", "--max-steps", 35, "--quiet")
     assert r.exit_code == 0, r.stderr
+    resumed = checkpoint.load(dest / "last.pt")
+    assert resumed["step"] == 35 and resumed["history"][0] == {"step": 1, "train_loss": 4.0}
+    assert all(isinstance(h, dict) for h in resumed["history"]) and resumed["history"][-1]["step"] == 35
 
 
 def test_info_shows_damaged_record_fields_as_unknown(cli, tiny_run, tmp_path):
@@ -496,7 +511,7 @@ def _wait_for_step(metrics: Path, step: int, proc: subprocess.Popen, timeout: fl
                 return
         time.sleep(0.05)
     proc.kill()
-    pytest.fail("training did not reach step {step}")
+    pytest.fail(f"training did not reach step {step}")
 
 
 SCHEDULE = ["--decay-steps", 200, "--eval-every", 0, "--checkpoint-every", 0, "--log-every", 1]

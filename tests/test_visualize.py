@@ -29,7 +29,7 @@ from charrnn.visualize import (
     unit_matrix,
 )
 from charrnn.vocab import Vocab
-from tests.conftest import MIXED_TEXT, TINY_FLAGS, tiny_model
+from tests.conftest import MIXED_TEXT, TINY_FLAGS, one_line_error, tiny_model
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install chromium)")
@@ -176,7 +176,7 @@ def test_visualize_and_report_commands(cli, run_copy, tmp_path):
     assert r.exit_code == 0 and (tmp_path / "v.html").is_file(), r.stderr
     r = cli("visualize", run_copy, "--prime", "Zebra")
     assert r.exit_code == 7 and r.stderr.count("\n") == 1 and "'Z'" in r.stderr
-    assert cli("visualize", run_copy, "--prime", "ab", "--text", text).exit_code == 2
+    one_line_error(cli("visualize", run_copy, "--prime", "ab", "--text", text), 2, "give --text or --prime, not both")
     r = cli("report", run_copy, "--out", tmp_path / "r.html")
     assert r.exit_code == 0 and (tmp_path / "r.html").is_file(), r.stderr
     r = cli("report", tmp_path / "nowhere")
