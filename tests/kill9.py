@@ -4,8 +4,8 @@
 
 Each round forks a child that runs `charrnn train` (fresh, then `--resume`) with a checkpoint at
 every step, waits until it has saved once, then kills it within the next half second, so kills
-often land in the middle of a save. The parent imports, once, all that a child would import
-(torch, the training code, and what AdamW loads lazily), which keeps a round to a fraction of a
+often land in the middle of a save. The parent imports torch and trains two steps first, so
+each child starts with all it needs imported and set up, which keeps a round to a fraction of a
 second. Prints one JSON line: rounds, the step of last.pt after each kill, how many kills left a
 half-written temporary file, and any checkpoint that failed to load.
 """
@@ -17,6 +17,7 @@ import json
 import os
 import random
 import signal
+import tempfile
 import time
 from pathlib import Path
 
@@ -74,16 +75,25 @@ def _stamp(path: Path):
     return st.st_ino, st.st_mtime_ns
 
 
-def _preload() -> None:
-    """Import here what each child would otherwise import again after the fork: the commands
-    import charrnn.api lazily, and AdamW's constructor imports torch._dynamo (seconds)."""
-    import charrnn.api  # noqa: F401
-
-    torch.optim.AdamW(torch.nn.Linear(1, 1).parameters())
+def _warm_up(text: Path) -> None:
+    """Train two steps here, in a directory thrown away, so that what each child would do again
+    after the fork on its first steps is done once: importing charrnn.api (the commands import it
+    lazily) and torch._dynamo (AdamW's constructor does, in seconds), and the kernels' first calls."""
+    torch.set_num_threads(1)  # as in the children: no thread pool to fork
+    here = os.getcwd()
+    with tempfile.TemporaryDirectory() as d:
+        os.chdir(d)  # the corpus cache too goes there
+        try:
+            app(["train", str(text), *FLAGS, "--max-steps", "2", "--out", "run"])
+        except SystemExit as e:
+            if e.code:
+                raise SystemExit(f"the warm-up run failed (exit {e.code})") from None
+        finally:
+            os.chdir(here)
 
 
 def crash_loop(workdir: Path, text: Path, kills: int, seed: int = 0, max_s: float = 0.5) -> dict:
-    _preload()
+    _warm_up(text)
     rng = random.Random(seed)
     os.chdir(workdir)
     run = workdir / "run"
