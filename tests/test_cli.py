@@ -180,32 +180,34 @@ def test_corpus_too_short_for_a_batch(cli, tmp_path):
 
 
 @pytest.mark.skipif(shutil.which("charrnn") is None, reason="the charrnn console script is not installed")
-def test_installed_command_in_a_shell_pipeline(newest_run, tmp_path):
+def test_installed_command_in_a_shell_pipeline(cli, newest_run, tmp_path):
     run = newest_run
-    out = subprocess.run(
-        f"printf 'ab' | charrnn sample {run} --length 50 | head -c 10",
-        shell=True,
-        capture_output=True,
-        cwd=tmp_path,
-        executable="/bin/bash",
-    )
-    assert out.returncode == 0 and out.stdout == b"ab" + out.stdout[2:] and len(out.stdout) == 10
+
+    def start(command):
+        shell = isinstance(command, str)
+        return subprocess.Popen(
+            command,
+            shell=shell,
+            executable="/bin/bash" if shell else None,
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+
+    # three processes that spend seconds each importing torch: started together, then read in turn
+    piped = start(f"printf 'ab' | charrnn sample {run} --length 50 | head -c 10")
     # a reader that goes away early: no traceback, exit 0
-    p = subprocess.run(
-        f"set -o pipefail; charrnn sample {run} --length 100000 --prime ab | head -c 5",
-        shell=True,
-        capture_output=True,
-        cwd=tmp_path,
-        executable="/bin/bash",
-    )
-    assert p.returncode == 0 and b"Traceback" not in p.stderr and p.stderr == b""
-    # python -m charrnn works too
-    m = subprocess.run(
-        [sys.executable, "-m", "charrnn", "sample", str(run), "--prime", "ab", "--length", "5", "--seed", "1"],
-        capture_output=True,
-        cwd=tmp_path,
-    )
-    assert m.returncode == 0 and m.stdout.startswith(b"ab")
+    early = start(f"set -o pipefail; charrnn sample {run} --length 100000 --prime ab | head -c 5")
+    # python -m charrnn works too, and writes what the command does
+    sample = ["sample", str(run), "--prime", "ab", "--length", "5", "--seed", "1"]
+    module = start([sys.executable, "-m", "charrnn", *sample])
+    out, err = piped.communicate(timeout=120)
+    assert piped.returncode == 0 and out.startswith(b"ab") and len(out) == 10, err
+    out, err = early.communicate(timeout=120)
+    assert early.returncode == 0 and b"Traceback" not in err and err == b"" and len(out) == 5
+    out, err = module.communicate(timeout=120)
+    assert module.returncode == 0 and out.startswith(b"ab"), err
+    assert out == cli(*sample).stdout_bytes
 
 
 def test_chinese_corpus_end_to_end(cli, tmp_path):
