@@ -34,7 +34,6 @@ from charrnn.train import MAX_BAD_STEPS, Callbacks, train
 from charrnn.vocab import Vocab
 from tests.conftest import (
     MIXED_TEXT,
-    ROOT,
     TINY_FLAGS,
     files_under,
     one_line_error,
@@ -542,19 +541,12 @@ def test_signal_saves_last_and_resume_is_exact(cli, tmp_path, mixed_file, signum
 @pytest.mark.slow
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
 def test_kill_9_at_random_moments_newest_checkpoint_always_loads(cli, tmp_path):
-    from tests.kill9 import FLAGS
+    from tests.kill9 import FLAGS, crash_loop
 
     (tmp_path / "corpus.txt").write_text(MIXED_TEXT, encoding="utf-8")
-    out = subprocess.run(
-        [sys.executable, "-m", "tests.kill9", str(tmp_path), "--kills", "20", "--seed", "1"],
-        cwd=ROOT,
-        env=subprocess_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert out.returncode == 0, out.stderr
-    report = json.loads(out.stdout.strip().splitlines()[-1])
+    # forked from this process, which has torch and charrnn loaded already (`python -m tests.kill9`
+    # runs the same loop in a process of its own)
+    report = crash_loop(tmp_path, tmp_path / "corpus.txt", kills=20, seed=1)
     assert report["failures"] == []
     assert report["rounds"] >= 20 and len(report["steps"]) == 20
     assert report["steps"] == sorted(report["steps"]) and report["steps"][-1] > report["steps"][0]
