@@ -162,7 +162,7 @@ def same_weights(a: dict, b: dict) -> bool:
 
 
 def subprocess_env(*paths: Path) -> dict[str, str]:
-    """The environment for a `python -m charrnn` (or `-m tests.kill9`) subprocess: this checkout
-    (after `paths`) first on its import path, and one thread, as in this process."""
+    """The environment for a `python -m charrnn` subprocess: this checkout (after `paths`) first on
+    its import path, and one thread, as in this process."""
     path = [*map(str, paths), str(ROOT), os.environ.get("PYTHONPATH")]
     return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(filter(None, path))}

@@ -17,6 +17,7 @@ import json
 import os
 import random
 import signal
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -60,6 +61,8 @@ def _child(args: list[str]) -> None:
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 1)
     os.dup2(devnull, 2)
+    # forked from a test, sys.stdout and sys.stderr are pytest's capture files, not fds 1 and 2
+    sys.stdout = sys.stderr = open(devnull, "w", closefd=False)
     torch.set_num_threads(1)  # a forked child must not reuse the parent's thread pool
     try:
         app(args)
