@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+import traceback
 from pathlib import Path
 
 import pytest
@@ -25,6 +26,7 @@ from hypothesis import strategies as st
 from charrnn import api, checkpoint
 from charrnn import data as data_mod
 from charrnn import train as train_mod
+from charrnn.cli import app
 from charrnn.data import TextOptions, preprocess
 from charrnn.errors import DeviceError, InputError, TrainingError
 from charrnn.model import CharRNN
@@ -38,7 +40,6 @@ from tests.conftest import (
     files_under,
     one_line_error,
     same_weights,
-    subprocess_env,
     tiny_model,
     tiny_train,
 )
@@ -489,27 +490,51 @@ def test_metadata_paths_never_write_outside_the_run_directory(cli, tmp_path, mix
 # --------------------------------------------------------------------------- faults survived
 
 
-def _cli_subprocess(args: list[str], cwd: Path) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "charrnn", *map(str, args)],
-        cwd=cwd,
-        env=subprocess_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+def _fork_cli(args: list, *, cwd: Path, stderr: Path) -> int:
+    """Run `charrnn ARGS` in a child forked from this process, which has torch and charrnn loaded
+    (a fresh `python -m charrnn` spends seconds on that); returns its pid. The child writes its
+    stderr to the file `stderr` and exits with the command's exit code, or 1 after printing the
+    traceback of any other exception."""
+    pid = os.fork()
+    if pid:
+        return pid
+    code = 1
+    try:
+        os.chdir(cwd)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
+        os.dup2(os.open(stderr, os.O_WRONLY | os.O_CREAT | os.O_TRUNC), 2)
+        # under pytest, sys.stdout and sys.stderr are its capture files, not fds 1 and 2
+        sys.stdout = open(1, "w", encoding="utf-8", closefd=False)
+        sys.stderr = open(2, "w", encoding="utf-8", closefd=False)
+        app([str(a) for a in args])
+    except SystemExit as e:
+        code = 0 if e.code is None else e.code if isinstance(e.code, int) else 1
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
 
 
-def _wait_for_step(metrics: Path, step: int, proc: subprocess.Popen, timeout: float = 120) -> None:
+def _exit_code(pid: int, block: bool = True) -> int | None:
+    """The child's exit code, -N when signal N ended it, None while it runs (`block=False`)."""
+    done, status = os.waitpid(pid, 0 if block else os.WNOHANG)
+    return os.waitstatus_to_exitcode(status) if done else None
+
+
+def _wait_for_step(metrics: Path, step: int, pid: int, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        assert proc.poll() is None, proc.communicate()
+        code = _exit_code(pid, block=False)
+        assert code is None, f"training exited with {code} before step {step}"
         if metrics.exists():
             lines = [line for line in metrics.read_text().splitlines() if line.endswith("}")]
             if lines and json.loads(lines[-1]).get("step", 0) >= step:
                 return
         time.sleep(0.05)
-    proc.kill()
+    os.kill(pid, signal.SIGKILL)
+    _exit_code(pid)
     pytest.fail(f"training did not reach step {step}")
 
 
@@ -519,11 +544,13 @@ SCHEDULE = ["--decay-steps", 200, "--eval-every", 0, "--checkpoint-every", 0, "-
 @pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_signal_saves_last_and_resume_is_exact(cli, tmp_path, mixed_file, signum, code):
     run = tmp_path / "checkpoints" / "sig"
-    proc = _cli_subprocess(["train", mixed_file, *TINY_FLAGS, *SCHEDULE, "--max-steps", 100000, "--out", run], tmp_path)
-    _wait_for_step(run / "metrics.jsonl", 3, proc)
-    proc.send_signal(signum)
-    _, stderr = proc.communicate(timeout=120)
-    assert proc.returncode == code, stderr
+    args = ["train", mixed_file, *TINY_FLAGS, *SCHEDULE, "--max-steps", 100000, "--out", run]
+    pid = _fork_cli(args, cwd=tmp_path, stderr=tmp_path / "stderr.txt")
+    _wait_for_step(run / "metrics.jsonl", 3, pid)
+    os.kill(pid, signum)
+    returncode = _exit_code(pid)
+    stderr = (tmp_path / "stderr.txt").read_text(encoding="utf-8")
+    assert returncode == code, stderr
     assert "Traceback" not in stderr
     assert f"resume with: charrnn train --resume {run}" in stderr
     saved = checkpoint.load(run / "last.pt")
