@@ -16,7 +16,7 @@ import time
 
 import torch
 
-from charrnn.config import ModelConfig
+from charrnn.config import ModelConfig, SampleConfig
 from charrnn.model import CharRNN
 from charrnn.sample import generate
 from charrnn.vocab import Vocab
@@ -46,9 +46,8 @@ def baseline(model: CharRNN, length: int, streams: int, seed: int = 0) -> float:
 
 def ours(model: CharRNN, vocab: Vocab, length: int, streams: int, precision: str, seed: int = 0) -> float:
     t = time.perf_counter()
-    for _ in generate(
-        model, vocab, prime="a", length=length, temp=0.8, seed=seed, num_samples=streams, precision=precision
-    ):
+    config = SampleConfig(prime="a", length=length, temp=0.8, seed=seed, num_samples=streams, precision=precision)
+    for _ in generate(model, vocab, config):
         pass
     return streams * length / (time.perf_counter() - t)
 

@@ -4,7 +4,7 @@
 
     from charrnn import api
     result = api.train("poems.txt", hidden=128, layers=2, max_steps=500)
-    for pieces in api.sample(result.run_dir, prime="The ", length=200, seed=7):
+    for pieces in api.sample(result.run_dir, SampleConfig(prime="The ", length=200, seed=7)):
         print(pieces[0], end="")
     print(api.evaluate(result.run_dir, file="holdout.txt").loss)
 
@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from charrnn import checkpoint, data, distributed, memory, runs
-from charrnn.config import SETTINGS, ModelConfig, TrainConfig, auto_preset, configs
+from charrnn.config import SETTINGS, ModelConfig, SampleConfig, TrainConfig, auto_preset, configs
 from charrnn.data import Corpus, TextOptions
 from charrnn.errors import BadValueError, CheckpointError, InputError
 from charrnn.runtime import pick_device, pick_precision
@@ -162,42 +162,19 @@ def train(
 
 
 def sample(
-    checkpoint_path: Path | None = None,
-    *,
-    prime: str = "",
-    length: int = 1000,
-    temp: float = 0.8,
-    top_k: int | None = None,
-    top_p: float | None = None,
-    stop: str | None = None,
-    seed: int | None = None,
-    num_samples: int = 1,
-    unknown: str = "error",
-    precision: str = "fp32",
-    device: str = "cpu",
+    checkpoint_path: Path | None = None, config: SampleConfig = SampleConfig(), *, device: str = "cpu"
 ) -> Iterator[tuple[str, ...]]:
     """Text from a checkpoint or run directory (default: the newest run in checkpoints/), as
-    `charrnn sample`: one tuple per step with a piece for each of the `num_samples` streams,
-    the prime first."""
+    `charrnn sample`: one tuple per step with a piece for each of the `config.num_samples`
+    streams, the prime first."""
     path = runs.resolve_checkpoint(checkpoint_path or runs.latest_run())
     dev = pick_device(device)
-    pick_precision(precision, dev)  # refuses what the device cannot do
+    pick_precision(config.precision, dev)  # refuses what the device cannot do
     model, vocab, _ = checkpoint.load_model(path, dev)
-    memory.check_sampling_memory(model.config, num_samples=num_samples, prime_len=len(prime), length=length, device=dev)
-    return generate(
-        model,
-        vocab,
-        prime=prime,
-        length=length,
-        temp=temp,
-        top_k=top_k,
-        top_p=top_p,
-        stop=stop,
-        seed=seed,
-        num_samples=num_samples,
-        unknown=unknown,
-        precision=precision,
+    memory.check_sampling_memory(
+        model.config, num_samples=config.num_samples, prime_len=len(config.prime), length=config.length, device=dev
     )
+    return generate(model, vocab, config)
 
 
 @dataclass(frozen=True)

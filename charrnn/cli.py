@@ -26,7 +26,7 @@ from rich.text import Text
 from typer.core import TyperCommand, TyperGroup
 
 from charrnn import __version__
-from charrnn.config import DEFAULT_MAX_EPOCHS, PRESETS, SETTINGS, default, preset_settings
+from charrnn.config import DEFAULT_MAX_EPOCHS, PRESETS, SAMPLE_FIELDS, SETTINGS, SampleConfig, default, preset_settings
 from charrnn.data import TextOptions
 from charrnn.errors import ERROR_PREFIX, LAUNCHED_ENV, CharRNNError, InputError, PeerLostError
 from charrnn.values import bits
@@ -587,6 +587,7 @@ class ConsoleView:
 
 @app.command("sample", cls=Command)
 def sample_cmd(
+    ctx: typer.Context,
     checkpoint_path: Annotated[
         Path | None,
         typer.Argument(
@@ -598,21 +599,23 @@ def sample_cmd(
     ] = None,
     temp: Annotated[
         float, typer.Option("--temp", "-t", min=0.0, help="Temperature; 0 = always the likeliest character.")
-    ] = 0.8,
+    ] = SampleConfig.temp,
     prime: Annotated[
         str | None,
         typer.Option(
             "--prime", "-p", show_default=False, help="Text to start from (default: stdin when it is not a terminal)."
         ),
     ] = None,
-    length: Annotated[int, typer.Option("--length", "-n", min=0, help="New characters to generate per sample.")] = 1000,
+    length: Annotated[
+        int, typer.Option("--length", "-n", min=0, help="New characters to generate per sample.")
+    ] = SampleConfig.length,
     seed: Annotated[
         int | None,
         typer.Option("--seed", min=0, max=MAX_SEED, show_default=False, help="Same seed, same text (default: random)."),
-    ] = None,
+    ] = SampleConfig.seed,
     top_k: Annotated[
         int | None, typer.Option("--top-k", min=1, help="Sample only among the K likeliest characters.")
-    ] = None,
+    ] = SampleConfig.top_k,
     top_p: Annotated[
         float | None,
         typer.Option(
@@ -620,15 +623,17 @@ def sample_cmd(
             callback=in_range(0, 1, lo_open=True),
             help="Sample from the smallest set of characters whose probability reaches P.",
         ),
-    ] = None,
+    ] = SampleConfig.top_p,
     stop: Annotated[
         str | None, typer.Option("--stop", help="End a sample when this string appears (it is not printed).")
-    ] = None,
+    ] = SampleConfig.stop,
     num_samples: Annotated[
         int, typer.Option("--num-samples", min=1, help="Independent samples, generated together.")
-    ] = 1,
-    separator: Annotated[str, typer.Option("--separator", help="Printed between samples.")] = "\n\n",
-    unknown: UnknownOpt = "error",
+    ] = SampleConfig.num_samples,
+    separator: Annotated[
+        str, typer.Option("--separator", show_default=False, help="Printed between samples (default: a blank line).")
+    ] = "\n\n",
+    unknown: UnknownOpt = SampleConfig.unknown,
     precision: Annotated[
         Literal["fp32", "bf16"],
         typer.Option(
@@ -637,7 +642,7 @@ def sample_cmd(
             "faster for many --num-samples on CPUs with AVX512-BF16/AMX and on GPUs, but different "
             "text.",
         ),
-    ] = "fp32",
+    ] = SampleConfig.precision,
     device: DeviceOpt = "cpu",
 ):
     """Generate text from a trained model to stdout, streamed as it is written.
@@ -656,22 +661,9 @@ def sample_cmd(
     """
     from charrnn import api  # see the note on lazy imports at the top
 
-    if prime is None:
-        prime = _read_stdin_prime()
-    pieces = api.sample(
-        checkpoint_path,
-        prime=prime,
-        length=length,
-        temp=temp,
-        top_k=top_k,
-        top_p=top_p,
-        stop=stop,
-        seed=seed,
-        num_samples=num_samples,
-        unknown=unknown,
-        precision=precision,
-        device=device,
-    )
+    settings = {name: value for name, value in ctx.params.items() if name in SAMPLE_FIELDS}
+    config = SampleConfig(**settings | {"prime": _read_stdin_prime() if prime is None else prime})
+    pieces = api.sample(checkpoint_path, config, device=device)
     out = _utf8_stdout()
     rest: list[list[str]] = [[] for _ in range(num_samples - 1)]  # printed after the first, which streams
     try:

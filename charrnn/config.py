@@ -1,4 +1,4 @@
-"""Typed configuration: every default of the model and of training lives here.
+"""Typed configuration: every default of the model, of training and of sampling lives here.
 
 The CLI maps its options one-to-one onto these fields (and shows `default(name)` in its
 help); presets are partial overrides of `TrainConfig` and `ModelConfig` fields, and explicit
@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
+from charrnn.errors import BadValueError
 from charrnn.values import is_int
 
 MODEL_TYPES = ("lstm", "gru", "rnn")
@@ -82,6 +83,41 @@ class TrainConfig:
         return replace(self, **{k: v for k, v in overrides.items() if k in _names(TrainConfig)})
 
 
+@dataclass(frozen=True)
+class SampleConfig:
+    """How `charrnn sample` writes: each field is the option of the same name."""
+
+    prime: str = ""  # text to start from ("": as a document starts)
+    length: int = 1000  # new characters per sample
+    temp: float = 0.8  # 0: always the likeliest character
+    top_k: int | None = None
+    top_p: float | None = None
+    stop: str | None = None  # a sample ends where this appears (without it)
+    seed: int | None = None  # None: a random one
+    num_samples: int = 1
+    unknown: str = "error"  # error | skip: prime characters outside the vocabulary
+    precision: str = "fp32"  # fp32 | bf16 matrix products
+
+    def __post_init__(self):  # the CLI checks its options itself; Python callers meet these
+        checks = [
+            ("length", is_int(self.length) and self.length >= 0, "a count >= 0"),
+            ("temp", isinstance(self.temp, (int, float)) and 0 <= self.temp < float("inf"), "a number >= 0"),
+            ("top-k", self.top_k is None or (is_int(self.top_k) and self.top_k >= 1), "a count >= 1"),
+            (
+                "top-p",
+                self.top_p is None or (isinstance(self.top_p, (int, float)) and 0 < self.top_p <= 1),
+                "in (0, 1]",
+            ),
+            ("num-samples", is_int(self.num_samples) and self.num_samples >= 1, "a count >= 1"),
+            ("unknown", self.unknown in ("error", "skip"), "error or skip"),
+            ("precision", self.precision in ("fp32", "bf16"), "fp32 or bf16"),
+        ]
+        for name, ok, valid in checks:
+            if not ok:
+                value = getattr(self, name.replace("-", "_"))
+                raise BadValueError(f"--{name} must be {valid}, not {value!r}")
+
+
 # When a run sets no limit at all it trains this many epochs.
 DEFAULT_MAX_EPOCHS = 20
 
@@ -105,6 +141,7 @@ def _from_dict(cls, d: dict[str, Any]):
 # The settings a user chooses: every field but the vocabulary's size, which the corpus sets.
 MODEL_FIELDS = tuple(sorted(_names(ModelConfig) - {"vocab_size"}))
 SETTINGS = frozenset(MODEL_FIELDS) | _names(TrainConfig)
+SAMPLE_FIELDS = frozenset(_names(SampleConfig))
 
 
 def default(name: str) -> Any:

@@ -1,6 +1,6 @@
 """Text generation, piece by piece: prime, temperature, top-k / top-p, stop string, seed.
 
-    for pieces in generate(model, vocab, prime="ROMEO:", length=200, seed=7):
+    for pieces in generate(model, vocab, SampleConfig(prime="ROMEO:", length=200, seed=7)):
         print(pieces[0], end="")
 
 `generate` yields one tuple per step with a piece of text for each of the
@@ -13,13 +13,16 @@ from collections.abc import Iterator
 
 import torch
 
+from charrnn.config import SampleConfig
 from charrnn.model import CharRNN
 from charrnn.runtime import generator
 from charrnn.stepper import FastStepper
 from charrnn.vocab import Vocab
 
 
-def pick(logits: torch.Tensor, temp: float, top_k: int | None, top_p: float | None, g: torch.Generator) -> torch.Tensor:
+def pick(
+    logits: torch.Tensor, g: torch.Generator, *, temp: float, top_k: int | None = None, top_p: float | None = None
+) -> torch.Tensor:
     """Next ids (B,) from logits (B, V); temperature 0 is argmax."""
     logits = logits.float()
     if temp == 0:
@@ -42,46 +45,33 @@ def pick(logits: torch.Tensor, temp: float, top_k: int | None, top_p: float | No
 
 @torch.no_grad()
 def generate(
-    model: CharRNN,
-    vocab: Vocab,
-    *,
-    prime: str = "",
-    length: int = 1000,
-    temp: float = 0.8,
-    top_k: int | None = None,
-    top_p: float | None = None,
-    stop: str | None = None,
-    seed: int | None = None,
-    num_samples: int = 1,
-    unknown: str = "error",
-    fast: bool = True,
-    precision: str = "fp32",
+    model: CharRNN, vocab: Vocab, config: SampleConfig = SampleConfig(), *, fast: bool = True
 ) -> Iterator[tuple[str, ...]]:
-    """One tuple per step with a piece of text for each of the `num_samples` streams: the
-    prime first, then up to `length` new characters each. `fast=False` steps through
-    `nn.LSTM` itself (the reference the fast path is tested against)."""
+    """One tuple per step with a piece of text for each of the `config.num_samples` streams:
+    the prime first, then up to `config.length` new characters each. `fast=False` steps
+    through `nn.LSTM` itself (the reference the fast path is tested against)."""
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    g = generator(seed, device)
+    g = generator(config.seed, device)
     try:
-        prime_ids, shown_prime = _prime(vocab, prime, unknown=unknown, g=g)
-        yield (shown_prime,) * num_samples
-        x = torch.tensor(prime_ids, device=device).unsqueeze(0).expand(num_samples, -1)  # (B, P)
+        prime_ids, shown_prime = _prime(vocab, config.prime, unknown=config.unknown, g=g)
+        yield (shown_prime,) * config.num_samples
+        x = torch.tensor(prime_ids, device=device).unsqueeze(0).expand(config.num_samples, -1)  # (B, P)
         logits, state = model(x)
         logits = logits[:, -1]  # (B, V)
         if fast:
-            stepper = FastStepper(model, torch.bfloat16 if precision == "bf16" else torch.float32)
+            stepper = FastStepper(model, torch.bfloat16 if config.precision == "bf16" else torch.float32)
             step, state = stepper.step, stepper.convert(state)
         else:
             step = _reference_step(model)
-        streams = _Streams(num_samples, stop)
-        for i in range(length):
-            ids = pick(logits, temp, top_k, top_p, g)
+        streams = _Streams(config.num_samples, config.stop)
+        for i in range(config.length):
+            ids = pick(logits, g, temp=config.temp, top_k=config.top_k, top_p=config.top_p)
             yield streams.add([vocab.chars[j] for j in ids.tolist()])
             if streams.all_done:
                 return
-            if i + 1 < length:
+            if i + 1 < config.length:
                 logits, state = step(ids, state)
         if streams.held:
             yield streams.rest()
@@ -154,6 +144,7 @@ def _reference_step(model: CharRNN):
     return step
 
 
-def sample_text(model: CharRNN, vocab: Vocab, **kwargs) -> str:
-    """The first stream's whole text (prime included) as one string."""
-    return "".join(pieces[0] for pieces in generate(model, vocab, **kwargs))
+def sample_text(model: CharRNN, vocab: Vocab, **settings) -> str:
+    """The first stream's whole text (prime included) as one string; `settings` are
+    SampleConfig fields."""
+    return "".join(pieces[0] for pieces in generate(model, vocab, SampleConfig(**settings)))

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from charrnn import checkpoint
+from charrnn.config import SampleConfig
 from charrnn.sample import generate, sample_text
 from charrnn.train import train
 from tests.conftest import tiny_model, tiny_train
@@ -32,6 +33,7 @@ def test_fast_sampler_on_cuda_matches_its_reference(tmp_path, mixed_corpus):
     run = tmp_path / "run"
     train(mixed_corpus, tiny_model(len(mixed_corpus.vocab), hidden=32), tiny_train(max_steps=20), run_dir=run)
     model, vocab, _ = checkpoint.load_model(run / "best.pt", torch.device("cuda"))
-    fast = list(generate(model, vocab, prime="The", length=100, temp=0, num_samples=2))
-    slow = list(generate(model, vocab, prime="The", length=100, temp=0, num_samples=2, fast=False))
+    config = SampleConfig(prime="The", length=100, temp=0, num_samples=2)
+    fast = list(generate(model, vocab, config))
+    slow = list(generate(model, vocab, config, fast=False))
     assert fast == slow

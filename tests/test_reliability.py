@@ -27,6 +27,7 @@ from charrnn import api, checkpoint
 from charrnn import data as data_mod
 from charrnn import train as train_mod
 from charrnn.cli import app
+from charrnn.config import SampleConfig
 from charrnn.data import TextOptions, preprocess
 from charrnn.errors import DeviceError, InputError, TrainingError
 from charrnn.model import CharRNN
@@ -255,9 +256,9 @@ def test_tiny_temperature_and_extreme_logits_still_sample():
     g = torch.Generator().manual_seed(0)
     logits = torch.tensor([[3e38, -3e38, 0.0, 1.0], [1.0, 1.0, 1.0, 1.0]])
     for temp in (1e-300, 5e-324, 1e-6, 1.0, 1e300):
-        ids = pick(logits, temp, None, None, g)
+        ids = pick(logits, g, temp=temp)
         assert ids.shape == (2,) and 0 <= int(ids.min()) and int(ids.max()) < 4
-    assert int(pick(logits, 1e-300, None, None, g)[0]) == 0
+    assert int(pick(logits, g, temp=1e-300)[0]) == 0
 
 
 # --------------------------------------------------------------------------- bad checkpoints
@@ -867,14 +868,7 @@ def test_sampling_stays_in_the_vocabulary_and_is_valid_utf8(chars, temp, top_k, 
         generate(
             model,
             v,
-            prime=v.chars[0],
-            length=20,
-            temp=temp,
-            top_k=top_k,
-            top_p=top_p,
-            seed=seed,
-            num_samples=2,
-            fast=True,
+            SampleConfig(prime=v.chars[0], length=20, temp=temp, top_k=top_k, top_p=top_p, seed=seed, num_samples=2),
         )
     )
     for s in range(2):
@@ -883,5 +877,5 @@ def test_sampling_stays_in_the_vocabulary_and_is_valid_utf8(chars, temp, top_k, 
         assert text.encode("utf-8").decode("utf-8") == text
     g = torch.Generator().manual_seed(seed)
     logits = torch.randn(3, len(v), generator=g) * 1e30  # logits far beyond what a model gives
-    ids = pick(logits, temp, top_k, top_p, g)
+    ids = pick(logits, g, temp=temp, top_k=top_k, top_p=top_p)
     assert ((ids >= 0) & (ids < len(v))).all()

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from charrnn import checkpoint
+from charrnn.config import SampleConfig
 from charrnn.data import StreamBatcher, preprocess
 from charrnn.model import CharRNN
 from charrnn.runtime import cpu_runs_bf16_rnn, needs_loss_scaling
@@ -164,8 +165,9 @@ def test_fast_sampling_path_gives_the_reference_text(tmp_path, mixed_corpus, mod
     )
     model, vocab, _ = checkpoint.load_model(run / "best.pt")
     for kw in (dict(temp=1.0), dict(temp=0.7, top_k=5), dict(temp=1.0, top_p=0.9), dict(temp=0)):
-        fast = list(generate(model, vocab, prime="The", length=200, seed=5, num_samples=3, **kw))
-        slow = list(generate(model, vocab, prime="The", length=200, seed=5, num_samples=3, fast=False, **kw))
+        config = SampleConfig(prime="The", length=200, seed=5, num_samples=3, **kw)
+        fast = list(generate(model, vocab, config))
+        slow = list(generate(model, vocab, config, fast=False))
         assert fast == slow
 
 
@@ -180,16 +182,18 @@ def test_stop_string_ends_a_sample_and_is_not_printed(tiny_run):
 def test_top_k_and_top_p_restrict_the_choice():
     g = torch.Generator().manual_seed(0)
     logits = torch.tensor([[5.0, 4.0, 1.0, 0.0, -1.0]]).repeat(500, 1)
-    assert set(pick(logits, 1.0, 2, None, g).tolist()) == {0, 1}
+    assert set(pick(logits, g, temp=1.0, top_k=2).tolist()) == {0, 1}
     # p(0) = 0.72, p(0)+p(1) = 0.99: top-p 0.5 keeps only the first
-    assert set(pick(logits, 1.0, None, 0.5, g).tolist()) == {0}
-    assert set(pick(logits, 1.0, None, 0.9, g).tolist()) == {0, 1}
-    assert set(pick(logits, 0.0, None, None, g).tolist()) == {0}
+    assert set(pick(logits, g, temp=1.0, top_p=0.5).tolist()) == {0}
+    assert set(pick(logits, g, temp=1.0, top_p=0.9).tolist()) == {0, 1}
+    assert set(pick(logits, g, temp=0.0).tolist()) == {0}
 
 
 def test_bf16_sampling_runs_and_stays_close(tiny_run):
     model, vocab, _ = checkpoint.load_model(tiny_run / "best.pt")
-    pieces = list(generate(model, vocab, prime="The", length=100, seed=5, num_samples=4, precision="bf16"))
+    pieces = list(
+        generate(model, vocab, SampleConfig(prime="The", length=100, seed=5, num_samples=4, precision="bf16"))
+    )
     texts = ["".join(p[i] for p in pieces) for i in range(4)]
     assert all(t.startswith("The") and len(t) == 103 and set(t) <= set(vocab.chars) for t in texts)
     # at every character of a text, the bf16 step's next-character distribution is within rounding
