@@ -50,24 +50,10 @@ def mixed_corpus(tmp_path: Path, mixed_file: Path):
     return preprocess(mixed_file, tmp_path / "corpora" / "mixed")
 
 
+# charrnn train's flags for the tiny models below
 TINY_FLAGS = [
-    "--hidden",
-    "16",
-    "--layers",
-    "2",
-    "--batch-size",
-    "4",
-    "--seq-len",
-    "16",
-    "--lr",
-    "0.01",
-    "--warmup-steps",
-    "5",
-    "--device",
-    "cpu",
-    "--precision",
-    "fp32",
-    "--quiet",
+    *"--hidden 16 --layers 2 --batch-size 4 --seq-len 16 --lr 0.01 --warmup-steps 5".split(),
+    *"--device cpu --precision fp32 --quiet".split(),
 ]
 
 

@@ -27,34 +27,9 @@ import torch
 from charrnn import checkpoint
 from charrnn.cli import app
 from charrnn.errors import CheckpointError
+from tests.conftest import TINY_FLAGS
 
-FLAGS = [
-    "--hidden",
-    "16",
-    "--layers",
-    "2",
-    "--batch-size",
-    "4",
-    "--seq-len",
-    "16",
-    "--lr",
-    "0.01",
-    "--warmup-steps",
-    "5",
-    "--device",
-    "cpu",
-    "--precision",
-    "fp32",
-    "--quiet",
-    "--checkpoint-every",
-    "1",
-    "--eval-every",
-    "3",
-    "--log-every",
-    "1",
-    "--decay-steps",
-    "1000",
-]
+FLAGS = [*TINY_FLAGS, *"--checkpoint-every 1 --eval-every 3 --log-every 1 --decay-steps 1000".split()]
 
 
 def _child(args: list[str]) -> None:

@@ -15,36 +15,12 @@ import torch
 from charrnn import checkpoint, distributed
 from charrnn.sample import sample_text
 from charrnn.train import train
-from tests.conftest import subprocess_env, tiny_model, tiny_train
+from tests.conftest import TINY_FLAGS, subprocess_env, tiny_model, tiny_train
 
+# a batch of 8 splits between 2 processes; the schedule's horizon is fixed so that runs of any length compare
 FLAGS = [
-    "--hidden",
-    "16",
-    "--layers",
-    "2",
-    "--batch-size",
-    "8",
-    "--seq-len",
-    "16",
-    "--lr",
-    "0.01",
-    "--warmup-steps",
-    "5",
-    "--decay-steps",
-    "40",
-    "--eval-every",
-    "0",
-    "--checkpoint-every",
-    "0",
-    "--log-every",
-    "5",
-    "--device",
-    "cpu",
-    "--precision",
-    "fp32",
-    "--seed",
-    "3",
-    "--quiet",
+    *TINY_FLAGS,
+    *"--batch-size 8 --decay-steps 40 --eval-every 0 --checkpoint-every 0 --log-every 5 --seed 3".split(),
 ]
 
 
