@@ -1,10 +1,9 @@
 #!/usr/bin/env bash
 # Every GPU check in one call of at most about 9.5 minutes, for a machine with CUDA: the
 # gpu-marked tests, training and sampling speed (3x512), and the 3x512 `large` preset's val
-# loss on tiny-shakespeare. Runs with the machine's own python3 and torch, and charrnn from
-# this working tree (not installed). Needs the corpus inside the tree, as ignored data:
+# loss on tiny-shakespeare (the copy inside the package). Runs with the machine's own python3
+# and torch, and charrnn from this working tree (not installed):
 #
-#   cp ../shared/corpora/tinyshakespeare.txt corpora/
 #   bash benchmarks/gpu_check.sh                 # logs in $OUT (default /tmp/gpu-check)
 #
 # Stages run in order of what they settle, each under its own time limit and all under one
@@ -14,7 +13,6 @@ cd "$(dirname "$0")/.."
 export PYTHONPATH=$PWD
 out=${OUT:-/tmp/gpu-check}
 device=${DEVICE:-cuda}
-corpus=corpora/tinyshakespeare.txt
 deadline=$((SECONDS + ${CHECK_SECONDS:-560}))
 mkdir -p "$out"
 
@@ -31,7 +29,6 @@ stage() {  # stage LOG SECONDS COMMAND...: run under min(SECONDS, time to the de
     echo "== exit $? after $((SECONDS - t0)) s" | tee -a "$log"
 }
 
-[[ -f $corpus ]] || { echo "$corpus is absent: copy ../shared/corpora/tinyshakespeare.txt there" >&2; exit 2; }
 python3 - >"$out/env.log" 2>&1 <<'EOF'
 import torch
 print("torch", torch.__version__, "cuda", torch.version.cuda, "cudnn", torch.backends.cudnn.version())
@@ -45,12 +42,11 @@ cat "$out/env.log"
 stage tests.log 90 python3 -m pytest -q -p no:cacheprovider -m gpu tests/test_gpu.py
 # 2. issue 3, target 7: training chars/s against plain fp32 nn.LSTM, and val loss after 600
 #    steps in fp32 and in charrnn's precision from the same seed
-stage train_speed.log 150 python3 benchmarks/train_speed.py --device "$device" --corpus "$corpus" \
-    --quality-steps 600
+stage train_speed.log 150 python3 benchmarks/train_speed.py --device "$device" --quality-steps 600
 # 3. issue 4, target 4: `large` within 10 minutes. On a GPU ten minutes are hundreds of epochs,
 #    so the cosine horizon is capped by epochs; evaluations come often enough for keep-best.
 #    Each run's budget is its stage's limit less room for start-up and the sample.
-q=(python3 benchmarks/quality.py --presets large --corpus "$corpus")
+q=(python3 benchmarks/quality.py --presets large)
 stage quality.log 150 "${q[@]}" --budgets 110 --samples 4 -- --device "$device" --max-epochs 30 --eval-every 250
 # 4. issue 3, target 7: sampling chars/s, 1 and 32 streams
 stage sample_speed.log 80 python3 benchmarks/sample_speed.py --device "$device"

@@ -6,9 +6,9 @@ print the val loss (nats and bits per character) beside the nanoGPT reference fi
     python benchmarks/quality.py --presets auto --budgets 600 --samples 4
 
 Each run is `charrnn train CORPUS --preset P --time-limit B` in a child process (so runs do
-not share a process), on nanoGPT's split (the last 10% is val). Needs
-../shared/corpora/tinyshakespeare.txt. Run on an otherwise idle machine: it measures what a
-user gets in the time they give.
+not share a process), on nanoGPT's split (the last 10% is val), by default on the bundled
+tiny-shakespeare. Run on an otherwise idle machine: it measures what a user gets in the
+time they give.
 """
 
 from __future__ import annotations
@@ -21,8 +21,6 @@ import sys
 import tempfile
 from pathlib import Path
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "corpora" / "tinyshakespeare.txt"
-
 # Measured on this project's 2-core CPU machine (see benchmarks/README.md) and published figures.
 REFERENCES = [
     ("nanoGPT CPU recipe (4x128 transformer), 2,000 iters", "~63 s CPU", 1.89),
@@ -31,7 +29,7 @@ REFERENCES = [
 ]
 
 
-def run(corpus: Path, preset: str, budget: float, out: Path, extra: list[str]) -> dict:
+def run(corpus: str, preset: str, budget: float, out: Path, extra: list[str]) -> dict:
     cmd = [
         sys.executable,
         "-m",
@@ -68,13 +66,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--presets", default="small,medium,auto")
     ap.add_argument("--budgets", default="60")
-    ap.add_argument("--corpus", type=Path, default=SHARED)
+    ap.add_argument("--corpus", default="tinyshakespeare", help="a text file, or a bundled corpus by name")
     ap.add_argument("--samples", type=int, default=0, help="print this many lines of a sample per run")
     ap.add_argument("--keep", type=Path, help="keep the run directories here")
     ap.add_argument("extra", nargs="*", help="more charrnn train flags, after --")
     args = ap.parse_args()
-    if not args.corpus.exists():
-        raise SystemExit(f"{args.corpus} is absent")
     root = args.keep or Path(tempfile.mkdtemp(prefix="charrnn-quality-"))
     results = []
     for budget in (float(b) for b in args.budgets.split(",")):

@@ -7,15 +7,14 @@ side by side in one process (interleaved rounds, best of each).
     python benchmarks/train_speed.py --device cuda        # on a GPU: cuDNN, bf16 autocast
 
 "ours" is the real `charrnn.train.train` loop (precision auto: bf16 autocast where the CPU has
-AMX or AVX512-BF16, and on CUDA), timed from its own metrics after warm-up steps. Reads
-../shared/corpora/tinyshakespeare.txt (or --corpus) when present, else generates text.
+AMX or AVX512-BF16, and on CUDA), timed from its own metrics after warm-up steps. Trains on
+the bundled tiny-shakespeare, or --corpus.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import random
 import tempfile
 import time
 from pathlib import Path
@@ -24,22 +23,13 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from charrnn.bundled import CORPORA
 from charrnn.config import ModelConfig, TrainConfig
 from charrnn.data import StreamBatcher, preprocess
 from charrnn.runtime import pick_precision
 from charrnn.train import train
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "corpora" / "tinyshakespeare.txt"
-
-
-def corpus_file(tmp: Path, path: Path) -> Path:
-    if path.exists():
-        return path
-    rng = random.Random(0)
-    words = ["the", "king", "and", "thou", "art", "my", "lord", "of", "love", "death", "night", "day"]
-    path = tmp / "words.txt"
-    path.write_text("\n".join(" ".join(rng.choice(words) for _ in range(12)) for _ in range(60000)))
-    return path
+TINYSHAKESPEARE = CORPORA["tinyshakespeare"].path  # the copy inside the package
 
 
 def sync(device: torch.device) -> None:
@@ -124,11 +114,11 @@ def main() -> None:
     ap.add_argument(
         "--corpus",
         type=Path,
-        default=SHARED,
-        help="text to train on [default: ../shared's tiny-shakespeare; generated words when it is absent]",
+        default=TINYSHAKESPEARE,
+        help="text to train on [default: the bundled tiny-shakespeare]",
     )
     args = ap.parse_args()
-    if args.corpus != SHARED and not args.corpus.exists():
+    if not args.corpus.exists():
         raise SystemExit(f"{args.corpus} is absent")
     h, layers, b, t = args.hidden, args.layers, args.batch_size, args.seq_len
     device = torch.device(args.device)
@@ -142,7 +132,7 @@ def main() -> None:
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{torch.get_num_threads()} threads"
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        corpus = preprocess(corpus_file(tmp, args.corpus), tmp / "corpus", val_frac=0.1)
+        corpus = preprocess(args.corpus, tmp / "corpus", val_frac=0.1)
         print(
             f"{layers}x{h} LSTM, vocab {len(corpus.vocab)}, batch {b} x seq {t}, {steps} timed steps, "
             f"torch {torch.__version__}, {where}, charrnn precision {prec}"

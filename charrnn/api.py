@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from charrnn import checkpoint, data, distributed, memory, runs
+from charrnn import bundled, checkpoint, data, distributed, memory, runs
 from charrnn.config import SETTINGS, ModelConfig, SampleConfig, TrainConfig, auto_preset, configs
 from charrnn.data import Corpus, TextOptions
 from charrnn.errors import BadValueError, CheckpointError, InputError
@@ -42,10 +42,11 @@ def preprocess(
     test_frac: float = 0.0,
     text: TextOptions = TextOptions(),
 ) -> Corpus:
-    """Encode a text file as a corpus directory (default corpora/<input stem>)."""
+    """Encode a text file (or a bundled corpus, by name) as a corpus directory (default
+    corpora/<input stem>)."""
     out = (Path(out) if out is not None else runs.CORPORA / Path(input).stem).absolute()  # `--out .` has a name
     runs.check_corpus_out(out)
-    return data.preprocess(input, out, val_frac=val_frac, test_frac=test_frac, opts=text)
+    return data.preprocess(bundled.text_path(input), out, val_frac=val_frac, test_frac=test_frac, opts=text)
 
 
 # --------------------------------------------------------------------------- train

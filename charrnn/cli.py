@@ -43,7 +43,17 @@ err = Console(stderr=True, highlight=False)
 # --------------------------------------------------------------------------- errors -> exit codes
 
 
-class OneLineErrors(TyperGroup):
+class _NoHelpPlaceholder:
+    """--help shows no value placeholder after the flag itself."""
+
+    def get_help_option(self, ctx):
+        option = super().get_help_option(ctx)
+        if option is not None:
+            option.metavar = ""
+        return option
+
+
+class OneLineErrors(_NoHelpPlaceholder, TyperGroup):
     """Every failure ends as one line on stderr and an exit code; never a traceback."""
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
@@ -79,14 +89,8 @@ class OneLineErrors(TyperGroup):
         sys.exit(rv if isinstance(rv, int) else 0)
 
 
-class Command(TyperCommand):
-    """A subcommand whose --help shows no value placeholder after the flag itself."""
-
-    def get_help_option(self, ctx):
-        option = super().get_help_option(ctx)
-        if option is not None:
-            option.metavar = ""
-        return option
+class Command(_NoHelpPlaceholder, TyperCommand):
+    pass
 
 
 def _out_of_memory(e: RuntimeError) -> bool:
@@ -266,7 +270,7 @@ def preprocess_cmd(
 
     [bold]Examples[/bold]
 
-      charrnn preprocess tinyshakespeare.txt
+      charrnn preprocess tinyshakespeare            [dim]# the bundled corpus, into corpora/tinyshakespeare[/dim]
 
       charrnn preprocess poems.txt --out corpora/poems --val-frac 0.05 --test-frac 0.05
     """
@@ -284,6 +288,26 @@ def preprocess_cmd(
     sizes = m["split_sizes"]
     t.add_row("splits", "  ".join(f"{k} {sizes[k]:,}" for k in ("train", "val", "test") if sizes[k]))
     err.print(t)
+
+
+@app.command("corpora", cls=Command)
+def corpora_cmd():
+    """List the corpora that come with charrnn: train on one by its name.
+
+    [bold]Examples[/bold]
+
+      charrnn corpora
+
+      charrnn train tinyshakespeare --preset auto --time-limit 600
+    """
+    from charrnn.bundled import CORPORA  # see the note on lazy imports at the top
+
+    t = Table(show_header=True, title_justify="left")
+    for column in ("name", "size", "source"):
+        t.add_column(column)
+    for c in CORPORA.values():
+        t.add_row(c.name, f"{c.path.stat().st_size:,} bytes", c.source)
+    Console(highlight=False).print(t)
 
 
 # --------------------------------------------------------------------------- train
@@ -387,7 +411,13 @@ def train_cmd(
         int, typer.Option("--checkpoint-every", min=0, help="Steps between writes of last.pt, 0 = only at the end.")
     ] = default("checkpoint_every"),
     sample_every: Annotated[
-        int, typer.Option("--sample-every", min=0, help="Steps between progress samples, 0 = never.")
+        int | None,
+        typer.Option(
+            "--sample-every",
+            min=0,
+            show_default=False,
+            help="Steps between progress samples, 0 = never (default: a sample at every evaluation).",
+        ),
     ] = default("sample_every"),
     sample_length: Annotated[
         int, typer.Option("--sample-length", min=1, help="Characters per progress sample.")
@@ -433,9 +463,9 @@ def train_cmd(
 
     [bold]Examples[/bold]
 
-      charrnn train tinyshakespeare.txt --preset auto --time-limit 600
+      charrnn train tinyshakespeare --preset auto --time-limit 600        [dim]# the bundled corpus[/dim]
 
-      charrnn train tinyshakespeare.txt --hidden 128 --layers 2 --max-steps 500 --sample-every 100
+      charrnn train poems.txt --hidden 128 --layers 2 --max-steps 500 --sample-every 100
 
       charrnn train --resume checkpoints/tinyshakespeare-20261128-101500 --max-steps 5000
     """
@@ -830,8 +860,9 @@ def report_cmd(
     """Write one self-contained HTML page about a training run.
 
     Train and val loss by step and by time, learning rate and speed as charts; the run's
-    configuration; and the progress samples as a timeline from noise to words (train with
-    --sample-every to have them). Works offline. `charrnn train` writes one at the end.
+    configuration; and the progress samples as a timeline from noise to words (train writes
+    one at every evaluation unless --sample-every says otherwise). Works offline. `charrnn
+    train` writes the page at the end.
 
     [bold]Examples[/bold]
 

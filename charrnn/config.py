@@ -59,7 +59,7 @@ class TrainConfig:
     time_limit: float | None = None  # total seconds of training, counted across resumes
     eval_every: int = 500  # steps between full-validation evaluations (0: only at the end)
     checkpoint_every: int = 500  # steps between writes of last.pt (0: only at the end)
-    sample_every: int = 0  # steps between progress samples (0: never)
+    sample_every: int | None = None  # steps between progress samples (None: at every evaluation; 0: never)
     sample_length: int = 200
     sample_temp: float = 0.8
     log_every: int = 10  # steps between metrics.jsonl lines

@@ -260,7 +260,10 @@ def _config_table(run: Run) -> str:
 
 def _timeline(samples: list[dict]) -> str:
     if not samples:
-        return '<p class="empty">No progress samples: train with <code>--sample-every N</code> to see them here.</p>'
+        return (
+            '<p class="empty">No progress samples yet: one is written at every evaluation, unless the run'
+            " was trained with <code>--sample-every 0</code>.</p>"
+        )
     if len(samples) > MAX_SAMPLES:
         idx = sorted({round(i * (len(samples) - 1) / (MAX_SAMPLES - 1)) for i in range(MAX_SAMPLES)})
         samples = [samples[i] for i in idx]

@@ -11,7 +11,7 @@ import re
 from datetime import datetime
 from pathlib import Path
 
-from charrnn import checkpoint, runlog
+from charrnn import bundled, checkpoint, runlog
 from charrnn.data import Corpus, TextOptions, cached_corpus
 from charrnn.errors import BadValueError, CheckpointError, InputError
 
@@ -94,8 +94,9 @@ def open_corpus(
     opts: TextOptions = TextOptions(),
     root: Path = CORPORA,
 ) -> Corpus:
-    """A preprocessed corpus directory, or a text file preprocessed into the cache (once)."""
-    path = Path(path)
+    """A preprocessed corpus directory, or a text file (or bundled corpus) preprocessed into
+    the cache (once)."""
+    path = bundled.text_path(path)
     if path.is_dir():
         return Corpus.load(path)
     return cached_corpus(path, root, val_frac=val_frac, test_frac=test_frac, opts=opts)

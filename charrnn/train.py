@@ -453,6 +453,8 @@ class _Trainer:
         if self.log is not None:
             self.log.metric(record)
         self.cb.on_eval(record)
+        if cfg.sample_every is None and self.ranks.is_main:  # by default a sample goes with every evaluation
+            self._sample()
         if improved:
             self._save("best")
 
