@@ -20,7 +20,6 @@ from charrnn.train import train
 torch.set_num_threads(1)
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared" / "corpora" / "tinyshakespeare.txt"
 
 # CJK, emoji, combining marks, RTL, CRLF: the characters that byte-level tools get wrong.
 MIXED_TEXT = (
