@@ -22,31 +22,42 @@ from typing import Any
 
 import numpy as np
 
-from charrnn import bundled, checkpoint, data, distributed, memory, runs
-from charrnn.config import SETTINGS, ModelConfig, SampleConfig, TrainConfig, auto_preset, configs
+from charrnn import checkpoint, data, distributed, memory, runs
+from charrnn.config import (
+    SETTINGS,
+    TEST_FRAC,
+    VAL_FRAC,
+    ModelConfig,
+    SampleConfig,
+    TrainConfig,
+    auto_preset,
+    configs,
+)
 from charrnn.data import Corpus, TextOptions
 from charrnn.errors import BadValueError, CheckpointError, InputError
+from charrnn.model import CharRNN
 from charrnn.runtime import pick_device, pick_precision
 from charrnn.sample import generate
 from charrnn.scoring import mean_loss
 from charrnn.train import Callbacks, TrainResult
 from charrnn.train import train as train_loop
 from charrnn.values import bits
+from charrnn.vocab import Vocab
 
 
 def preprocess(
     input: Path,
     *,
     out: Path | None = None,
-    val_frac: float = 0.1,
-    test_frac: float = 0.0,
+    val_frac: float = VAL_FRAC,
+    test_frac: float = TEST_FRAC,
     text: TextOptions = TextOptions(),
 ) -> Corpus:
     """Encode a text file (or a bundled corpus, by name) as a corpus directory (default
     corpora/<input stem>)."""
     out = (Path(out) if out is not None else runs.CORPORA / Path(input).stem).absolute()  # `--out .` has a name
     runs.check_corpus_out(out)
-    return data.preprocess(bundled.text_path(input), out, val_frac=val_frac, test_frac=test_frac, opts=text)
+    return data.preprocess(input, out, val_frac=val_frac, test_frac=test_frac, opts=text)
 
 
 # --------------------------------------------------------------------------- train
@@ -54,13 +65,15 @@ def preprocess(
 
 @dataclass
 class TrainPlan:
-    """A run ready to start: every input checked, nothing written but the corpus cache."""
+    """A run ready to start: its configs settled and its directory named, with nothing written
+    but the corpus cache. The trainer checks what needs the model (the vocabulary and batch
+    size of a resumed run, the precision) before it writes anything."""
 
     corpus: Corpus
     model_config: ModelConfig | None  # None when resuming: the checkpoint's
     train_config: TrainConfig
     run_dir: Path
-    resume: dict | None = None  # the checkpoint being resumed
+    resumed: dict | None = None  # the checkpoint being resumed
     preset: str | None = None  # the preset used, "auto" resolved
 
 
@@ -71,8 +84,8 @@ def plan_training(
     preset: str | None = None,
     resume: Path | None = None,
     settings: dict[str, Any] | None = None,
-    val_frac: float = 0.1,
-    test_frac: float = 0.0,
+    val_frac: float = VAL_FRAC,
+    test_frac: float = TEST_FRAC,
     text: TextOptions = TextOptions(),
 ) -> TrainPlan:
     """Check a run's inputs and settle its configs and directory. `settings` are ModelConfig
@@ -98,7 +111,7 @@ def plan_training(
         runs.check_run_dir(run_dir, ckpt_path, ckpt)
     corpus = runs.open_corpus(input, val_frac=val_frac, test_frac=test_frac, opts=text)
     if ckpt is not None:
-        return TrainPlan(corpus, None, cfg, run_dir, resume=ckpt)
+        return TrainPlan(corpus, None, cfg, run_dir, resumed=ckpt)
 
     if preset == "auto":
         preset = auto_preset(settings.get("time_limit"), pick_device(settings.get("device", "auto")).type)
@@ -126,7 +139,7 @@ def run_training(
         plan.train_config,
         run_dir=plan.run_dir,
         callbacks=callbacks,
-        resume=plan.resume,
+        resume=plan.resumed,
         should_stop=should_stop,
     )
 
@@ -139,8 +152,8 @@ def train(
     resume: Path | None = None,
     callbacks: Callbacks | None = None,
     should_stop: Callable[[], bool] | None = None,
-    val_frac: float = 0.1,
-    test_frac: float = 0.0,
+    val_frac: float = VAL_FRAC,
+    test_frac: float = TEST_FRAC,
     text: TextOptions = TextOptions(),
     **settings: Any,
 ) -> TrainResult:
@@ -162,20 +175,44 @@ def train(
 # --------------------------------------------------------------------------- use a model
 
 
+@dataclass(frozen=True)
+class Sampler:
+    """A checkpoint loaded for sampling, on its device."""
+
+    path: Path
+    model: CharRNN
+    vocab: Vocab
+
+    def generate(self, config: SampleConfig = SampleConfig()) -> Iterator[tuple[str, ...]]:
+        """One tuple per step with a piece for each of the `config.num_samples` streams, the
+        prime first; `config.num_samples` that cannot fit in memory is refused first."""
+        device = next(self.model.parameters()).device
+        pick_precision(config.precision, device)
+        memory.check_sampling_memory(
+            self.model.config,
+            num_samples=config.num_samples,
+            prime_len=len(config.prime),
+            length=config.length,
+            device=device,
+        )
+        return generate(self.model, self.vocab, config)
+
+
+def load_sampler(checkpoint_path: Path | None = None, *, device: str = "cpu", precision: str = "fp32") -> Sampler:
+    """A checkpoint or run directory (default: the newest run in checkpoints/) loaded on
+    `device`, which must be able to sample in `precision`."""
+    path = runs.resolve_checkpoint(checkpoint_path or runs.latest_run())
+    dev = pick_device(device)
+    pick_precision(precision, dev)  # refuses what the device cannot do, before the model is read
+    model, vocab, _ = checkpoint.load_model(path, dev)
+    return Sampler(path, model, vocab)
+
+
 def sample(
     checkpoint_path: Path | None = None, config: SampleConfig = SampleConfig(), *, device: str = "cpu"
 ) -> Iterator[tuple[str, ...]]:
-    """Text from a checkpoint or run directory (default: the newest run in checkpoints/), as
-    `charrnn sample`: one tuple per step with a piece for each of the `config.num_samples`
-    streams, the prime first."""
-    path = runs.resolve_checkpoint(checkpoint_path or runs.latest_run())
-    dev = pick_device(device)
-    pick_precision(config.precision, dev)  # refuses what the device cannot do
-    model, vocab, _ = checkpoint.load_model(path, dev)
-    memory.check_sampling_memory(
-        model.config, num_samples=config.num_samples, prime_len=len(config.prime), length=config.length, device=dev
-    )
-    return generate(model, vocab, config)
+    """Text from a checkpoint or run directory, as `charrnn sample` writes it (see `Sampler.generate`)."""
+    return load_sampler(checkpoint_path, device=device, precision=config.precision).generate(config)
 
 
 @dataclass(frozen=True)

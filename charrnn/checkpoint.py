@@ -387,10 +387,23 @@ def check_not_behind(run_dir: Path, ckpt_path: Path, ckpt: dict) -> None:
 # --------------------------------------------------------------------------- what it shows
 
 
+def config_fields(ckpt: dict, key: str) -> dict:
+    """A checkpoint's model_config or train_config as the run uses it (a field an older
+    checkpoint lacks takes its default), or as stored where it does not parse."""
+    try:
+        return (model_config if key == "model_config" else train_config)(ckpt).to_dict()
+    except CheckpointError:
+        return as_dict(ckpt.get(key))
+
+
 def describe(ckpt: dict) -> list[tuple[str, str]]:
     """(label, text) rows of what a checkpoint holds, for `charrnn info` and the report. Only
     what commands use is validated on load: a damaged descriptive field shows as "?"."""
-    mc, tc, corpus = as_dict(ckpt.get("model_config")), as_dict(ckpt.get("train_config")), as_dict(ckpt.get("corpus"))
+    mc, tc, corpus = (
+        config_fields(ckpt, "model_config"),
+        config_fields(ckpt, "train_config"),
+        as_dict(ckpt.get("corpus")),
+    )
     best = ckpt.get("best_val_loss")
     weights = ckpt.get("model")
     params = sum(t.numel() for t in weights.values()) if isinstance(weights, dict) else None

@@ -26,7 +26,17 @@ from rich.text import Text
 from typer.core import TyperCommand, TyperGroup
 
 from charrnn import __version__
-from charrnn.config import DEFAULT_MAX_EPOCHS, PRESETS, SAMPLE_FIELDS, SETTINGS, SampleConfig, default, preset_settings
+from charrnn.config import (
+    DEFAULT_MAX_EPOCHS,
+    PRESETS,
+    SAMPLE_FIELDS,
+    SETTINGS,
+    TEST_FRAC,
+    VAL_FRAC,
+    SampleConfig,
+    default,
+    preset_settings,
+)
 from charrnn.data import TextOptions
 from charrnn.errors import ERROR_PREFIX, LAUNCHED_ENV, CharRNNError, InputError, PeerLostError
 from charrnn.values import bits
@@ -257,8 +267,8 @@ def preprocess_cmd(
     out: Annotated[
         Path | None, typer.Option("--out", help="Output directory (default: corpora/<input stem>).", show_default=False)
     ] = None,
-    val_frac: ValFrac = 0.1,
-    test_frac: TestFrac = 0.0,
+    val_frac: ValFrac = VAL_FRAC,
+    test_frac: TestFrac = TEST_FRAC,
     encoding_errors: EncodingErrors = "strict",
     newline: Newline = "keep",
     force: Force = False,
@@ -448,8 +458,8 @@ def train_cmd(
         int,
         typer.Option("--nproc", min=1, help="Data-parallel processes on this machine (one per GPU; gloo on the CPU)."),
     ] = 1,
-    val_frac: ValFrac = 0.1,
-    test_frac: TestFrac = 0.0,
+    val_frac: ValFrac = VAL_FRAC,
+    test_frac: TestFrac = TEST_FRAC,
     encoding_errors: EncodingErrors = "strict",
     newline: Newline = "keep",
     force: Force = False,
@@ -691,17 +701,18 @@ def sample_cmd(
     """
     from charrnn import api  # see the note on lazy imports at the top
 
+    sampler = api.load_sampler(checkpoint_path, device=device, precision=precision)  # before stdin is read
     settings = {name: value for name, value in ctx.params.items() if name in SAMPLE_FIELDS}
     config = SampleConfig(**settings | {"prime": _read_stdin_prime() if prime is None else prime})
-    pieces = api.sample(checkpoint_path, config, device=device)
+    stream = sampler.generate(config)
     out = _utf8_stdout()
     rest: list[list[str]] = [[] for _ in range(num_samples - 1)]  # printed after the first, which streams
     try:
-        for step in pieces:
-            if step[0]:
-                out.write(step[0])
+        for pieces in stream:
+            if pieces[0]:
+                out.write(pieces[0])
                 out.flush()
-            for buf, piece in zip(rest, step[1:], strict=True):
+            for buf, piece in zip(rest, pieces[1:], strict=True):
                 buf.append(piece)
         for buf in rest:
             out.write(separator + "".join(buf))

@@ -9,15 +9,18 @@ settings win over them:
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 from charrnn.errors import BadValueError
-from charrnn.values import is_int
+from charrnn.values import is_int, is_number
 
 MODEL_TYPES = ("lstm", "gru", "rnn")
-DEVICES = ("auto", "cpu", "cuda", "mps")
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+# The corpus's splits: val is the last tenth of the text (nanoGPT's tiny-shakespeare split), and
+# there is no test split unless asked for.
+VAL_FRAC = 0.1
+TEST_FRAC = 0.0
 
 
 @dataclass(frozen=True)
@@ -70,7 +73,9 @@ class TrainConfig:
     precision: str = "auto"
 
     def __post_init__(self):
-        _positive(self, "batch_size", "seq_len", "eval_batch_size")
+        _positive(self, "batch_size", "seq_len", "eval_batch_size", "sample_length")
+        if not (is_number(self.sample_temp) and 0 <= self.sample_temp < math.inf):
+            raise ValueError(f"sample_temp must be a number >= 0, not {self.sample_temp!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -85,7 +90,8 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class SampleConfig:
-    """How `charrnn sample` writes: each field is the option of the same name."""
+    """What `charrnn sample` writes: each field is the option of the same name (the command's
+    --separator and --device are about where the text goes and what runs it, not the text)."""
 
     prime: str = ""  # text to start from ("": as a document starts)
     length: int = 1000  # new characters per sample
@@ -168,7 +174,6 @@ PRESETS: dict[str, dict[str, Any]] = {
                   eval_every=1000),
 }
 # fmt: on
-PRESET_NAMES = ("auto", *PRESETS)
 
 
 def preset_settings(name: str) -> dict[str, Any]:

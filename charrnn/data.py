@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from charrnn import bundled
+from charrnn.config import TEST_FRAC, VAL_FRAC
 from charrnn.errors import BadValueError, InputError
 from charrnn.values import is_count
 from charrnn.vocab import Vocab
@@ -246,8 +248,8 @@ def preprocess(
     src: Path,
     out_dir: Path,
     *,
-    val_frac: float = 0.1,
-    test_frac: float = 0.0,
+    val_frac: float = VAL_FRAC,
+    test_frac: float = TEST_FRAC,
     opts: TextOptions = TextOptions(),
     chunk_bytes: int = CHUNK_BYTES,
 ) -> Corpus:
@@ -256,7 +258,7 @@ def preprocess(
         raise BadValueError(f"--val-frac must be in [0, 1), not {val_frac}")
     if not 0 <= test_frac < 1 or val_frac + test_frac >= 1:
         raise BadValueError(f"--test-frac must be in [0, 1) and leave some text for training, not {test_frac}")
-    src = check_text_file(src)
+    src = check_text_file(bundled.text_path(src))
     t0 = time.perf_counter()
     sha = file_sha256(src)
     vocab, n = _scan(src, opts, chunk_bytes)
@@ -336,10 +338,15 @@ def _displayable(name: str) -> str:
 
 
 def cached_corpus(
-    src: Path, root: Path, *, val_frac: float = 0.1, test_frac: float = 0.0, opts: TextOptions = TextOptions()
+    src: Path,
+    root: Path,
+    *,
+    val_frac: float = VAL_FRAC,
+    test_frac: float = TEST_FRAC,
+    opts: TextOptions = TextOptions(),
 ) -> Corpus:
     """Preprocess `src` into `root/<stem>-<hash>/` unless an identical cache entry exists."""
-    src = check_text_file(src)
+    src = check_text_file(bundled.text_path(src))
     key = f"{file_sha256(src)}|{val_frac}|{test_frac}|{opts.newline}|{opts.encoding_errors}"
     out = Path(root) / f"{src.stem}-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
     if (out / "meta.json").exists():

@@ -19,7 +19,7 @@ from pathlib import Path
 from charrnn import checkpoint, runlog
 from charrnn.errors import CharRNNError, InputError
 from charrnn.pages import page_head, write_html
-from charrnn.values import as_dict, bits, is_number
+from charrnn.values import bits, is_number
 
 BLOCKS = "▁▂▃▄▅▆▇█"
 MAX_SAMPLES = 40  # progress samples shown; evenly spaced over the run when there are more
@@ -252,8 +252,8 @@ def _config_table(run: Run) -> str:
     if c is None:
         return '<p class="empty">No readable last.pt or best.pt in the run directory.</p>'
     rows: list[tuple[str, object]] = list(checkpoint.describe(c))
-    rows += [(f"model.{k}", v) for k, v in as_dict(c.get("model_config")).items()]
-    rows += [(f"train.{k}", v) for k, v in as_dict(c.get("train_config")).items()]
+    rows += [(f"model.{k}", v) for k, v in checkpoint.config_fields(c, "model_config").items()]
+    rows += [(f"train.{k}", v) for k, v in checkpoint.config_fields(c, "train_config").items()]
     body = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in rows)
     return f"<table>{body}</table>"
 

@@ -11,7 +11,8 @@ import re
 from datetime import datetime
 from pathlib import Path
 
-from charrnn import bundled, checkpoint, runlog
+from charrnn import checkpoint, runlog
+from charrnn.config import TEST_FRAC, VAL_FRAC
 from charrnn.data import Corpus, TextOptions, cached_corpus
 from charrnn.errors import BadValueError, CheckpointError, InputError
 
@@ -89,14 +90,14 @@ def check_corpus_out(out: Path) -> None:
 def open_corpus(
     path: Path,
     *,
-    val_frac: float = 0.1,
-    test_frac: float = 0.0,
+    val_frac: float = VAL_FRAC,
+    test_frac: float = TEST_FRAC,
     opts: TextOptions = TextOptions(),
     root: Path = CORPORA,
 ) -> Corpus:
     """A preprocessed corpus directory, or a text file (or bundled corpus) preprocessed into
     the cache (once)."""
-    path = bundled.text_path(path)
+    path = Path(path)
     if path.is_dir():
         return Corpus.load(path)
     return cached_corpus(path, root, val_frac=val_frac, test_frac=test_frac, opts=opts)

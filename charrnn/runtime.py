@@ -78,14 +78,19 @@ def cpu_runs_bf16_rnn(kind: str) -> bool:
     return True
 
 
-def check_training_precision(device: torch.device, precision: str, kind: str) -> None:
-    """Refuse a precision the device cannot train this kind of layer in."""
+def training_precision(requested: str, device: torch.device, kind: str) -> str:
+    """The precision to train a `kind` layer in: `requested` with auto resolved, except that
+    where this CPU's kernels cannot train it in bf16, auto means fp32 and bf16 is refused."""
+    precision = pick_precision(requested, device)
     if device.type == "cpu" and precision == "bf16" and not cpu_runs_bf16_rnn(kind):
+        if requested == "auto":
+            return "fp32"
         layer = f"{'a' if kind == 'gru' else 'an'} {kind.upper()}"
         raise DeviceError(
             f"--precision bf16: this CPU's kernels cannot train {layer} in bfloat16 "
             "(it has no AVX512-BF16 or AMX); use --precision fp32"
         )
+    return precision
 
 
 def autocast(device: torch.device, precision: str):

@@ -32,13 +32,13 @@ from charrnn.errors import PeerLostError, TrainingError, first_line
 from charrnn.model import CharRNN, State, cross_entropy
 from charrnn.runtime import (
     autocast,
-    check_training_precision,
     needs_loss_scaling,
     pick_device,
     pick_precision,
     rng_state,
     seed_everything,
     set_rng_state,
+    training_precision,
 )
 from charrnn.sample import sample_text
 from charrnn.scoring import mean_loss
@@ -127,16 +127,14 @@ def train(
     ranks = distributed.from_env()
     run_dir = Path(run_dir)
     device = pick_device(cfg.device)
-    precision = pick_precision(cfg.precision, device)
+    pick_precision(cfg.precision, device)  # refuses what the device cannot do, before the processes meet
     rows = ranks.share(cfg.batch_size)  # this process's streams of each batch
     try:
         device = distributed.setup(ranks, device)
     except RuntimeError as e:  # the processes could not form a group: a rendezvous that failed
         raise TrainingError(f"the training processes could not connect ({first_line(e)})") from None
     try:
-        trainer = _Trainer(
-            corpus, model_cfg, cfg, resume=resume, ranks=ranks, device=device, precision=precision, rows=rows
-        )
+        trainer = _Trainer(corpus, model_cfg, cfg, resume=resume, ranks=ranks, device=device, rows=rows)
         result = trainer.run(
             run_dir, callbacks if callbacks is not None and ranks.is_main else _Silent(), should_stop or (lambda: False)
         )
@@ -192,16 +190,15 @@ class _Trainer:
         resume: dict | None,
         ranks: Ranks,
         device: torch.device,
-        precision: str,
         rows: slice,
     ):
         if resume is not None:
             model_cfg = checkpoint.model_config(resume)
             checkpoint.check_resumes_on(resume, corpus_vocab=corpus.vocab, corpus_name=corpus.name, cfg=cfg)
         assert model_cfg is not None and model_cfg.vocab_size == len(corpus.vocab)
-        check_training_precision(device, precision, model_cfg.model)
+        self.precision = training_precision(cfg.precision, device, model_cfg.model)
         self.corpus, self.model_cfg, self.cfg = corpus, model_cfg, cfg
-        self.ranks, self.device, self.precision, self.rows = ranks, device, precision, rows
+        self.ranks, self.device, self.rows = ranks, device, rows
         self.resumed = resume is not None
 
         seed_everything(cfg.seed)
@@ -217,7 +214,7 @@ class _Trainer:
             betas=(0.9, 0.99),
             fused=device.type in ("cuda", "cpu"),
         )
-        self.scaler = torch.amp.GradScaler(device.type, enabled=needs_loss_scaling(device, precision))
+        self.scaler = torch.amp.GradScaler(device.type, enabled=needs_loss_scaling(device, self.precision))
         self.batcher = StreamBatcher(corpus.split_reader("train"), cfg.batch_size, cfg.seq_len, rows=rows)
         self.val_ids = corpus.split_reader("val")
 
@@ -421,8 +418,8 @@ class _Trainer:
                 self.log.metric(record)
             meter.t_log, meter.chars, meter.loss_sum, meter.loss_n = now, 0, 0.0, 0
         epoch_frac = state.epoch + state.offset / self.batcher.stream_len
-        now = {"train_loss": meter.train_loss, "val_loss": state.val_loss, "epoch_frac": epoch_frac}
-        self.cb.on_step(record | now, logged)
+        latest = {"train_loss": meter.train_loss, "val_loss": state.val_loss, "epoch_frac": epoch_frac}
+        self.cb.on_step(record | latest, logged)
 
     def _eval(self) -> None:
         cfg, state = self.cfg, self.state

@@ -27,7 +27,7 @@ from charrnn import api, checkpoint
 from charrnn import data as data_mod
 from charrnn import train as train_mod
 from charrnn.cli import app
-from charrnn.config import SampleConfig
+from charrnn.config import SampleConfig, TrainConfig
 from charrnn.data import TextOptions, preprocess
 from charrnn.errors import DeviceError, InputError, TrainingError
 from charrnn.model import CharRNN
@@ -244,6 +244,11 @@ def test_bf16_training_on_a_cpu_without_bf16_kernels_is_one_line(cli, mixed_file
     r = cli("train", mixed_file, *TINY_FLAGS, "--precision", "bf16", "--max-steps", 5)
     one_line_error(r, 5, "cannot train an LSTM in bfloat16")
     assert not (tmp_path / "checkpoints").exists()
+    # a CPU whose flags promise bf16 while its kernels have none: auto trains in fp32, without a word
+    monkeypatch.setattr(runtime, "cpu_has_fast_bf16", lambda: True)
+    r = cli("train", mixed_file, *TINY_FLAGS, "--precision", "auto", "--max-steps", 2, "--out", "auto")
+    assert r.exit_code == 0, r.stderr
+    assert checkpoint.load(tmp_path / "auto" / "last.pt")["precision"] == "fp32"
 
 
 def test_prime_outside_vocabulary_named_or_skipped(cli, tiny_run):
@@ -359,6 +364,20 @@ def test_info_shows_damaged_record_fields_as_unknown(cli, tiny_run, tmp_path):
     r = cli("info", odd)
     assert r.exit_code == 0, r.stderr
     assert "? nats/char" in r.stdout and "? (epoch" in r.stdout
+    # a config field a checkpoint lacks (written before the field existed) shows the default it runs with
+    older = tmp_path / "older.pt"
+    torch.save({**ckpt, "train_config": {k: v for k, v in ckpt["train_config"].items() if k != "lr"}}, older)
+    r = cli("info", older)
+    assert r.exit_code == 0, r.stderr
+    assert f"lr {TrainConfig.lr}," in r.stdout
+
+
+def test_sample_checks_the_checkpoint_before_it_reads_stdin(cli, tiny_run):
+    # a prime on stdin is read only once the checkpoint and device are known to be usable, so a
+    # caller that leaves stdin open is not kept waiting for an answer that is an error anyway
+    one_line_error(cli("sample", "missing.pt", input=b"\xff\xfe"), 4, "no such checkpoint")
+    one_line_error(cli("sample", tiny_run, "--device", "cuda", input=b"\xff\xfe"), 5, "no CUDA device")
+    one_line_error(cli("sample", tiny_run, input=b"\xff\xfe"), 3, "stdin is not UTF-8")
 
 
 def test_a_run_directory_is_never_overwritten_by_mistake(cli, run_copy, mixed_file, tmp_path):
@@ -644,7 +663,7 @@ def test_disk_full_for_a_log_file_stops_with_one_line(cli, tmp_path, mixed_file,
         train_mod.train(mixed_corpus, tiny_model(len(mixed_corpus.vocab)), tiny_train(max_steps=20), run_dir=run)
     # ... and samples.txt through a resumed run
     run = tmp_path / "checkpoints" / "samples"
-    r = cli("train", mixed_file, *TINY_FLAGS, "--max-steps", 2, "--out", run)
+    r = cli("train", mixed_file, *TINY_FLAGS, "--max-steps", 2, "--sample-every", 0, "--out", run)
     assert r.exit_code == 0, r.stderr
     (run / "samples.txt").symlink_to("/dev/full")
     r = cli("train", "--resume", run, "--max-steps", 20, "--checkpoint-every", 2, "--sample-every", 5, "--quiet")
