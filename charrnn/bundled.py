@@ -43,7 +43,7 @@ CORPORA = {
 
 def text_path(name: str | Path) -> Path:
     """The text file an input names: the path itself where it exists, else the bundled corpus
-    of that name; neither is a one-line InputError that lists the bundled names."""
+    of that name. A name that is neither is a one-line InputError listing the bundled names."""
     path = Path(name)
     if path.exists():
         return path
