@@ -6,7 +6,7 @@ side by side in one process (interleaved rounds, best of each).
     python benchmarks/train_speed.py --quality-steps 300  # + val loss, fp32 vs charrnn's precision
     python benchmarks/train_speed.py --device cuda        # on a GPU: cuDNN, bf16 autocast
 
-"ours" is the real `charrnn.train.train` loop (precision auto: bf16 autocast where the CPU has
+"ours" is the real `charrnn.loop.train` loop (precision auto: bf16 autocast where the CPU has
 AMX or AVX512-BF16, and on CUDA), timed from its own metrics after warm-up steps. Trains on
 the bundled tiny-shakespeare, or --corpus.
 """
@@ -26,8 +26,8 @@ from torch.nn import functional as F
 from charrnn.bundled import CORPORA
 from charrnn.config import ModelConfig, TrainConfig
 from charrnn.data import StreamBatcher, preprocess
+from charrnn.loop import train
 from charrnn.runtime import pick_precision
-from charrnn.train import train
 
 TINYSHAKESPEARE = CORPORA["tinyshakespeare"].path  # the copy inside the package
 

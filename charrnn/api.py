@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from charrnn import checkpoint, data, distributed, memory, runs
 from charrnn.config import (
@@ -35,12 +36,12 @@ from charrnn.config import (
 )
 from charrnn.data import Corpus, TextOptions
 from charrnn.errors import BadValueError, CheckpointError, InputError
+from charrnn.loop import Callbacks, TrainResult
+from charrnn.loop import train as train_loop
 from charrnn.model import CharRNN
 from charrnn.runtime import pick_device, pick_precision
 from charrnn.sample import generate
-from charrnn.scoring import mean_loss
-from charrnn.train import Callbacks, TrainResult
-from charrnn.train import train as train_loop
+from charrnn.scoring import char_logprobs, mean_loss
 from charrnn.values import bits
 from charrnn.vocab import Vocab
 
@@ -176,43 +177,95 @@ def train(
 
 
 @dataclass(frozen=True)
-class Sampler:
-    """A checkpoint loaded for sampling, on its device."""
+class Score:
+    """How likely a model finds a text: the log-probability of each character given the ones
+    before it (the first character has none)."""
+
+    text: str  # the characters scored (without those skipped as unknown)
+    logprobs: list[float]  # natural logs, one per character after the first
+
+    @property
+    def nats(self) -> float:
+        """Mean loss in nats per character."""
+        return -sum(self.logprobs) / len(self.logprobs)
+
+    @property
+    def bits(self) -> float:
+        return bits(self.nats)
+
+
+@dataclass(frozen=True)
+class Model:
+    """A trained model, loaded once, to write with and to score text with.
+
+    `generate` returns what `charrnn sample` prints for the same options (the prime, then the
+    new text); `stream` yields it piece by piece as it is written; `score` tells how likely the
+    model finds a text. Options are `SampleConfig`'s fields: length, temp, top_k, top_p, stop,
+    seed, num_samples, unknown, precision."""
 
     path: Path
-    model: CharRNN
+    net: CharRNN
     vocab: Vocab
 
-    def generate(self, config: SampleConfig = SampleConfig()) -> Iterator[tuple[str, ...]]:
+    @property
+    def device(self) -> torch.device:
+        return next(self.net.parameters()).device
+
+    def pieces(self, config: SampleConfig = SampleConfig()) -> Iterator[tuple[str, ...]]:
         """One tuple per step with a piece for each of the `config.num_samples` streams, the
-        prime first; `config.num_samples` that cannot fit in memory is refused first."""
-        device = next(self.model.parameters()).device
-        pick_precision(config.precision, device)
+        prime first: what `charrnn sample` streams. A `num_samples` that cannot fit in memory
+        is refused before anything is generated."""
+        pick_precision(config.precision, self.device)
         memory.check_sampling_memory(
-            self.model.config,
+            self.net.config,
             num_samples=config.num_samples,
             prime_len=len(config.prime),
             length=config.length,
-            device=device,
+            device=self.device,
         )
-        return generate(self.model, self.vocab, config)
+        return generate(self.net, self.vocab, config)
+
+    def generate(self, prime: str = "", **options: Any) -> str | list[str]:
+        """The prime and the new text, as one string; with `num_samples` > 1, one string per sample."""
+        config = SampleConfig(prime=prime, **options)
+        texts = ["".join(parts) for parts in zip(*self.pieces(config), strict=True)]
+        return texts[0] if config.num_samples == 1 else texts
+
+    def stream(self, prime: str = "", **options: Any) -> Iterator[str]:
+        """The prime, then the new text in pieces as they are written (one sample)."""
+        config = SampleConfig(prime=prime, **options)
+        if config.num_samples != 1:
+            raise BadValueError("stream writes one sample; use generate for --num-samples > 1")
+        for (piece,) in self.pieces(config):
+            if piece:
+                yield piece
+
+    def score(self, text: str, *, unknown: str = "error") -> Score:
+        """Log-probabilities of `text`'s characters, read as one stream from the start. Characters
+        outside the vocabulary raise UnknownCharacterError, or are left out with unknown="skip"."""
+        ids = self.vocab.encode(text, unknown=unknown, context="the text to score")
+        if len(ids) < 2:
+            raise InputError("the text to score needs at least 2 characters (the first is only read)")
+        logprobs = char_logprobs(self.net, torch.tensor(ids, device=self.device))
+        return Score(self.vocab.decode(ids), logprobs.tolist())
 
 
-def load_sampler(checkpoint_path: Path | None = None, *, device: str = "cpu", precision: str = "fp32") -> Sampler:
-    """A checkpoint or run directory (default: the newest run in checkpoints/) loaded on
-    `device`, which must be able to sample in `precision`."""
+def load(checkpoint_path: Path | str | None = None, *, device: str = "cpu", precision: str = "fp32") -> Model:
+    """A checkpoint file or run directory (its best.pt; default: the newest run in
+    checkpoints/), loaded on `device`. A device that cannot sample in `precision` is refused
+    before the weights are read."""
     path = runs.resolve_checkpoint(checkpoint_path or runs.latest_run())
     dev = pick_device(device)
-    pick_precision(precision, dev)  # refuses what the device cannot do, before the model is read
-    model, vocab, _ = checkpoint.load_model(path, dev)
-    return Sampler(path, model, vocab)
+    pick_precision(precision, dev)
+    net, vocab, _ = checkpoint.load_model(path, dev)
+    return Model(path, net, vocab)
 
 
 def sample(
     checkpoint_path: Path | None = None, config: SampleConfig = SampleConfig(), *, device: str = "cpu"
 ) -> Iterator[tuple[str, ...]]:
-    """Text from a checkpoint or run directory, as `charrnn sample` writes it (see `Sampler.generate`)."""
-    return load_sampler(checkpoint_path, device=device, precision=config.precision).generate(config)
+    """Text from a checkpoint or run directory, as `charrnn sample` streams it (`Model.pieces`)."""
+    return load(checkpoint_path, device=device, precision=config.precision).pieces(config)
 
 
 @dataclass(frozen=True)

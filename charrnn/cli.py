@@ -701,10 +701,10 @@ def sample_cmd(
     """
     from charrnn import api  # see the note on lazy imports at the top
 
-    sampler = api.load_sampler(checkpoint_path, device=device, precision=precision)  # before stdin is read
+    model = api.load(checkpoint_path, device=device, precision=precision)  # before stdin is read
     settings = {name: value for name, value in ctx.params.items() if name in SAMPLE_FIELDS}
     config = SampleConfig(**settings | {"prime": _read_stdin_prime() if prime is None else prime})
-    stream = sampler.generate(config)
+    stream = model.pieces(config)
     out = _utf8_stdout()
     rest: list[list[str]] = [[] for _ in range(num_samples - 1)]  # printed after the first, which streams
     try:

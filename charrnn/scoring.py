@@ -46,3 +46,20 @@ def mean_loss(
     model.train(was_training)
     total, count = distributed.all_sum([total, count], ranks, device)
     return total / count if count else float("nan")
+
+
+@torch.no_grad()
+def char_logprobs(model: CharRNN, ids: torch.Tensor, *, window: int = 1024) -> torch.Tensor:
+    """log p(ids[t] | ids[:t]) for t >= 1, in float32: the text read as one stream from a zero
+    state, in windows with the state carried, so any length fits in memory."""
+    was_training = model.training
+    model.eval()
+    out, state = [], None
+    for a in range(0, len(ids) - 1, window):
+        x = ids[a : a + window].unsqueeze(0)  # (1, T)
+        y = ids[a + 1 : a + window + 1]  # (T',) T' = T, or T - 1 at the end
+        logits, state = model(x, state)
+        logp = torch.log_softmax(logits[0, : len(y)].float(), dim=-1)  # (T', V)
+        out.append(logp.gather(1, y[:, None])[:, 0])
+    model.train(was_training)
+    return torch.cat(out).cpu()

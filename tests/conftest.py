@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from charrnn.cli import app
 from charrnn.config import ModelConfig, TrainConfig
 from charrnn.data import preprocess
-from charrnn.train import train
+from charrnn.loop import train
 
 # Tiny models gain nothing from threads, and on a busy machine threads only contend.
 torch.set_num_threads(1)

@@ -13,8 +13,8 @@ import pytest
 import torch
 
 from charrnn import checkpoint, distributed
+from charrnn.loop import train
 from charrnn.sample import sample_text
-from charrnn.train import train
 from tests.conftest import TINY_FLAGS, subprocess_env, tiny_model, tiny_train
 
 # a batch of 8 splits between 2 processes; the schedule's horizon is fixed so that runs of any length compare

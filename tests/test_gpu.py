@@ -6,8 +6,8 @@ import torch
 
 from charrnn import checkpoint
 from charrnn.config import SampleConfig
+from charrnn.loop import train
 from charrnn.sample import generate, sample_text
-from charrnn.train import train
 from tests.conftest import tiny_model, tiny_train
 
 pytestmark = pytest.mark.gpu

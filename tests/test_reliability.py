@@ -23,17 +23,16 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from charrnn import api, checkpoint
+from charrnn import api, checkpoint, loop
 from charrnn import data as data_mod
-from charrnn import train as train_mod
 from charrnn.cli import app
 from charrnn.config import SampleConfig, TrainConfig
 from charrnn.data import TextOptions, preprocess
 from charrnn.errors import DeviceError, InputError, TrainingError
+from charrnn.loop import MAX_BAD_STEPS, Callbacks, train
 from charrnn.model import CharRNN
 from charrnn.runtime import pick_precision
 from charrnn.sample import generate, pick
-from charrnn.train import MAX_BAD_STEPS, Callbacks, train
 from charrnn.vocab import Vocab
 from tests.conftest import (
     MIXED_TEXT,
@@ -660,7 +659,7 @@ def test_disk_full_for_a_log_file_stops_with_one_line(cli, tmp_path, mixed_file,
     run.mkdir(parents=True)
     (run / "metrics.jsonl").symlink_to("/dev/full")
     with pytest.raises(TrainingError, match="the disk is full; no checkpoint was written"):
-        train_mod.train(mixed_corpus, tiny_model(len(mixed_corpus.vocab)), tiny_train(max_steps=20), run_dir=run)
+        loop.train(mixed_corpus, tiny_model(len(mixed_corpus.vocab)), tiny_train(max_steps=20), run_dir=run)
     # ... and samples.txt through a resumed run
     run = tmp_path / "checkpoints" / "samples"
     r = cli("train", mixed_file, *TINY_FLAGS, "--max-steps", 2, "--sample-every", 0, "--out", run)
@@ -746,7 +745,7 @@ class _Warnings(Callbacks):
 
 def _nan_on(monkeypatch, bad_calls):
     """Make the training loss NaN on the given (1-based) training steps."""
-    real = train_mod.cross_entropy
+    real = loop.cross_entropy
     n = [0]
 
     def ce(logits, y, reduction="mean"):
@@ -757,7 +756,7 @@ def _nan_on(monkeypatch, bad_calls):
                 return loss * float("nan")
         return loss
 
-    monkeypatch.setattr(train_mod, "cross_entropy", ce)
+    monkeypatch.setattr(loop, "cross_entropy", ce)
 
 
 def test_nan_steps_are_skipped_and_the_rate_lowered(tmp_path, mixed_corpus, monkeypatch):

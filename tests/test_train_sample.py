@@ -6,11 +6,11 @@ import torch
 from charrnn import checkpoint
 from charrnn.config import SampleConfig
 from charrnn.data import StreamBatcher, preprocess
+from charrnn.loop import train
 from charrnn.model import CharRNN
 from charrnn.runtime import cpu_runs_bf16_rnn, needs_loss_scaling
 from charrnn.sample import generate, pick, sample_text
 from charrnn.stepper import FastStepper
-from charrnn.train import train
 from tests.conftest import MIXED_TEXT, tiny_model, tiny_train
 
 

@@ -1,5 +1,6 @@
 """The training loop, and only the loop: AdamW, warm-up + cosine schedule, clipping,
-evaluation, checkpoint cadence and progress samples. It reports through `Callbacks` and
+evaluation, checkpoint cadence and progress samples (`charrnn.train`, the function users call,
+is `api.train`, which plans a run and calls this). It reports through `Callbacks` and
 knows nothing of the terminal, the HTML report or the log format (`runlog` writes the logs,
 `checkpoint` the checkpoints).
 
