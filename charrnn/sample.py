@@ -27,9 +27,7 @@ def pick(
     logits = logits.float()
     if temp == 0:
         return logits.argmax(dim=-1)
-    # Shift so the largest logit is 0 and divide in float64: a tiny temperature then gives
-    # -inf (probability 0) for the rest instead of inf - inf = NaN.
-    logits = (logits - logits.max(dim=-1, keepdim=True).values).double() / temp
+    logits = tempered(logits, temp)
     if top_k is not None and 0 < top_k < logits.size(-1):
         kth = torch.topk(logits, top_k, dim=-1).values[:, -1:]
         logits = logits.masked_fill(logits < kth, float("-inf"))
@@ -43,6 +41,18 @@ def pick(
     return torch.multinomial(probs, 1, generator=g).squeeze(-1)
 
 
+def tempered(logits: torch.Tensor, temp: float | torch.Tensor) -> torch.Tensor:
+    """Logits (B, V) over the temperature (a number, or one per row as (B, 1)), in float64.
+    Shifted so the largest is 0 first: a tiny temperature then gives -inf (probability 0) for
+    the rest instead of inf - inf = NaN. Each row's result is the same whatever rows are beside it."""
+    return (logits - logits.max(dim=-1, keepdim=True).values).double() / temp
+
+
+def plain(config: SampleConfig) -> bool:
+    """Sampled from the tempered distribution itself: no argmax, no top-k or top-p cut."""
+    return config.temp > 0 and config.top_k is None and config.top_p is None
+
+
 @torch.no_grad()
 def generate(
     model: CharRNN, vocab: Vocab, config: SampleConfig = SampleConfig(), *, fast: bool = True
@@ -52,31 +62,71 @@ def generate(
     through `nn.LSTM` itself (the reference the fast path is tested against)."""
     was_training = model.training
     model.eval()
-    device = next(model.parameters()).device
-    g = generator(config.seed, device)
     try:
-        prime_ids, shown_prime = _prime(vocab, config.prime, unknown=config.unknown, g=g)
-        yield (shown_prime,) * config.num_samples
-        x = torch.tensor(prime_ids, device=device).unsqueeze(0).expand(config.num_samples, -1)  # (B, P)
-        logits, state = model(x)
-        logits = logits[:, -1]  # (B, V)
         if fast:
             stepper = FastStepper(model, torch.bfloat16 if config.precision == "bf16" else torch.float32)
-            step, state = stepper.step, stepper.convert(state)
+            step, convert = stepper.step, stepper.convert
         else:
-            step = _reference_step(model)
-        streams = _Streams(config.num_samples, config.stop)
-        for i in range(config.length):
-            ids = pick(logits, g, temp=config.temp, top_k=config.top_k, top_p=config.top_p)
-            yield streams.add([vocab.chars[j] for j in ids.tolist()])
-            if streams.all_done:
-                return
-            if i + 1 < config.length:
-                logits, state = step(ids, state)
-        if streams.held:
-            yield streams.rest()
+            step, convert = _reference_step(model), None
+        run = SampleRun(model, vocab, config, convert=convert)
+        yield run.first
+        while not run.finished:
+            ids, pieces = run.pick()
+            yield pieces
+            if not run.finished:
+                run.logits, run.state = step(ids, run.state)
+        if run.rest is not None:
+            yield run.rest
     finally:
         model.train(was_training)
+
+
+class SampleRun:
+    """One sampling run of `config.num_samples` streams, stepped from outside: its random
+    generator, the prime already read, the next-character logits and state, and the text held
+    back for the stop string. `generate` steps one run alone; a server can step many in one
+    batch, each with its own options and seed.
+
+    After `first` (the prime), call `pick` until `finished`; between picks, step the model
+    with the ids `pick` returned and set `logits` and `state` from it. `rest` is then the text
+    still held back, if any."""
+
+    @torch.no_grad()
+    def __init__(self, model: CharRNN, vocab: Vocab, config: SampleConfig, *, convert=None):
+        self.vocab, self.config = vocab, config
+        device = next(model.parameters()).device
+        self.g = generator(config.seed, device)
+        prime_ids, shown = _prime(vocab, config.prime, unknown=config.unknown, g=self.g)
+        self.first = (shown,) * config.num_samples
+        x = torch.tensor(prime_ids, device=device).unsqueeze(0).expand(config.num_samples, -1)  # (B, P)
+        logits, state = model(x)
+        self.logits = logits[:, -1]  # (B, V)
+        self.state = convert(state) if convert else state  # in the stepper's form
+        self.streams = _Streams(config.num_samples, config.stop)
+        self.picked = 0  # characters picked for each stream so far
+
+    @property
+    def finished(self) -> bool:
+        return self.picked >= self.config.length or self.streams.all_done
+
+    def pick(self, probs: torch.Tensor | None = None) -> tuple[torch.Tensor, tuple[str, ...]]:
+        """The next character of each stream: its ids (B,) and the pieces of text ready to print.
+        `probs`, for a `plain` config, is the softmax of the tempered logits, computed already
+        (a server does it for many runs at once); the run's own generator still draws from it."""
+        c = self.config
+        if probs is not None:
+            ids = torch.multinomial(probs, 1, generator=self.g).squeeze(-1)
+        else:
+            ids = pick(self.logits, self.g, temp=c.temp, top_k=c.top_k, top_p=c.top_p)
+        self.picked += 1
+        return ids, self.streams.add([self.vocab.chars[j] for j in ids.tolist()])
+
+    @property
+    def rest(self) -> tuple[str, ...] | None:
+        """Text held back when the length ran out before the stop string was complete."""
+        if self.streams.all_done or not self.streams.held:
+            return None
+        return self.streams.rest()
 
 
 def _prime(vocab: Vocab, prime: str, *, unknown: str, g: torch.Generator) -> tuple[list[int], str]:
