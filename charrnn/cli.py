@@ -34,6 +34,7 @@ from charrnn.config import (
     TEST_FRAC,
     VAL_FRAC,
     SampleConfig,
+    ServeLimits,
     default,
     preset_settings,
 )
@@ -884,6 +885,58 @@ def report_cmd(
     from charrnn.report import write_report  # see the note on lazy imports at the top
 
     err.print(f"wrote {write_report(run_dir, out)}", soft_wrap=True)
+
+
+# --------------------------------------------------------------------------- serve
+
+
+@app.command("serve", cls=Command)
+def serve_cmd(
+    checkpoint_path: Annotated[
+        Path | None,
+        typer.Argument(
+            metavar="CHECKPOINT_OR_RUN_DIR",
+            readable=False,
+            show_default=False,
+            help="A checkpoint file or run directory (its best.pt); default: the newest run in checkpoints/.",
+        ),
+    ] = None,
+    host: Annotated[str, typer.Option("--host", help="Address to listen on; 0.0.0.0 for every network.")] = "127.0.0.1",
+    port: Annotated[
+        int, typer.Option("--port", min=0, max=65535, help="Port to listen on; 0 picks a free one.")
+    ] = 8000,
+    max_length: Annotated[
+        int, typer.Option("--max-length", min=1, help="Most characters one request may ask for.")
+    ] = ServeLimits.max_length,
+    max_streams: Annotated[
+        int, typer.Option("--max-streams", min=1, help="Samples written at once (one batched step); more wait.")
+    ] = ServeLimits.max_streams,
+    max_queue: Annotated[
+        int, typer.Option("--max-queue", min=0, help="Requests that may wait for room; more are answered 429.")
+    ] = ServeLimits.max_waiting,
+    max_body: Annotated[
+        int, typer.Option("--max-body", min=64, help="Largest request body in bytes; larger is answered 413.")
+    ] = ServeLimits.max_body,
+    device: DeviceOpt = "cpu",
+):
+    """Serve a trained model over HTTP: generate (whole or streamed), score, info, and a page to write from.
+
+    Concurrent requests share one batched sampling step, so many clients cost little more
+    than one; a seeded request served alone writes what `charrnn sample` writes. Logs go to
+    stderr, a line per request. Ctrl-C or SIGTERM lets requests in flight finish (5 s at most).
+
+    [bold]Examples[/bold]
+
+      charrnn serve checkpoints/my-run --port 8000
+
+      curl -N localhost:8000/v1/generate -d '{"prime": "ROMEO:", "length": 200, "stream": true}'
+
+      curl localhost:8000/v1/score -d '{"text": "To be, or not to be"}'
+    """
+    from charrnn.serve import serve  # see the note on lazy imports at the top
+
+    limits = ServeLimits(max_length=max_length, max_streams=max_streams, max_waiting=max_queue, max_body=max_body)
+    serve(checkpoint_path, host=host, port=port, limits=limits, device=device)
 
 
 def main() -> None:

@@ -124,6 +124,16 @@ class SampleConfig:
                 raise BadValueError(f"--{name} must be {valid}, not {value!r}")
 
 
+@dataclass(frozen=True)
+class ServeLimits:
+    """What `charrnn serve` accepts before it answers 4xx instead."""
+
+    max_length: int = 10_000  # characters one request may ask for
+    max_streams: int = 64  # samples written at once, in one batched step; more wait
+    max_waiting: int = 256  # requests waiting for room; more are answered 429
+    max_body: int = 64 * 1024  # bytes of a request body; more is answered 413
+
+
 # When a run sets no limit at all it trains this many epochs.
 DEFAULT_MAX_EPOCHS = 20
 

@@ -1,0 +1,288 @@
+"""`charrnn serve`: a trained model over HTTP, many clients sharing one batched sampling step.
+
+    charrnn serve checkpoints/my-run --port 8000
+    curl -N localhost:8000/v1/generate -d '{"prime": "ROMEO:", "length": 200, "stream": true}'
+
+- `POST /v1/generate`: JSON with the options of `charrnn sample` (prime, length, temp, top_k,
+  top_p, stop, seed, num_samples, unknown). Answers `{"text": ...}` (or `{"texts": [...]}` for
+  num_samples > 1) and `"stopped"` (length or stop). With `"stream": true` the answer is
+  newline-delimited JSON (application/x-ndjson), one object per line as the text is written:
+  `{"text": piece}` (with `"sample": i` when num_samples > 1), then `{"done": true, "stopped": ...}`.
+- `POST /v1/score`: `{"text": ...}` -> nats and bits per character, and each character's log-probability.
+- `GET /v1/info`: what `charrnn info` shows. `GET /healthz`: streams being written and requests waiting.
+- `GET /`: a page to write from in a browser (no network needed beyond this server).
+
+Every bad request is a 4xx with a one-line JSON `{"error": ...}`; past the limits the answer is
+413 (body) or 429 (too many waiting), never a crash. See `charrnn.batching` for how
+concurrent requests share a step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import json
+import socket
+import sys
+from pathlib import Path
+from typing import Literal
+
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from charrnn import api, checkpoint
+from charrnn.batching import Batcher, Busy, Done, deliver_each
+from charrnn.config import SampleConfig, ServeLimits
+from charrnn.errors import CharRNNError
+from charrnn.pages import page_head
+
+MAX_SEED = 2**63 - 1
+
+
+class GenerateBody(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    prime: str = SampleConfig.prime
+    length: int = Field(SampleConfig.length, ge=0)
+    temp: float = Field(SampleConfig.temp, ge=0, allow_inf_nan=False)
+    top_k: int | None = Field(SampleConfig.top_k, ge=1)
+    top_p: float | None = Field(SampleConfig.top_p, gt=0, le=1)
+    stop: str | None = Field(SampleConfig.stop, min_length=1)
+    seed: int | None = Field(SampleConfig.seed, ge=0, le=MAX_SEED)
+    num_samples: int = Field(SampleConfig.num_samples, ge=1)
+    unknown: Literal["error", "skip"] = SampleConfig.unknown
+    stream: bool = False
+
+
+class ScoreBody(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    text: str
+    unknown: Literal["error", "skip"] = "error"
+
+
+class HTTPError(Exception):
+    def __init__(self, status: int, message: str):
+        self.status, self.message = status, message
+
+
+def create_app(model: api.Model, limits: ServeLimits = ServeLimits()) -> FastAPI:
+    """The HTTP app over one loaded model; its batcher starts with the app and stops with it."""
+    batcher = Batcher(model.net, model.vocab, max_streams=limits.max_streams, max_waiting=limits.max_waiting)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        # what a step writes reaches the requests' queues in one call to the event loop
+        loop = asyncio.get_running_loop()
+        batcher.dispatch = lambda outbox: loop.call_soon_threadsafe(deliver_each, outbox)
+        try:
+            yield
+        finally:
+            batcher.close()
+
+    app = FastAPI(title="charrnn", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
+    app.add_middleware(_BodyLimit, max_body=limits.max_body)
+
+    @app.exception_handler(ValidationError)
+    async def invalid(request: Request, e: ValidationError) -> JSONResponse:
+        return _error(400, _first_problem(e))
+
+    @app.exception_handler(HTTPError)
+    async def refused(request: Request, e: HTTPError) -> JSONResponse:
+        return _error(e.status, e.message)
+
+    @app.exception_handler(CharRNNError)
+    async def bad_input(request: Request, e: CharRNNError) -> JSONResponse:
+        return _error(429 if isinstance(e, Busy) else 400, str(e))
+
+    @app.post("/v1/generate")
+    async def generate(request: Request) -> Response:
+        # the body is JSON whatever its declared type: `curl -d` declares a form
+        body = GenerateBody.model_validate_json(await request.body())
+        if body.length > limits.max_length:
+            raise HTTPError(400, f"length {body.length} is more than this server's --max-length {limits.max_length}")
+        if body.num_samples > limits.max_streams:
+            raise HTTPError(400, f"num_samples {body.num_samples} is more than --max-streams {limits.max_streams}")
+        model.vocab.encode(body.prime, unknown=body.unknown, context="the prime text")  # a 400 before any text
+        config = SampleConfig(**body.model_dump(exclude={"stream"}))
+        queue: asyncio.Queue = asyncio.Queue()
+        handle = batcher.submit(config, queue.put_nowait, queue.qsize)
+        if body.stream:
+            return StreamingResponse(_lines(queue, handle, body.num_samples), media_type="application/x-ndjson")
+        return await _whole(queue, handle, body.num_samples, request)
+
+    @app.post("/v1/score")
+    async def score(request: Request) -> dict:
+        body = ScoreBody.model_validate_json(await request.body())
+        s = await asyncio.to_thread(model.score, body.text, unknown=body.unknown)
+        return {"nats": s.nats, "bits": s.bits, "chars": len(s.text), "logprobs": s.logprobs}
+
+    @app.get("/v1/info")
+    def info() -> dict:
+        described = api.info(model.path)
+        return {"path": str(described.path), **dict(described.rows), "bytes": described.size}
+
+    @app.get("/healthz")
+    def healthz() -> dict:
+        return {"status": "ok", **batcher.load()}
+
+    @app.get("/", response_class=HTMLResponse)
+    def page() -> str:
+        return _page(model)
+
+    return app
+
+
+async def _lines(queue: asyncio.Queue, handle, samples: int):
+    """The streamed answer, a JSON object per line; a client that goes away cancels the run.
+    What has piled up since the last line (the model writes faster than the line is sent) goes
+    out as one line per sample."""
+    try:
+        while True:
+            items = [await queue.get()]
+            while not queue.empty() and not isinstance(items[-1], Done):
+                items.append(queue.get_nowait())
+            done = items.pop() if isinstance(items[-1], Done) else None
+            lines = ""
+            for i in range(samples):
+                piece = "".join(item[i] for item in items)
+                if piece:
+                    lines += json.dumps({"text": piece} if samples == 1 else {"sample": i, "text": piece}) + "\n"
+            if done is not None:
+                end = {"error": str(done.error)} if done.error else {"done": True, "stopped": done.stopped}
+                yield lines + json.dumps(end) + "\n"
+                return
+            yield lines
+    finally:
+        handle.cancel()
+
+
+async def _whole(queue: asyncio.Queue, handle, samples: int, request: Request) -> Response:
+    """The whole answer at once; a client that goes away meanwhile cancels the run."""
+    texts: list[list[str]] = [[] for _ in range(samples)]
+    try:
+        while True:
+            try:
+                item = await asyncio.wait_for(queue.get(), timeout=0.25)
+            except asyncio.TimeoutError:
+                if await request.is_disconnected():
+                    return Response(status_code=499)
+                continue
+            if isinstance(item, Done):
+                break
+            for buf, piece in zip(texts, item, strict=True):
+                buf.append(piece)
+    finally:
+        handle.cancel()
+    if item.error is not None:
+        return _error(400, str(item.error))
+    joined = ["".join(t) for t in texts]
+    answer = {"text": joined[0]} if samples == 1 else {"texts": joined}
+    return JSONResponse({**answer, "stopped": item.stopped})
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    first = message.strip().splitlines()[0] if message.strip() else "bad request"
+    return JSONResponse({"error": first}, status_code=status)
+
+
+def _first_problem(e: ValidationError) -> str:
+    problem = e.errors()[0] if e.errors() else {}
+    where = ".".join(str(p) for p in problem.get("loc", ()) if p != "body")
+    what = problem.get("msg", "invalid request")
+    if problem.get("type") == "json_invalid":
+        return "the body is not valid JSON"
+    if problem.get("type") == "extra_forbidden":
+        return f"unknown field {where!r}"
+    return f"{where}: {what}" if where else what
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class _BodyLimit:
+    """413 for a request body over `max_body` bytes, declared or streamed."""
+
+    def __init__(self, app, max_body: int):
+        self.app, self.max_body = app, max_body
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope.get("headers", [])).get(b"content-length")
+        too_large = _error(413, f"the request body is over this server's --max-body {self.max_body} bytes")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_body:
+            return await too_large(scope, receive, send)
+        received = 0
+
+        async def limited():
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.max_body:
+                raise _TooLarge
+            return message
+
+        try:
+            await self.app(scope, limited, send)
+        except _TooLarge:
+            await too_large(scope, receive, send)
+
+
+def _page(model: api.Model) -> str:
+    html = Path(__file__).with_name("serve.html").read_text(encoding="utf-8")
+    name = f"{model.path.parent.name}/{model.path.name}"
+    return html.replace("__HEAD__\n", page_head(f"{name} · charrnn serve")).replace("__NAME__", name)
+
+
+# --------------------------------------------------------------------------- the command
+
+
+def serve(checkpoint_path: Path | None, *, host: str, port: int, limits: ServeLimits, device: str = "cpu") -> None:
+    """Load the model, listen on host:port, and answer until Ctrl-C or SIGTERM (then the
+    requests in flight get a few seconds to finish)."""
+    import uvicorn
+
+    model = api.load(checkpoint_path, device=device)
+    checkpoint.load(model.path)  # the info endpoint reads it again: fail now if it cannot
+    sock = _listen(host, port)
+    url_host = f"[{host}]" if ":" in host else host
+    if host in ("0.0.0.0", "::"):
+        print(
+            f"charrnn: warning: --host {host} answers every network this machine is on, without any authentication",
+            file=sys.stderr,
+        )
+    print(f"serving {model.path} on http://{url_host}:{sock.getsockname()[1]} (Ctrl-C to stop)", file=sys.stderr)
+    log_config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
+    log_config["handlers"]["access"]["stream"] = "ext://sys.stderr"  # stdout is for the product only
+    config = uvicorn.Config(
+        create_app(model, limits), log_level="info", log_config=log_config, timeout_graceful_shutdown=5, lifespan="on"
+    )
+
+    class Server(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self):
+            # uvicorn raises a signal it shut down for again once it is done, which would end the
+            # command as killed by it; a graceful stop asked for by Ctrl-C or SIGTERM is exit 0
+            with super().capture_signals():
+                yield
+                self._captured_signals.clear()
+
+    Server(config).run(sockets=[sock])
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as e:
+        sock.close()
+        raise CharRNNError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
