@@ -1,0 +1,274 @@
+"""`charrnn serve` as a client meets it: a real server process on a free loopback port,
+driven over HTTP."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+
+import charrnn
+from tests.conftest import subprocess_env
+from tests.test_visualize import CHROMIUM, _chromium, needs_chromium
+
+SERVING = re.compile(r"serving .* on (http://\S+) \(Ctrl-C to stop\)")
+
+
+@contextmanager
+def running(run: Path, *flags, cwd: Path):
+    """`python -m charrnn serve RUN --port 0 FLAGS` until the block ends; yields (url, process)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "charrnn", "serve", str(run), "--port", "0", *map(str, flags)],
+        cwd=cwd,
+        env=subprocess_env(),
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    log: list[str] = []
+    url = None
+    deadline = time.monotonic() + 120
+    while url is None:
+        line = proc.stderr.readline()
+        if not line or time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError(f"the server did not start: {''.join(log)}")
+        log.append(line)
+        if m := SERVING.search(line):
+            url = m[1]
+    reader = threading.Thread(target=lambda: log.extend(proc.stderr), daemon=True)
+    reader.start()
+    _wait_healthy(url)
+    try:
+        yield url, proc, log
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=30)
+        reader.join(timeout=5)
+
+
+def _wait_healthy(url: str) -> None:
+    for _ in range(100):
+        try:
+            if httpx.get(f"{url}/healthz").status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.05)
+    raise AssertionError("the server never answered /healthz")
+
+
+@pytest.fixture(scope="module")
+def server(tiny_run, tmp_path_factory):
+    with running(tiny_run, cwd=tmp_path_factory.mktemp("serve")) as (url, proc, log):
+        yield url, log
+
+
+def stream(client: httpx.Client, url: str, **body) -> list[dict]:
+    with client.stream("POST", f"{url}/v1/generate", json={**body, "stream": True}) as r:
+        assert r.status_code == 200 and r.headers["content-type"].startswith("application/x-ndjson")
+        return [json.loads(line) for line in r.iter_lines() if line]
+
+
+def test_generate_is_what_charrnn_sample_prints(server, tiny_run, cli):
+    url, _ = server
+    r = httpx.post(f"{url}/v1/generate", json={"prime": "The ", "length": 150, "temp": 0.8, "seed": 7})
+    assert r.status_code == 200, r.text
+    got = r.json()
+    out = cli("sample", tiny_run, "--prime", "The ", "--length", 150, "--temp", 0.8, "--seed", 7)
+    assert got == {"text": out.stdout_bytes.decode("utf-8")[:-1], "stopped": "length"}
+    # several samples: the command line's, between its separators
+    r = httpx.post(f"{url}/v1/generate", json={"prime": "床前", "length": 40, "seed": 3, "num_samples": 3})
+    out = cli(
+        "sample", tiny_run, "--prime", "床前", "--length", 40, "--seed", 3, "--num-samples", 3, "--separator", "|~|"
+    )
+    assert r.json()["texts"] == out.stdout_bytes.decode("utf-8")[:-1].split("|~|")
+    # a curl-style body (declared as a form) is read as JSON all the same
+    r = httpx.post(f"{url}/v1/generate", content=b'{"prime": "The ", "length": 150, "seed": 7}')
+    assert r.json() == got
+
+
+def test_streamed_text_is_the_whole_text_in_pieces(server):
+    url, _ = server
+    with httpx.Client(timeout=60) as client:
+        lines = stream(client, url, prime="The ", length=300, seed=11)
+        whole = client.post(f"{url}/v1/generate", json={"prime": "The ", "length": 300, "seed": 11}).json()
+        assert lines[-1] == {"done": True, "stopped": "length"}
+        assert "".join(m["text"] for m in lines[:-1]) == whole["text"] and len(lines) > 100
+        lines = stream(client, url, prime="The ", length=300, seed=11, num_samples=2)
+        assert {m["sample"] for m in lines[:-1]} == {0, 1}
+        # a stop string ends the sample where it first appears, without it
+        stop = whole["text"][10:12]
+        cut = client.post(f"{url}/v1/generate", json={"prime": "The ", "length": 300, "seed": 11, "stop": stop}).json()
+        assert cut == {"text": whole["text"][: whole["text"].index(stop, 4)], "stopped": "stop"}
+
+
+def test_score_info_health_and_page(server, tiny_run):
+    url, _ = server
+    r = httpx.post(f"{url}/v1/score", json={"text": "The quick brown fox"})
+    assert r.status_code == 200
+    expected = charrnn.load(tiny_run).score("The quick brown fox")
+    assert r.json()["logprobs"] == pytest.approx(expected.logprobs, abs=1e-5)
+    assert r.json()["nats"] == pytest.approx(expected.nats, abs=1e-5) and r.json()["chars"] == 19
+    info = httpx.get(f"{url}/v1/info").json()
+    assert info["model"] == "lstm 2 x 16, dropout 0.0" and info["path"].endswith("best.pt")
+    assert httpx.get(f"{url}/healthz").json() == {"status": "ok", "streams": 0, "waiting": 0}
+    page = httpx.get(f"{url}/").text
+    assert 'id="go"' in page and 'id="stop"' in page and "chars/s" in page
+    assert "http://" not in page and "https://" not in page  # nothing from elsewhere
+
+
+def test_32_concurrent_streams_share_the_steps(server):
+    url, _ = server
+    with httpx.Client(timeout=120) as client:
+        alone = {s: client.post(f"{url}/v1/generate", json={"prime": "The", "length": 200, "seed": s}).json()["text"]
+                 for s in range(32)}  # fmt: skip
+        peak = []
+        results: dict[int, list[dict]] = {}
+
+        def one(seed):
+            with httpx.Client(timeout=120) as c:
+                results[seed] = stream(c, url, prime="The", length=200, seed=seed)
+
+        threads = [threading.Thread(target=one, args=(s,)) for s in range(32)]
+        for t in threads:
+            t.start()
+        while any(t.is_alive() for t in threads):
+            peak.append(client.get(f"{url}/healthz").json()["streams"])
+            time.sleep(0.02)
+        for t in threads:
+            t.join()
+    assert max(peak) >= 16  # they ran together, not one after another
+    texts = {s: "".join(m["text"] for m in lines[:-1]) for s, lines in results.items()}
+    assert all(len(t) == 203 and t.startswith("The") for t in texts.values())
+    # each stream's own generator decides its text: the same as served alone, but where the batched
+    # product rounds a near-tie the other way
+    assert sum(texts[s] == alone[s] for s in range(32)) >= 28
+    assert len(set(texts.values())) == 32
+
+
+def test_a_client_that_goes_away_frees_its_stream(server):
+    url, _ = server
+    with httpx.Client(timeout=60) as client:
+        with client.stream("POST", f"{url}/v1/generate", json={"prime": "The", "length": 10_000, "stream": True}) as r:
+            lines = r.iter_lines()
+            next(lines), next(lines)
+            assert client.get(f"{url}/healthz").json()["streams"] == 1
+        for _ in range(100):  # the response is closed: the stream leaves the batch
+            if client.get(f"{url}/healthz").json()["streams"] == 0:
+                break
+            time.sleep(0.02)
+        assert client.get(f"{url}/healthz").json()["streams"] == 0
+
+
+BAD = [
+    (b"{not json", 400, "not valid JSON"),
+    (b"[1, 2]", 400, "should be an object"),
+    (b'{"length": "5"}', 400, "length: Input should be a valid integer"),
+    (b'{"prime": 7}', 400, "prime: Input should be a valid string"),
+    (b'{"lenght": 5}', 400, "unknown field 'lenght'"),
+    (b'{"length": 10001}', 400, "more than this server's --max-length 10000"),
+    (b'{"temp": -0.5}', 400, "temp: Input should be greater than or equal to 0"),
+    (b'{"top_p": 1.5}', 400, "top_p"),
+    (b'{"top_k": 0}', 400, "top_k"),
+    (b'{"num_samples": 65}', 400, "more than --max-streams 64"),
+    (b'{"seed": -1}', 400, "seed"),
+    (b'{"prime": "z\\u0436"}', 400, "1 character(s) not in the model's vocabulary: '\u0436'"),
+]
+
+
+@pytest.mark.parametrize("body, status, words", BAD, ids=[b.decode()[:20] for b, _, _ in BAD])
+def test_bad_requests_are_one_line_4xx(server, body, status, words):
+    url, log = server
+    r = httpx.post(f"{url}/v1/generate", content=body, headers={"content-type": "application/json"})
+    assert r.status_code == status and list(r.json()) == ["error"], r.text
+    assert words in r.json()["error"] and "\n" not in r.json()["error"]
+    assert httpx.get(f"{url}/healthz").status_code == 200
+    assert not any("Traceback" in line or '" 500' in line for line in log)
+
+
+def test_unknown_characters_can_be_skipped_and_scores_refused(server):
+    url, _ = server
+    r = httpx.post(f"{url}/v1/generate", json={"prime": "Th\u0436e", "unknown": "skip", "length": 5, "seed": 1})
+    assert r.status_code == 200 and r.json()["text"].startswith("The")
+    r = httpx.post(f"{url}/v1/score", json={"text": "a"})
+    assert r.status_code == 400 and "at least 2 characters" in r.json()["error"]
+
+
+def test_limits_answer_413_and_429_not_a_crash(tiny_run, tmp_path):
+    flags = ("--max-streams", 1, "--max-queue", 1, "--max-body", 256, "--max-length", 10**6)
+    with running(tiny_run, *flags, cwd=tmp_path) as (url, proc, log):
+        r = httpx.post(f"{url}/v1/generate", content=b'{"prime": "' + b"a" * 400 + b'"}')
+        assert r.status_code == 413 and "--max-body 256" in r.json()["error"]
+        with httpx.Client(timeout=60) as a, httpx.Client(timeout=60) as b:
+            body = {"prime": "The", "length": 10**6, "stream": True}  # left unread, it pauses but holds its place
+            with a.stream("POST", f"{url}/v1/generate", json=body) as first:
+                lines = first.iter_lines()  # kept: a dropped iterator closes the response
+                next(lines)  # writing: the one stream there is room for
+                with b.stream("POST", f"{url}/v1/generate", json={"prime": "The", "stream": True}) as second:
+                    for _ in range(100):  # waits: the one place in the queue
+                        if httpx.get(f"{url}/healthz").json()["waiting"] == 1:
+                            break
+                        time.sleep(0.02)
+                    third = httpx.post(f"{url}/v1/generate", json={"prime": "The", "length": 5})
+                    assert third.status_code == 429 and "waiting already" in third.json()["error"]
+                    assert second.status_code == 200
+        assert httpx.get(f"{url}/healthz").status_code == 200
+    assert proc.returncode == 0
+    assert not any("Traceback" in line for line in log)
+
+
+def test_sigterm_lets_a_stream_finish_and_exits_0(tiny_run, tmp_path):
+    with running(tiny_run, cwd=tmp_path) as (url, proc, log):
+        with httpx.Client(timeout=60) as client:
+            with client.stream(
+                "POST", f"{url}/v1/generate", json={"prime": "The", "length": 3000, "stream": True}
+            ) as r:
+                lines = r.iter_lines()
+                next(lines)
+                proc.send_signal(signal.SIGTERM)  # drains: the stream in flight still ends as it should
+                rest = [json.loads(line) for line in lines if line]
+        assert rest[-1] == {"done": True, "stopped": "length"}
+        assert proc.wait(timeout=30) == 0
+    assert not any("Traceback" in line for line in log)
+
+
+def test_every_network_is_a_warning_and_a_taken_port_one_line(tiny_run, tmp_path):
+    with running(tiny_run, "--host", "0.0.0.0", cwd=tmp_path) as (url, proc, log):
+        assert any("charrnn: warning: --host 0.0.0.0 answers every network" in line for line in log)
+        port = url.rsplit(":", 1)[1]
+        taken = subprocess.run(
+            [sys.executable, "-m", "charrnn", "serve", str(tiny_run), "--port", port],
+            cwd=tmp_path,
+            env=subprocess_env(),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert taken.returncode == 1 and taken.stderr.startswith(f"charrnn: error: cannot listen on 127.0.0.1:{port}")
+        assert taken.stderr.count("\n") == 1
+
+
+@needs_chromium
+def test_the_page_streams_text_in_a_browser(server, tmp_path):
+    url, _ = server
+    expected = httpx.post(f"{url}/v1/generate", json={"prime": "The", "length": 200, "seed": 7}).json()["text"]
+    # the page types a prime and presses Generate itself (/#selftest); the browser's copy of the page
+    # is taken when its time budget runs out, part-way through the text or after it
+    r = _chromium(tmp_path, "--dump-dom", f"{url}/#selftest")
+    m = re.search(r'<pre id="selftest">(.*?)</pre>', r.stdout, re.S)
+    assert CHROMIUM and m and m.group(1), r.stderr[-2000:]
+    got = json.loads(m.group(1).replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&"))
+    assert len(got["text"]) > len("The") and expected.startswith(got["text"])  # the stream, as it came
+    assert re.match(r"(done \(length\): 203 characters|\d+ characters)", got["status"]), got["status"]
+    if got["done"]:
+        assert got["text"] == expected and "chars/s" in got["status"]
