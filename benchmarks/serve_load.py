@@ -1,0 +1,129 @@
+"""Load on `charrnn serve`: many clients at once against the same requests one after another,
+through the real HTTP API on loopback, side by side in one run.
+
+    python benchmarks/serve_load.py                      # 3x512, 32 clients x 2,000 characters
+    python benchmarks/serve_load.py --clients 8 --length 500 --hidden 128 --layers 2
+
+A model of the given size is trained for one step on the bundled tiny-shakespeare (its
+weights do not change the cost of a step), served by `python -m charrnn serve` in a child
+process, and driven by streaming clients. Prints total chars/s for the concurrent and the
+sequential runs and their ratio, the p50 and p99 time to the first generated character, and
+one client's chars/s against `Model.pieces`, what `charrnn sample` runs, in this process.
+The request count and the run time are bounded by --clients and --length.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import torch
+
+import charrnn
+from charrnn.config import SampleConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+async def one(client: httpx.AsyncClient, url: str, seed: int, length: int) -> tuple[float, float, int]:
+    """(seconds to the first generated character, seconds in all, characters) of one streamed request."""
+    t0 = time.perf_counter()
+    first, chars = None, 0
+    body = {"prime": "ROMEO:", "length": length, "seed": seed, "stream": True}
+    async with client.stream("POST", f"{url}/v1/generate", json=body) as r:
+        r.raise_for_status()
+        async for line in r.aiter_lines():
+            if not line:
+                continue
+            m = json.loads(line)
+            if "text" in m:
+                chars += len(m["text"])
+                if first is None and chars > len("ROMEO:"):
+                    first = time.perf_counter() - t0
+    return first, time.perf_counter() - t0, chars - len("ROMEO:")
+
+
+async def concurrent(url: str, clients: int, length: int) -> tuple[float, list[tuple]]:
+    async with httpx.AsyncClient(timeout=None, limits=httpx.Limits(max_connections=clients)) as client:
+        t0 = time.perf_counter()
+        results = await asyncio.gather(*(one(client, url, s, length) for s in range(clients)))
+        return time.perf_counter() - t0, results
+
+
+async def sequential(url: str, clients: int, length: int) -> tuple[float, list[tuple]]:
+    async with httpx.AsyncClient(timeout=None) as client:
+        t0 = time.perf_counter()
+        results = [await one(client, url, s, length) for s in range(clients)]
+        return time.perf_counter() - t0, results
+
+
+def start_server(run: Path, clients: int) -> tuple[subprocess.Popen, str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "charrnn", "serve", str(run), "--port", "0", "--max-streams", str(clients)],
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=run.parent,
+    )
+    for line in proc.stderr:
+        if m := re.search(r"on (http://\S+) \(Ctrl-C", line):
+            threading.Thread(target=proc.stderr.read, daemon=True).start()  # its access log, unread
+            return proc, m[1]
+    raise SystemExit("the server did not start")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--hidden", type=int, default=512)
+    ap.add_argument("--layers", type=int, default=3)
+    ap.add_argument("--clients", type=int, default=32)
+    ap.add_argument("--length", type=int, default=2000, help="characters each client asks for")
+    a = ap.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="charrnn-serve-load-"))
+    result = charrnn.train(
+        "tinyshakespeare", hidden=a.hidden, layers=a.layers, max_steps=1, batch_size=8, seq_len=32,
+        device="cpu", precision="fp32", out=tmp / "run",
+    )  # fmt: skip
+    model = charrnn.load(result.run_dir)
+    list(model.pieces(SampleConfig(prime="ROMEO:", length=200, seed=0)))  # warm-up
+    t0 = time.perf_counter()
+    list(model.pieces(SampleConfig(prime="ROMEO:", length=a.length, seed=0)))
+    direct = a.length / (time.perf_counter() - t0)
+
+    proc, url = start_server(result.run_dir, a.clients)
+    try:
+        asyncio.run(sequential(url, 2, 200))  # warm-up
+        one_t, one_r = asyncio.run(sequential(url, 1, a.length))
+        seq_t, seq_r = asyncio.run(sequential(url, a.clients, a.length))
+        con_t, con_r = asyncio.run(concurrent(url, a.clients, a.length))
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    total = a.clients * a.length
+    assert all(r[2] == a.length for r in seq_r + con_r), "a request came back short"
+
+    def first(results):
+        ttfc = sorted(r[0] for r in results)
+        return statistics.median(ttfc), ttfc[min(len(ttfc) - 1, round(0.99 * (len(ttfc) - 1)))]
+
+    print(f"{a.layers}x{a.hidden} LSTM, {a.clients} clients x {a.length:,} characters, torch {torch.__version__}")
+    print(f"{'':34}{'chars/s':>10}{'p50 first char':>16}{'p99 first char':>16}")
+    for name, t, results in (("sequential (one after another)", seq_t, seq_r), ("concurrent", con_t, con_r)):
+        p50, p99 = first(results)
+        print(f"{name:34}{total / t:>10,.0f}{p50 * 1000:>14,.0f}ms{p99 * 1000:>14,.0f}ms")
+    print(f"ratio concurrent / sequential: {seq_t / con_t:.2f}x")
+    print(f"one client {a.length / one_t:,.0f} chars/s; Model.pieces (what charrnn sample runs) {direct:,.0f} chars/s; "
+          f"ratio {a.length / one_t / direct:.2f}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
