@@ -19,6 +19,7 @@ what ran beside it.
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,13 +29,14 @@ import torch
 from charrnn.config import SampleConfig
 from charrnn.errors import BadValueError, CharRNNError
 from charrnn.model import CharRNN
-from charrnn.sample import SampleRun, plain, tempered
+from charrnn.sample import SampleRun, draw, pick, plain, read_primes, tempered
 from charrnn.stepper import FastStepper
 from charrnn.vocab import Vocab
 
 # What deliver() is given: a tuple of pieces (one per sample), or at the end a Done.
 Deliver = Callable[[object], None]
 MAX_BACKLOG = 1024  # pieces a client may leave unread before its run pauses
+SEND_EVERY = 0.02  # seconds between hand-overs of what the steps wrote
 
 
 class Busy(CharRNNError):
@@ -69,9 +71,13 @@ class Batcher:
     """Runs every submitted request in one loop, `max_streams` rows at a time at most; the
     others wait, `max_waiting` at most, in the order they came.
 
-    What a step writes is handed over once per step, as a list of (request, item), to
-    `dispatch` (default: each request's `deliver`, in the batcher's thread); a server passes one
-    that moves the list to its event loop in one call."""
+    What the steps write is handed over as a list of (request, item) to `dispatch` (default:
+    each request's `deliver`, in the batcher's thread); a server passes one that moves the
+    list to its event loop in one call.
+
+    The loop runs in a thread of its own, or with `thread=False` in whichever thread calls
+    `run()` (until `close()`): the main thread steps the model faster than others do, the
+    way torch's CPU thread pool works here (see benchmarks/serve_load.py)."""
 
     def __init__(
         self,
@@ -81,6 +87,7 @@ class Batcher:
         max_streams: int,
         max_waiting: int,
         dispatch: Callable[[list[tuple[Request, object]]], None] | None = None,
+        thread: bool = True,
     ):
         self.model, self.vocab = model, vocab
         self.max_streams, self.max_waiting = max_streams, max_waiting
@@ -89,10 +96,21 @@ class Batcher:
         self.waiting: deque[Request] = deque()
         self.active: list[Request] = []
         self.outbox: list[tuple[Request, object]] = []
+        self.urgent, self.sent = False, 0.0  # something to send at once; when it was last sent
+        self.device = next(model.parameters()).device
+        # the requests being stepped, their rows of the batched tensors, and those tensors
+        self.batch: list[Request] = []
+        self.rows: list[slice] = []
+        self.logits: torch.Tensor | None = None  # (B, V)
+        self.state: list[list[torch.Tensor]] | None = None  # per layer [h] or [h, c], each (B, H)
+        self.temps: torch.Tensor | None = None  # (B, 1): each plain row's temperature
+        self.noise: torch.Tensor | None = None  # (B, V): each plain row's noise, from its own generator
         self.wake = threading.Condition()
         self.closed = False
-        self.thread = threading.Thread(target=self._loop, name="charrnn-batcher", daemon=True)
-        self.thread.start()
+        self.thread = None
+        if thread:
+            self.thread = threading.Thread(target=self.run, name="charrnn-batcher", daemon=True)
+            self.thread.start()
 
     # ------------------------------------------------------------------ called from other threads
 
@@ -124,12 +142,14 @@ class Batcher:
             for r in [*self.waiting, *self.active]:
                 r.cancel()
             self.wake.notify()
-        self.thread.join(timeout=10)
+        if self.thread is not None and self.thread is not threading.current_thread():
+            self.thread.join(timeout=10)
 
-    # ------------------------------------------------------------------ the loop's thread
+    # ------------------------------------------------------------------ the loop
 
     @torch.no_grad()
-    def _loop(self) -> None:
+    def run(self) -> None:
+        """The loop: admit, pick, step, hand over, until `close()`."""
         while True:
             with self.wake:
                 while not self.closed and not self.active and not self.waiting:
@@ -137,19 +157,22 @@ class Batcher:
                 if self.closed:
                     break
                 joining = self._admit()
-            for request in joining:
-                self._start(request)
+            self._start(joining)
             going = [r for r in self.active if r.cancelled or r.backlog() <= MAX_BACKLOG]  # others are paused
-            ready = self._pick(going)
-            if ready:
-                self._step(ready)
-            self._send()
-            if not ready and not joining and self.active:  # every run is paused: wait for a client, or a newcomer
-                with self.wake:
-                    self.wake.wait(timeout=0.01)
+            for request in [r for r in going if r.cancelled]:
+                self._finish(request, "cancelled")
+            self._gather([r for r in going if not r.cancelled])
+            if self.batch:
+                self._step(self._pick())
+                self._send()
+            else:  # every run is paused: wait for a client, or a newcomer
+                self._send(now=True)
+                if self.active:
+                    with self.wake:
+                        self.wake.wait(timeout=0.01)
         for request in list(self.active):
             self._finish(request, "cancelled")
-        self._send()
+        self._send(now=True)
 
     def _admit(self) -> list[Request]:
         """Waiting requests that fit beside the active ones (called holding the lock)."""
@@ -160,82 +183,123 @@ class Batcher:
         ):
             request = self.waiting.popleft()
             if request.cancelled:
-                self.outbox.append((request, Done("cancelled")))
+                self._outbox(request, Done("cancelled"))
                 continue
             rows += request.config.num_samples
             joining.append(request)
         return joining
 
-    def _start(self, request: Request) -> None:
-        try:
-            request.run = SampleRun(self.model, self.vocab, request.config, convert=self.stepper.convert)
-        except CharRNNError as e:  # a prime outside the vocabulary
-            self.outbox.append((request, Done("error", error=e)))
-            return
-        self.outbox.append((request, request.run.first))
-        with self.wake:
-            self.active.append(request)
-        if request.run.finished:  # length 0
-            self._finish(request, "length")
+    def _start(self, joining: list[Request]) -> None:
+        """Read the newcomers' primes, one forward pass for each prime length."""
+        by_length: dict[int, list[Request]] = {}
+        for request in joining:
+            try:
+                request.run = SampleRun(self.vocab, request.config, self.device)
+            except CharRNNError as e:  # a prime outside the vocabulary
+                self._outbox(request, Done("error", error=e))
+                continue
+            by_length.setdefault(len(request.run.prime_ids), []).append(request)
+        for group in by_length.values():
+            read_primes(self.model, [r.run for r in group], self.stepper.convert)
+            for request in group:
+                self._outbox(request, request.run.first)
+                with self.wake:
+                    self.active.append(request)
+                if request.run.finished:  # length 0
+                    self._finish(request, "length")
 
-    def _pick(self, going: list[Request]) -> list[tuple[Request, torch.Tensor]]:
-        """Every going request's next characters, put in the outbox; the ones that go on after
-        them, with their ids. The plain runs' probabilities come from one batched softmax."""
-        for request in [r for r in going if r.cancelled]:
-            self._finish(request, "cancelled")
-        going = [r for r in going if not r.cancelled]
-        plain_runs = [r for r in going if plain(r.config)]
-        probs = {}
-        if plain_runs:
-            logits = torch.cat([r.run.logits.float() for r in plain_runs])  # (B, V)
-            temps = torch.cat([torch.full((r.config.num_samples, 1), float(r.config.temp)) for r in plain_runs])
-            p = torch.softmax(tempered(logits, temps.double()), dim=-1)
-            row = 0
-            for r in plain_runs:
-                probs[id(r)] = p[row : row + r.config.num_samples]
-                row += r.config.num_samples
-        ready = []
-        for request in going:
+    def _gather(self, requests: list[Request]) -> None:
+        """Make the batched logits and state hold these requests' rows, in this order (they
+        stay there from step to step until the requests change)."""
+        if requests == self.batch:
+            return
+        for request, rows in zip(self.batch, self.rows, strict=True):  # back to each run its own rows
             run = request.run
-            ids, pieces = run.pick(probs.get(id(request)))
-            self.outbox.append((request, pieces))
-            if run.finished:
-                if run.rest is not None:
-                    self.outbox.append((request, run.rest))
-                self._finish(request, "stop" if run.streams.all_done else "length")
-            else:
-                ready.append((request, ids))
-        return ready
-
-    def _step(self, ready: list[tuple[Request, torch.Tensor]]) -> None:
-        """One step of the model for every row of every request that goes on."""
-        if len(ready) == 1:  # alone: its own state, as `generate` steps it
-            request, ids = ready[0]
-            request.run.logits, request.run.state = self.stepper.step(ids, request.run.state)
+            run.logits = self.logits[rows]
+            run.state = [[t[rows] for t in layer] for layer in self.state]
+        self.batch, self.rows = list(requests), []
+        if not requests:
+            self.logits = self.state = None
             return
-        ids = torch.cat([i for _, i in ready])  # (B,)
-        layers = len(ready[0][0].run.state)
-        state = [
-            [torch.cat([r.run.state[layer][k] for r, _ in ready]) for k in range(len(ready[0][0].run.state[layer]))]
-            for layer in range(layers)
-        ]  # per layer [h] or [h, c], each (B, H)
-        logits, state = self.stepper.step(ids, state)
         row = 0
-        for request, i in ready:
-            rows = slice(row, row + len(i))
-            request.run.logits = logits[rows]
-            request.run.state = [[t[rows] for t in layer] for layer in state]
-            row += len(i)
+        for request in requests:
+            self.rows.append(slice(row, row + request.config.num_samples))
+            row += request.config.num_samples
+        runs = [r.run for r in requests]
+        if len(runs) == 1:  # alone: its own tensors, stepped as `generate` steps them
+            self.logits, self.state = runs[0].logits, runs[0].state
+        else:
+            self.logits = torch.cat([run.logits for run in runs])
+            self.state = [
+                [torch.cat([run.state[layer][k] for run in runs]) for k in range(len(runs[0].state[layer]))]
+                for layer in range(len(runs[0].state))
+            ]  # per layer [h] or [h, c], each (B, H)
+        temps = [float(r.config.temp) if plain(r.config) else 1.0 for r in requests]
+        self.temps = torch.tensor(temps, dtype=torch.float64).repeat_interleave(
+            torch.tensor([r.config.num_samples for r in requests])
+        )[:, None]  # (B, 1)
+        self.noise = torch.ones(row, self.logits.size(-1), dtype=torch.float64)
+
+    def _pick(self) -> torch.Tensor:
+        """Every batched request's next characters, into the outbox; those that are done leave
+        the batch. Returns the ids of the rows that go on.
+
+        The plain runs (see `plain`) share one softmax, division and argmax; each fills its
+        rows of the noise from its own generator, so a run's draw is the one `pick` would make.
+        The others pick from their own rows."""
+        probs = torch.softmax(tempered(self.logits, self.temps), dim=-1)
+        for request, rows in zip(self.batch, self.rows, strict=True):
+            if plain(request.config):
+                self.noise[rows].exponential_(generator=request.run.g)
+        ids = draw(probs, None, self.noise)
+        for request, rows in zip(self.batch, self.rows, strict=True):
+            if not plain(request.config):
+                c = request.config
+                ids[rows] = pick(self.logits[rows], request.run.g, temp=c.temp, top_k=c.top_k, top_p=c.top_p)
+        listed = ids.tolist()
+        going_on, kept = [], []
+        for request, rows in zip(self.batch, self.rows, strict=True):
+            run = request.run
+            self._outbox(request, run.take(listed[rows]))
+            if run.picked == 1:
+                self.urgent = True  # the first character goes out at once
+            if not run.finished:
+                going_on.append(request)
+                kept.extend(range(rows.start, rows.stop))
+                continue
+            if run.rest is not None:
+                self._outbox(request, run.rest)
+            self._finish(request, "stop" if run.streams.all_done else "length")
+        if len(going_on) < len(self.batch):
+            ids = ids[kept]
+            self._gather(going_on)
+        return ids
+
+    def _step(self, ids: torch.Tensor) -> None:
+        """One step of the model for every row of the batch."""
+        if self.batch:
+            self.logits, self.state = self.stepper.step(ids, self.state)
 
     def _finish(self, request: Request, stopped: str) -> None:
         with self.wake:
             if request in self.active:
                 self.active.remove(request)
-        self.outbox.append((request, Done(stopped)))
+        self._outbox(request, Done(stopped))
 
-    def _send(self) -> None:
-        if self.outbox:
+    def _outbox(self, request: Request, item: object) -> None:
+        self.outbox.append((request, item))
+        if isinstance(item, Done):
+            self.urgent = True
+
+    def _send(self, now: bool = False) -> None:
+        """Hand the outbox over: at once for a first character or an end, else at most every
+        SEND_EVERY seconds (fewer wake-ups for the server, fewer and longer lines for clients)."""
+        if not self.outbox:
+            return
+        clock = time.perf_counter()
+        if now or self.urgent or clock - self.sent >= SEND_EVERY:
             outbox, self.outbox = self.outbox, []
+            self.urgent, self.sent = False, clock
             self.dispatch(outbox)
 
 

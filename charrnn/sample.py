@@ -37,8 +37,17 @@ def pick(
         drop = cum - torch.softmax(sorted_logits, dim=-1) > top_p  # the first token is always kept
         sorted_logits = sorted_logits.masked_fill(drop, float("-inf"))
         logits = torch.full_like(logits, float("-inf")).scatter(-1, order, sorted_logits)
-    probs = torch.softmax(logits, dim=-1)
-    return torch.multinomial(probs, 1, generator=g).squeeze(-1)
+    return draw(torch.softmax(logits, dim=-1), g)
+
+
+def draw(probs: torch.Tensor, g: torch.Generator, noise: torch.Tensor | None = None) -> torch.Tensor:
+    """One id per row of `probs` (B, V), drawn with `g`: each probability over exponential
+    noise, the largest wins. This is the draw `torch.multinomial(probs, 1)` makes, written out
+    so that many runs' rows can share the division and the argmax while each row's noise comes
+    from its own generator (`noise`, already filled that way)."""
+    if noise is None:
+        noise = torch.empty_like(probs).exponential_(generator=g)
+    return (probs / noise).argmax(dim=-1)
 
 
 def tempered(logits: torch.Tensor, temp: float | torch.Tensor) -> torch.Tensor:
@@ -68,7 +77,8 @@ def generate(
             step, convert = stepper.step, stepper.convert
         else:
             step, convert = _reference_step(model), None
-        run = SampleRun(model, vocab, config, convert=convert)
+        run = SampleRun(vocab, config, next(model.parameters()).device)
+        read_primes(model, [run], convert)
         yield run.first
         while not run.finished:
             ids, pieces = run.pick()
@@ -83,43 +93,39 @@ def generate(
 
 class SampleRun:
     """One sampling run of `config.num_samples` streams, stepped from outside: its random
-    generator, the prime already read, the next-character logits and state, and the text held
-    back for the stop string. `generate` steps one run alone; a server can step many in one
-    batch, each with its own options and seed.
+    generator, its prime, the next-character logits and state, and the text held back for the
+    stop string. `generate` steps one run alone; a server steps many in one batch, each with
+    its own options and seed.
 
-    After `first` (the prime), call `pick` until `finished`; between picks, step the model
-    with the ids `pick` returned and set `logits` and `state` from it. `rest` is then the text
-    still held back, if any."""
+    `read_primes` reads the prime and sets `logits` and `state`; after `first` (the prime as
+    shown), call `pick` (or draw the ids elsewhere and `take` them) until `finished`, stepping
+    the model with the ids in between and setting `logits` and `state` from it. `rest` is then
+    the text still held back, if any."""
 
-    @torch.no_grad()
-    def __init__(self, model: CharRNN, vocab: Vocab, config: SampleConfig, *, convert=None):
+    def __init__(self, vocab: Vocab, config: SampleConfig, device: torch.device):
         self.vocab, self.config = vocab, config
-        device = next(model.parameters()).device
         self.g = generator(config.seed, device)
-        prime_ids, shown = _prime(vocab, config.prime, unknown=config.unknown, g=self.g)
+        self.prime_ids, shown = _prime(vocab, config.prime, unknown=config.unknown, g=self.g)
         self.first = (shown,) * config.num_samples
-        x = torch.tensor(prime_ids, device=device).unsqueeze(0).expand(config.num_samples, -1)  # (B, P)
-        logits, state = model(x)
-        self.logits = logits[:, -1]  # (B, V)
-        self.state = convert(state) if convert else state  # in the stepper's form
         self.streams = _Streams(config.num_samples, config.stop)
         self.picked = 0  # characters picked for each stream so far
+        self.logits: torch.Tensor | None = None  # (B, V)
+        self.state = None  # in the stepper's form
 
     @property
     def finished(self) -> bool:
         return self.picked >= self.config.length or self.streams.all_done
 
-    def pick(self, probs: torch.Tensor | None = None) -> tuple[torch.Tensor, tuple[str, ...]]:
-        """The next character of each stream: its ids (B,) and the pieces of text ready to print.
-        `probs`, for a `plain` config, is the softmax of the tempered logits, computed already
-        (a server does it for many runs at once); the run's own generator still draws from it."""
+    def pick(self) -> tuple[torch.Tensor, tuple[str, ...]]:
+        """The next character of each stream: its ids (B,) and the pieces of text ready to print."""
         c = self.config
-        if probs is not None:
-            ids = torch.multinomial(probs, 1, generator=self.g).squeeze(-1)
-        else:
-            ids = pick(self.logits, self.g, temp=c.temp, top_k=c.top_k, top_p=c.top_p)
+        ids = pick(self.logits, self.g, temp=c.temp, top_k=c.top_k, top_p=c.top_p)
+        return ids, self.take(ids.tolist())
+
+    def take(self, ids: list[int]) -> tuple[str, ...]:
+        """The pieces ready to print once each stream has taken its next id."""
         self.picked += 1
-        return ids, self.streams.add([self.vocab.chars[j] for j in ids.tolist()])
+        return self.streams.add([self.vocab.chars[j] for j in ids])
 
     @property
     def rest(self) -> tuple[str, ...] | None:
@@ -127,6 +133,24 @@ class SampleRun:
         if self.streams.all_done or not self.streams.held:
             return None
         return self.streams.rest()
+
+
+@torch.no_grad()
+def read_primes(model: CharRNN, runs: list[SampleRun], convert=None) -> None:
+    """Read the primes of `runs`, which must all be of one length, in one forward pass, and set
+    each run's `logits` and `state` (in the stepper's form, through `convert`)."""
+    device = next(model.parameters()).device
+    x = torch.cat(
+        [torch.tensor(r.prime_ids, device=device).unsqueeze(0).expand(r.config.num_samples, -1) for r in runs]
+    )  # (B, P)
+    logits, state = model(x)
+    row = 0
+    for r in runs:
+        rows = slice(row, row + r.config.num_samples)
+        r.logits = logits[rows, -1]  # (B, V)
+        own = tuple(s[:, rows] for s in state)
+        r.state = convert(own) if convert else own
+        row += r.config.num_samples
 
 
 def _prime(vocab: Vocab, prime: str, *, unknown: str, g: torch.Generator) -> tuple[list[int], str]:

@@ -215,3 +215,17 @@ def test_bf16_sampling_runs_and_stays_close(tiny_run):
     a = sample_text(model, vocab, prime="The", length=20, temp=0, precision="bf16")
     b = sample_text(model, vocab, prime="The", length=20, temp=0)
     assert a[:13] == b[:13]
+
+
+def test_draw_is_the_draw_torch_multinomial_makes():
+    # the server draws many runs' rows at once, each from its own generator; alone, a run must
+    # draw what `charrnn sample` always drew
+    from charrnn.sample import draw
+
+    for seed in range(200):
+        probs = torch.softmax(torch.randn(1 + seed % 3, 65, dtype=torch.float64) * (1 + seed % 4), dim=-1)
+        probs[:, seed % 65] = 0  # a cut-off character is never drawn
+        probs /= probs.sum(dim=-1, keepdim=True)
+        a, b = torch.Generator().manual_seed(seed), torch.Generator().manual_seed(seed)
+        for _ in range(3):
+            assert torch.equal(draw(probs, a), torch.multinomial(probs, 1, generator=b).squeeze(-1))
