@@ -23,8 +23,10 @@ import asyncio
 import contextlib
 import copy
 import json
+import signal
 import socket
 import sys
+import threading
 from pathlib import Path
 from typing import Literal
 
@@ -68,15 +70,22 @@ class HTTPError(Exception):
         self.status, self.message = status, message
 
 
-def create_app(model: api.Model, limits: ServeLimits = ServeLimits()) -> FastAPI:
-    """The HTTP app over one loaded model; its batcher starts with the app and stops with it."""
-    batcher = Batcher(model.net, model.vocab, max_streams=limits.max_streams, max_waiting=limits.max_waiting)
+def create_app(model: api.Model, limits: ServeLimits = ServeLimits(), batcher: Batcher | None = None) -> FastAPI:
+    """The HTTP app over one loaded model. Its batcher (by default one in a thread of its own)
+    is closed when the app shuts down."""
+    if batcher is None:
+        batcher = Batcher(model.net, model.vocab, max_streams=limits.max_streams, max_waiting=limits.max_waiting)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
         # what a step writes reaches the requests' queues in one call to the event loop
         loop = asyncio.get_running_loop()
-        batcher.dispatch = lambda outbox: loop.call_soon_threadsafe(deliver_each, outbox)
+
+        def dispatch(outbox):
+            with contextlib.suppress(RuntimeError):  # the loop has closed: nobody is left to tell
+                loop.call_soon_threadsafe(deliver_each, outbox)
+
+        batcher.dispatch = dispatch
         try:
             yield
         finally:
@@ -243,7 +252,8 @@ def _page(model: api.Model) -> str:
 
 def serve(checkpoint_path: Path | None, *, host: str, port: int, limits: ServeLimits, device: str = "cpu") -> None:
     """Load the model, listen on host:port, and answer until Ctrl-C or SIGTERM (then the
-    requests in flight get a few seconds to finish)."""
+    requests in flight get a few seconds to finish). HTTP is answered in a second thread; the
+    model is stepped in this one, where torch's CPU threads serve it best."""
     import uvicorn
 
     model = api.load(checkpoint_path, device=device)
@@ -258,25 +268,47 @@ def serve(checkpoint_path: Path | None, *, host: str, port: int, limits: ServeLi
     print(f"serving {model.path} on http://{url_host}:{sock.getsockname()[1]} (Ctrl-C to stop)", file=sys.stderr)
     log_config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
     log_config["handlers"]["access"]["stream"] = "ext://sys.stderr"  # stdout is for the product only
-    config = uvicorn.Config(
-        create_app(model, limits), log_level="info", log_config=log_config, timeout_graceful_shutdown=5, lifespan="on"
+    batcher = Batcher(
+        model.net, model.vocab, max_streams=limits.max_streams, max_waiting=limits.max_waiting, thread=False
     )
+    config = uvicorn.Config(
+        create_app(model, limits, batcher),
+        log_level="info",
+        log_config=log_config,
+        timeout_graceful_shutdown=5,
+        lifespan="on",
+    )
+    server = uvicorn.Server(config)  # outside the main thread it leaves the signals to us
+    failed: list[BaseException] = []
 
-    class Server(uvicorn.Server):
-        @contextlib.contextmanager
-        def capture_signals(self):
-            # uvicorn raises a signal it shut down for again once it is done, which would end the
-            # command as killed by it; a graceful stop asked for by Ctrl-C or SIGTERM is exit 0
-            with super().capture_signals():
-                yield
-                self._captured_signals.clear()
+    def answer() -> None:
+        try:
+            server.run(sockets=[sock])
+        except BaseException as e:  # noqa: BLE001 - handed to the main thread
+            failed.append(e)
+        finally:
+            batcher.close()
 
-    Server(config).run(sockets=[sock])
+    def stop(signum, frame) -> None:  # the first Ctrl-C or SIGTERM drains; a second Ctrl-C stops at once
+        if server.should_exit and signum == signal.SIGINT:
+            server.force_exit = True
+        server.should_exit = True
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, stop)
+    web = threading.Thread(target=answer, name="charrnn-http")
+    web.start()
+    batcher.run()  # until the server has stopped
+    web.join()
+    if failed:
+        raise failed[0]
 
 
 def _listen(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # IPPROTO_TCP named, not 0: asyncio sets TCP_NODELAY only on sockets that say they are TCP,
+    # and without it a reply on a kept-alive connection waits ~40 ms for a delayed ACK
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))

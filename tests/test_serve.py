@@ -73,10 +73,17 @@ def server(tiny_run, tmp_path_factory):
         yield url, log
 
 
-def stream(client: httpx.Client, url: str, **body) -> list[dict]:
+def stream(client: httpx.Client, url: str, times: list | None = None, **body) -> list[dict]:
+    """The streamed answer's objects; `times` gets when each line arrived."""
     with client.stream("POST", f"{url}/v1/generate", json={**body, "stream": True}) as r:
         assert r.status_code == 200 and r.headers["content-type"].startswith("application/x-ndjson")
-        return [json.loads(line) for line in r.iter_lines() if line]
+        lines = []
+        for line in r.iter_lines():
+            if line:
+                lines.append(json.loads(line))
+                if times is not None:
+                    times.append(time.perf_counter())
+        return lines
 
 
 def test_generate_is_what_charrnn_sample_prints(server, tiny_run, cli):
@@ -100,10 +107,13 @@ def test_generate_is_what_charrnn_sample_prints(server, tiny_run, cli):
 def test_streamed_text_is_the_whole_text_in_pieces(server):
     url, _ = server
     with httpx.Client(timeout=60) as client:
-        lines = stream(client, url, prime="The ", length=300, seed=11)
-        whole = client.post(f"{url}/v1/generate", json={"prime": "The ", "length": 300, "seed": 11}).json()
+        t0, times = time.perf_counter(), []
+        lines = stream(client, url, times, prime="The ", length=5000, seed=11)
+        whole = client.post(f"{url}/v1/generate", json={"prime": "The ", "length": 5000, "seed": 11}).json()
         assert lines[-1] == {"done": True, "stopped": "length"}
-        assert "".join(m["text"] for m in lines[:-1]) == whole["text"] and len(lines) > 100
+        assert "".join(m["text"] for m in lines[:-1]) == whole["text"]
+        # written as it goes: the first character long before the end, then the rest in many lines
+        assert len(lines[0]["text"]) <= len("The ") + 1 and times[1] - t0 < (times[-1] - t0) / 4 and len(lines) > 8
         lines = stream(client, url, prime="The ", length=300, seed=11, num_samples=2)
         assert {m["sample"] for m in lines[:-1]} == {0, 1}
         # a stop string ends the sample where it first appears, without it
@@ -272,3 +282,29 @@ def test_the_page_streams_text_in_a_browser(server, tmp_path):
     assert re.match(r"(done \(length\): 203 characters|\d+ characters)", got["status"]), got["status"]
     if got["done"]:
         assert got["text"] == expected and "chars/s" in got["status"]
+
+
+def test_replies_are_not_held_back_for_a_delayed_ack():
+    # asyncio sets TCP_NODELAY only on sockets that name their protocol; without it each reply
+    # on a kept-alive connection waited ~40 ms for the client's delayed ACK
+    import asyncio
+    import socket
+
+    from charrnn.serve import _listen
+
+    async def accepted_nodelay() -> int:
+        sock = _listen("127.0.0.1", 0)
+        seen = asyncio.get_running_loop().create_future()
+
+        def connected(reader, writer):
+            seen.set_result(writer.get_extra_info("socket").getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+            writer.close()
+
+        server = await asyncio.start_server(connected, sock=sock)
+        _, writer = await asyncio.open_connection(*sock.getsockname()[:2])
+        value = await asyncio.wait_for(seen, 10)
+        writer.close()
+        server.close()
+        return value
+
+    assert asyncio.run(accepted_nodelay()) != 0
