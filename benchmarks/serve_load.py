@@ -35,10 +35,11 @@ from charrnn.config import SampleConfig
 ROOT = Path(__file__).resolve().parents[1]
 
 
-async def one(client: httpx.AsyncClient, url: str, seed: int, length: int) -> tuple[float, float, int]:
-    """(seconds to the first generated character, seconds in all, characters) of one streamed request."""
+async def one(client: httpx.AsyncClient, url: str, seed: int, length: int) -> tuple[float, float, int, str]:
+    """(seconds to the first generated character, seconds in all, characters, the text) of one
+    streamed request."""
     t0 = time.perf_counter()
-    first, chars = None, 0
+    first, chars, text = None, 0, []
     body = {"prime": "ROMEO:", "length": length, "seed": seed, "stream": True}
     async with client.stream("POST", f"{url}/v1/generate", json=body) as r:
         r.raise_for_status()
@@ -48,9 +49,10 @@ async def one(client: httpx.AsyncClient, url: str, seed: int, length: int) -> tu
             m = json.loads(line)
             if "text" in m:
                 chars += len(m["text"])
+                text.append(m["text"])
                 if first is None and chars > len("ROMEO:"):
                     first = time.perf_counter() - t0
-    return first, time.perf_counter() - t0, chars - len("ROMEO:")
+    return first, time.perf_counter() - t0, chars - len("ROMEO:"), "".join(text)
 
 
 async def concurrent(url: str, clients: int, length: int) -> tuple[float, list[tuple]]:
@@ -60,10 +62,10 @@ async def concurrent(url: str, clients: int, length: int) -> tuple[float, list[t
         return time.perf_counter() - t0, results
 
 
-async def sequential(url: str, clients: int, length: int) -> tuple[float, list[tuple]]:
+async def sequential(url: str, clients: int, length: int, first_seed: int = 0) -> tuple[float, list[tuple]]:
     async with httpx.AsyncClient(timeout=None) as client:
         t0 = time.perf_counter()
-        results = [await one(client, url, s, length) for s in range(clients)]
+        results = [await one(client, url, s, length) for s in range(first_seed, first_seed + clients)]
         return time.perf_counter() - t0, results
 
 
@@ -112,7 +114,7 @@ def main() -> None:
         first_half = a.clients // 2
         seq1_t, seq1_r = asyncio.run(sequential(url, first_half, a.length))
         con_t, con_r = asyncio.run(concurrent(url, a.clients, a.length))
-        seq2_t, seq2_r = asyncio.run(sequential(url, a.clients - first_half, a.length))
+        seq2_t, seq2_r = asyncio.run(sequential(url, a.clients - first_half, a.length, first_half))
         one_t += asyncio.run(sequential(url, 1, a.length))[0]
         direct_t += direct()
     finally:
@@ -132,6 +134,8 @@ def main() -> None:
         p50, p99 = first(results)
         print(f"{name:34}{total / t:>10,.0f}{p50 * 1000:>14,.0f}ms{p99 * 1000:>14,.0f}ms")
     print(f"ratio concurrent / sequential: {seq_t / con_t:.2f}x")
+    same = sum(c[3] == s[3] for c, s in zip(con_r, seq_r, strict=True))
+    print(f"{same} of {a.clients} concurrent texts are the ones their seeds give served one after another")
     print(f"one client {2 * a.length / one_t:,.0f} chars/s; Model.pieces (what charrnn sample runs) "
           f"{2 * a.length / direct_t:,.0f} chars/s; ratio {direct_t / one_t:.2f}")  # fmt: skip
 
