@@ -308,3 +308,56 @@ def test_replies_are_not_held_back_for_a_delayed_ack():
         return value
 
     assert asyncio.run(accepted_nodelay()) != 0
+
+
+def test_a_stream_whose_client_lags_pauses_and_the_others_go_on(tiny_run):
+    from charrnn.batching import MAX_BACKLOG, Batcher, Done
+    from charrnn.config import SampleConfig
+
+    model = charrnn.load(tiny_run)
+    batcher = Batcher(model.net, model.vocab, max_streams=4, max_waiting=4)
+    got = {"slow": [], "fast": []}
+    ended = {name: threading.Event() for name in got}
+    unread = {"slow": MAX_BACKLOG + 1}  # what the slow client has left unread
+
+    def deliver(name):
+        def take(item):
+            if isinstance(item, Done):
+                ended[name].set()
+            else:
+                got[name].append(item[0])
+
+        return take
+
+    try:
+        batcher.submit(SampleConfig(prime="The", length=400, seed=1), deliver("slow"), lambda: unread["slow"])
+        batcher.submit(SampleConfig(prime="The", length=400, seed=2), deliver("fast"))
+        assert ended["fast"].wait(60)
+        assert not ended["slow"].is_set() and len("".join(got["slow"])) <= len("The") + 1
+        unread["slow"] = 0  # it reads again: the stream goes on where it paused
+        assert ended["slow"].wait(60)
+        assert "".join(got["slow"]) == model.generate("The", length=400, seed=1)
+    finally:
+        batcher.close()
+
+
+def test_the_app_mounts_in_python_code(tiny_run):
+    # create_app is an ASGI app for a server of the user's own; its lifespan starts the batcher
+    import asyncio
+
+    from charrnn.serve import create_app
+
+    model = charrnn.load(tiny_run)
+    app = create_app(model)
+
+    async def use() -> tuple[dict, list[dict]]:
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://charrnn") as client:
+                whole = (await client.post("/v1/generate", json={"prime": "The ", "length": 60, "seed": 5})).json()
+                r = await client.post("/v1/generate", json={"length": 30, "stream": True})
+                return whole, [json.loads(line) for line in r.text.splitlines() if line]
+
+    whole, lines = asyncio.run(use())
+    assert whole == {"text": model.generate("The ", length=60, seed=5), "stopped": "length"}
+    assert lines[-1] == {"done": True, "stopped": "length"} and len("".join(m["text"] for m in lines[:-1])) == 30
