@@ -47,6 +47,10 @@ class Busy(CharRNNError):
     exit_code = 2
 
 
+class Closed(CharRNNError):
+    """The batcher has stopped (the server is shutting down)."""
+
+
 @dataclass(frozen=True)
 class Done:
     """The last thing delivered for a request: why it ended; `error` is set when the run could
@@ -126,8 +130,11 @@ class Batcher:
             raise BadValueError(f"num_samples {config.num_samples} is more than --max-streams {self.max_streams}")
         request = Request(config, deliver, backlog)
         with self.wake:
-            if len(self.waiting) >= self.max_waiting:
-                raise Busy(f"{len(self.waiting)} requests are waiting already; try again shortly")
+            if self.closed:
+                raise Closed("the server is shutting down")
+            queued = self._queued()
+            if self._queued([*self.waiting, request]) > queued and queued >= self.max_waiting:
+                raise Busy(f"{queued} requests are waiting already; try again shortly")
             self.waiting.append(request)
             self.wake.notify()
         return request
@@ -135,7 +142,19 @@ class Batcher:
     def load(self) -> dict[str, int]:
         """Rows being generated, and requests waiting for room."""
         with self.wake:
-            return {"streams": sum(r.config.num_samples for r in self.active), "waiting": len(self.waiting)}
+            return {"streams": sum(r.config.num_samples for r in self.active), "waiting": self._queued()}
+
+    def _queued(self, waiting=None) -> int:
+        """How many of the waiting requests the free rows cannot take at the next step (called
+        holding the lock): those wait for room; the others are only about to start."""
+        room = self.max_streams - sum(r.config.num_samples for r in self.active)
+        queued = 0
+        for r in self.waiting if waiting is None else waiting:
+            if queued or r.config.num_samples > room:
+                queued += 1
+            else:
+                room -= r.config.num_samples
+        return queued
 
     def close(self) -> None:
         """Cancel everything and stop the loop."""
@@ -174,6 +193,10 @@ class Batcher:
                         self.wake.wait(timeout=0.01)
         for request in list(self.active):
             self._finish(request, "cancelled")
+        with self.wake:
+            waiting, self.waiting = list(self.waiting), deque()
+        for request in waiting:
+            self._outbox(request, Done("cancelled"))
         self._send(now=True)
 
     def _admit(self) -> list[Request]:
@@ -237,10 +260,10 @@ class Batcher:
                 for layer in range(len(runs[0].state))
             ]  # per layer [h] or [h, c], each (B, H)
         temps = [float(r.config.temp) if plain(r.config) else 1.0 for r in requests]
-        self.temps = torch.tensor(temps, dtype=torch.float64).repeat_interleave(
-            torch.tensor([r.config.num_samples for r in requests])
+        self.temps = torch.tensor(temps, dtype=torch.float64, device=self.device).repeat_interleave(
+            torch.tensor([r.config.num_samples for r in requests], device=self.device)
         )[:, None]  # (B, 1)
-        self.noise = torch.ones(row, self.logits.size(-1), dtype=torch.float64)
+        self.noise = torch.ones(row, self.logits.size(-1), dtype=torch.float64, device=self.device)
 
     def _pick(self) -> torch.Tensor:
         """Every batched request's next characters, into the outbox; those that are done leave

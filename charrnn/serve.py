@@ -33,9 +33,10 @@ from typing import Literal
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from charrnn import api, checkpoint
-from charrnn.batching import Batcher, Busy, Done, deliver_each
+from charrnn.batching import Batcher, Busy, Closed, Done, deliver_each
 from charrnn.config import SampleConfig, ServeLimits
 from charrnn.errors import CharRNNError
 from charrnn.pages import page_head
@@ -71,13 +72,15 @@ class HTTPError(Exception):
 
 
 def create_app(model: api.Model, limits: ServeLimits = ServeLimits(), batcher: Batcher | None = None) -> FastAPI:
-    """The HTTP app over one loaded model. Its batcher (by default one in a thread of its own)
-    is closed when the app shuts down."""
-    if batcher is None:
-        batcher = Batcher(model.net, model.vocab, max_streams=limits.max_streams, max_waiting=limits.max_waiting)
+    """The HTTP app over one loaded model. The app's lifespan starts its batcher (one in a
+    thread of its own, unless one is given) and closes it."""
+    given = batcher
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
+        nonlocal batcher
+        if given is None:
+            batcher = Batcher(model.net, model.vocab, max_streams=limits.max_streams, max_waiting=limits.max_waiting)
         # what a step writes reaches the requests' queues in one call to the event loop
         loop = asyncio.get_running_loop()
 
@@ -104,7 +107,11 @@ def create_app(model: api.Model, limits: ServeLimits = ServeLimits(), batcher: B
 
     @app.exception_handler(CharRNNError)
     async def bad_input(request: Request, e: CharRNNError) -> JSONResponse:
-        return _error(429 if isinstance(e, Busy) else 400, str(e))
+        return _error(429 if isinstance(e, Busy) else 503 if isinstance(e, Closed) else 400, str(e))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def not_here(request: Request, e: StarletteHTTPException) -> JSONResponse:
+        return _error(e.status_code, f"{request.method} {request.url.path}: {e.detail}")
 
     @app.post("/v1/generate")
     async def generate(request: Request) -> Response:
@@ -112,6 +119,9 @@ def create_app(model: api.Model, limits: ServeLimits = ServeLimits(), batcher: B
         body = GenerateBody.model_validate_json(await request.body())
         if body.length > limits.max_length:
             raise HTTPError(400, f"length {body.length} is more than this server's --max-length {limits.max_length}")
+        if len(body.prime) > limits.max_length:  # read in one pass that every stream waits for
+            too_long = f"the prime is {len(body.prime)} characters, more than this server's --max-length"
+            raise HTTPError(400, f"{too_long} {limits.max_length}")
         if body.num_samples > limits.max_streams:
             raise HTTPError(400, f"num_samples {body.num_samples} is more than --max-streams {limits.max_streams}")
         model.vocab.encode(body.prime, unknown=body.unknown, context="the prime text")  # a 400 before any text
@@ -169,15 +179,22 @@ async def _lines(queue: asyncio.Queue, handle, samples: int):
 
 
 async def _whole(queue: asyncio.Queue, handle, samples: int, request: Request) -> Response:
-    """The whole answer at once; a client that goes away meanwhile cancels the run."""
+    """The whole answer at once; a client that goes away meanwhile (asked 4 times a second)
+    cancels the run."""
     texts: list[list[str]] = [[] for _ in range(samples)]
+    clock = asyncio.get_running_loop().time
+    ask_at = clock() + 0.25
     try:
         while True:
             try:
-                item = await asyncio.wait_for(queue.get(), timeout=0.25)
+                item = await asyncio.wait_for(queue.get(), timeout=max(0.0, ask_at - clock()))
             except asyncio.TimeoutError:
+                item = None
+            if clock() >= ask_at:
                 if await request.is_disconnected():
                     return Response(status_code=499)
+                ask_at = clock() + 0.25
+            if item is None:
                 continue
             if isinstance(item, Done):
                 break
@@ -298,8 +315,11 @@ def serve(checkpoint_path: Path | None, *, host: str, port: int, limits: ServeLi
         signal.signal(sig, stop)
     web = threading.Thread(target=answer, name="charrnn-http")
     web.start()
-    batcher.run()  # until the server has stopped
-    web.join()
+    try:
+        batcher.run()  # until the server has stopped
+    finally:
+        server.should_exit = True  # the loop stopped: so does the server, whatever stopped it
+        web.join()
     if failed:
         raise failed[0]
 

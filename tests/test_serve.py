@@ -178,6 +178,14 @@ def test_a_client_that_goes_away_frees_its_stream(server):
                 break
             time.sleep(0.02)
         assert client.get(f"{url}/healthz").json()["streams"] == 0
+        # the same for a client that waits for the whole text and gives up first
+        with pytest.raises(httpx.ReadTimeout):
+            httpx.post(f"{url}/v1/generate", json={"prime": "The", "length": 10_000, "temp": 0}, timeout=0.3)
+        for _ in range(100):
+            if client.get(f"{url}/healthz").json()["streams"] == 0:
+                break
+            time.sleep(0.02)
+        assert client.get(f"{url}/healthz").json()["streams"] == 0
 
 
 BAD = [
@@ -187,6 +195,7 @@ BAD = [
     (b'{"prime": 7}', 400, "prime: Input should be a valid string"),
     (b'{"lenght": 5}', 400, "unknown field 'lenght'"),
     (b'{"length": 10001}', 400, "more than this server's --max-length 10000"),
+    (b'{"prime": "' + b"a" * 10_001 + b'"}', 400, "the prime is 10001 characters, more than this server's"),
     (b'{"temp": -0.5}', 400, "temp: Input should be greater than or equal to 0"),
     (b'{"top_p": 1.5}', 400, "top_p"),
     (b'{"top_k": 0}', 400, "top_k"),
@@ -204,6 +213,14 @@ def test_bad_requests_are_one_line_4xx(server, body, status, words):
     assert words in r.json()["error"] and "\n" not in r.json()["error"]
     assert httpx.get(f"{url}/healthz").status_code == 200
     assert not any("Traceback" in line or '" 500' in line for line in log)
+
+
+def test_unknown_paths_and_methods_are_one_line_too(server):
+    url, _ = server
+    r = httpx.get(f"{url}/v2/nothing")
+    assert r.status_code == 404 and r.json() == {"error": "GET /v2/nothing: Not Found"}
+    r = httpx.get(f"{url}/v1/generate")
+    assert r.status_code == 405 and list(r.json()) == ["error"]
 
 
 def test_unknown_characters_can_be_skipped_and_scores_refused(server):
@@ -361,3 +378,25 @@ def test_the_app_mounts_in_python_code(tiny_run):
     whole, lines = asyncio.run(use())
     assert whole == {"text": model.generate("The ", length=60, seed=5), "stopped": "length"}
     assert lines[-1] == {"done": True, "stopped": "length"} and len("".join(m["text"] for m in lines[:-1])) == 30
+
+
+def test_the_batcher_takes_what_fits_queues_the_rest_and_closes_cleanly(tiny_run):
+    from charrnn.batching import Batcher, Busy, Closed, Done
+    from charrnn.config import SampleConfig
+
+    model = charrnn.load(tiny_run)
+    ends: list[str] = []
+    deliver = lambda item: ends.append(item.stopped) if isinstance(item, Done) else None  # noqa: E731
+    batcher = Batcher(model.net, model.vocab, max_streams=2, max_waiting=0, thread=False)  # stepped by hand
+    # with no queue at all, what the free rows take is still taken
+    batcher.submit(SampleConfig(length=10**6, num_samples=2), deliver)
+    with pytest.raises(Busy):
+        batcher.submit(SampleConfig(length=5), deliver)  # it would have to wait for room
+    batcher.max_waiting = 1
+    batcher.submit(SampleConfig(length=5), deliver)
+    assert batcher.load() == {"streams": 0, "waiting": 1}
+    batcher.close()  # before the loop ever ran: the waiting and the running are told, and it stops
+    batcher.run()
+    assert ends == ["cancelled", "cancelled"]
+    with pytest.raises(Closed):
+        batcher.submit(SampleConfig(length=5), deliver)
