@@ -315,7 +315,13 @@ class Info:
 
 
 def info(checkpoint_path: Path) -> Info:
-    """What a checkpoint holds, as `charrnn info` shows it; its weights are checked to load."""
+    """What a checkpoint holds (a text-generating model or a classifier), as `charrnn info`
+    shows it; its weights are checked to load."""
     path = runs.resolve_checkpoint(checkpoint_path)
+    if checkpoint.load(path, kind=None).get("kind") == "classifier":
+        from charrnn import classify
+
+        ckpt = classify.load_classifier(path).ckpt
+        return Info(path, classify.describe(ckpt), None, path.stat().st_size)
     _, _, ckpt = checkpoint.load_model(path)
     return Info(path, checkpoint.describe(ckpt), ckpt.get("history"), path.stat().st_size)

@@ -213,8 +213,10 @@ def _fsync_dir(d: Path) -> None:
         os.close(fd)
 
 
-def load(path: Path) -> dict:
-    """Load and validate a checkpoint on the CPU; every failure is a one-line CheckpointError."""
+def load(path: Path, kind: str | None = "lm") -> dict:
+    """Load and validate a checkpoint on the CPU; every failure is a one-line CheckpointError.
+    `kind` is what the caller can use: "lm" (a text-generating model), "classifier" (see
+    `charrnn.classify`), or None for either."""
     path = Path(path)
     try:
         if path.stat().st_size == 0:
@@ -248,6 +250,15 @@ def load(path: Path) -> dict:
         raise CheckpointError(
             f"{path}: checkpoint format version {version} is newer than this charrnn reads ({VERSION}); upgrade charrnn"
         )
+    found = ckpt.get("kind", "lm")
+    if kind is not None and found != kind:
+        if found == "classifier":
+            raise CheckpointError(
+                f"{path}: is a classifier (charrnn classify predict or eval take it), not a text-generating model"
+            )
+        if kind == "classifier":
+            raise CheckpointError(f"{path}: is a text-generating model (charrnn sample takes it), not a classifier")
+        raise CheckpointError(f"{path}: is a checkpoint of an unknown kind {found!r}")
     for key in ("model_config", "train_config", "vocab", "model"):
         if key not in ckpt:
             raise CheckpointError(f"{path}: checkpoint is missing {key!r}")

@@ -33,6 +33,7 @@ from charrnn.config import (
     SETTINGS,
     TEST_FRAC,
     VAL_FRAC,
+    ClassifierSettings,
     SampleConfig,
     ServeLimits,
     default,
@@ -937,6 +938,257 @@ def serve_cmd(
 
     limits = ServeLimits(max_length=max_length, max_streams=max_streams, max_waiting=max_queue, max_body=max_body)
     serve(checkpoint_path, host=host, port=port, limits=limits, device=device)
+
+
+# --------------------------------------------------------------------------- classify
+
+classify_app = typer.Typer(
+    cls=OneLineErrors,
+    name="classify",
+    help="A character-level classifier: train it on labelled texts, predict labels, evaluate it.",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+)
+app.add_typer(classify_app, name="classify")
+CS = ClassifierSettings  # the defaults of `classify train`
+
+TextCol = Annotated[
+    str, typer.Option("--text-col", help="TSV/CSV header (or 0-based column number) / JSONL key of the text.")
+]
+LabelCol = Annotated[
+    str, typer.Option("--label-col", help="TSV/CSV header (or 0-based column number) / JSONL key of the label.")
+]
+DataArg = Annotated[
+    Path,
+    typer.Argument(
+        metavar="DATA",
+        readable=False,
+        show_default=False,
+        help="A directory of LABEL.txt files (one example per line), a .tsv/.csv file or a .jsonl file.",
+    ),
+]
+
+
+@classify_app.command("train", cls=Command)
+def classify_train_cmd(
+    data: DataArg,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out", "-o", show_default=False, help="Run directory (default: checkpoints/classify/NAME-TIME)."
+        ),
+    ] = None,
+    model: Annotated[Literal["lstm", "gru", "rnn"], typer.Option("--model", help="Recurrent cell.")] = CS.model,
+    hidden: Annotated[int, typer.Option("--hidden", min=1, help="Units per layer and direction.")] = CS.hidden,
+    layers: Annotated[int, typer.Option("--layers", min=1, help="Recurrent layers.")] = CS.layers,
+    bidirectional: Annotated[
+        bool, typer.Option("--bidirectional/--one-way", help="Read the text both ways, or left to right only.")
+    ] = CS.bidirectional,
+    dropout: Annotated[
+        float, typer.Option("--dropout", callback=in_range(0, 1, hi_open=True), help="Dropout between layers.")
+    ] = CS.dropout,
+    batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Texts per batch.")] = CS.batch_size,
+    lr: Annotated[float, typer.Option("--lr", callback=in_range(0, None, lo_open=True), help="AdamW rate.")] = CS.lr,
+    max_epochs: Annotated[
+        int, typer.Option("--max-epochs", min=1, help="Passes over the training texts.")
+    ] = CS.max_epochs,
+    time_limit: Annotated[
+        float | None,
+        typer.Option("--time-limit", callback=in_range(0, None, lo_open=True), help="Seconds of training at most."),
+    ] = CS.time_limit,
+    patience: Annotated[
+        int, typer.Option("--patience", min=1, help="Epochs without a better val accuracy before stopping.")
+    ] = CS.patience,
+    balance: Annotated[
+        bool, typer.Option("--balance", metavar="", help="Weight the loss by 1/label frequency (skewed labels).")
+    ] = False,
+    val_frac: Annotated[
+        float,
+        typer.Option("--val-frac", callback=in_range(0, 1, lo_open=True, hi_open=True), help="Held out, per label."),
+    ] = CS.val_frac,
+    max_length: Annotated[
+        int, typer.Option("--max-length", min=1, help="Characters read of each text; longer ones are cut.")
+    ] = CS.max_length,
+    text_col: TextCol = "text",
+    label_col: LabelCol = "label",
+    encoding_errors: EncodingErrors = "strict",
+    seed: SeedOpt = CS.seed,
+    device: DeviceOpt = CS.device,
+    precision: Annotated[Literal["fp32"], typer.Option("--precision", help="Classifiers train in fp32.")] = "fp32",
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", metavar="", help="No progress bar.")] = False,
+):
+    """Train a character-level classifier on labelled texts; writes RUN/best.pt.
+
+    The examples are split per label into train and val (--val-frac, fixed by --seed); the
+    weights with the best val accuracy are kept. Batches hold texts of similar length,
+    padded and packed.
+
+    [bold]Examples[/bold]
+
+      charrnn classify train data/names --out checkpoints/names     # data/names/Russian.txt, ...
+
+      charrnn classify train reviews.tsv --text-col review --label-col stars --balance
+
+      charrnn classify train lines.jsonl --model gru --hidden 256 --time-limit 60
+    """
+    from charrnn.classify import train_classifier
+
+    settings = ClassifierSettings(
+        model=model, hidden=hidden, layers=layers, bidirectional=bidirectional, dropout=dropout,
+        batch_size=batch_size, lr=lr, max_epochs=max_epochs, time_limit=time_limit, patience=patience, seed=seed,
+        balance=balance, val_frac=val_frac, max_length=max_length, device=device, precision=precision,
+    )  # fmt: skip
+    progress = Progress(
+        TextColumn("epoch {task.fields[epoch]}"),
+        BarColumn(),
+        TextColumn("loss {task.fields[loss]:.3f} · val acc {task.fields[acc]}"),
+        console=err,
+        disable=quiet,
+        transient=False,
+    )
+    task = None
+
+    def start(st) -> None:
+        nonlocal task
+        counts = st.examples.counts()
+        err.print(
+            f"classifying {len(st.labels)} labels from {st.examples.source}: {len(st.examples):,} examples "
+            f"({st.train:,} train, {st.val:,} val; largest {counts.most_common(1)[0][1]:,}, "
+            f"smallest {min(counts.values()):,}) · {st.vocab_size} characters · {st.parameters:,} parameters "
+            f"· {st.device} · run {st.run_dir}"
+        )
+        if st.examples.truncated:
+            err.print(f"charrnn: warning: {st.examples.truncated:,} texts were cut to --max-length {max_length}")
+        progress.start()
+        task = progress.add_task("train", total=max_epochs, epoch=1, loss=float("nan"), acc="-")
+
+    def batch(done: float, loss: float) -> None:
+        progress.update(task, completed=done, epoch=int(done) + 1, loss=loss)
+
+    def epoch(e) -> None:
+        progress.update(task, acc=f"{e.val_accuracy:.3f}")
+        if quiet:
+            return
+        progress.console.print(
+            f"epoch {e.epoch}: train loss {e.train_loss:.3f} · val accuracy {e.val_accuracy:.4f} · "
+            f"macro-F1 {e.val_macro_f1:.4f} · {e.elapsed_s:.1f} s" + (" · best" if e.best else "")
+        )
+
+    try:
+        result = train_classifier(
+            data, settings, out=out, text_col=text_col, label_col=label_col,
+            opts=TextOptions(encoding_errors=encoding_errors), on_start=start, on_batch=batch, on_epoch=epoch,
+        )  # fmt: skip
+    finally:
+        if task is not None:
+            progress.stop()
+    err.print(
+        f"done: {result.epochs} epochs in {result.elapsed_s:.1f} s ({result.stopped}); val accuracy "
+        f"{result.val_accuracy:.4f}, macro-F1 {result.val_macro_f1:.4f}; checkpoint {result.checkpoint}"
+    )
+
+
+@classify_app.command("predict", cls=Command)
+def classify_predict_cmd(
+    checkpoint_path: CheckpointArg,
+    texts: Annotated[
+        list[str] | None,
+        typer.Argument(metavar="[TEXT]...", show_default=False, help="Texts to label (default: stdin, one per line)."),
+    ] = None,
+    top: Annotated[int, typer.Option("--top", "-k", min=1, help="Likeliest labels to show for each text.")] = 1,
+    as_json: Annotated[bool, typer.Option("--json", metavar="", help="One JSON object per line.")] = False,
+    unknown: UnknownOpt = "error",
+    device: DeviceOpt = "cpu",
+):
+    """Label texts: each line out is text<TAB>label<TAB>probability (then the next likeliest, with --top).
+
+    [bold]Examples[/bold]
+
+      charrnn classify predict checkpoints/names Dostoevsky Nakamura --top 3
+
+      cut -f1 names.txt | charrnn classify predict checkpoints/names | sort -t$'\t' -k2
+
+      charrnn classify predict checkpoints/names --json < names.txt > labelled.jsonl
+    """
+    import json
+
+    from charrnn.classify import load_classifier
+
+    clf = load_classifier(checkpoint_path, device)  # before stdin is read
+    if not texts:
+        raw = _read_stdin_prime()
+        texts = [line.rstrip("\r") for line in raw.split("\n")]
+        if texts and texts[-1] == "":
+            texts.pop()
+    out = _utf8_stdout()
+    try:
+        for start in range(0, len(texts), 1024):
+            chunk = texts[start : start + 1024]
+            for text, ranked in zip(chunk, clf.predict(chunk, top=top, unknown=unknown), strict=True):
+                if as_json:
+                    out.write(json.dumps({"text": text, "labels": [{"label": lb, "p": p} for lb, p in ranked]}))
+                else:
+                    out.write("\t".join([text.replace("\t", " ")] + [f"{lb}\t{p:.4f}" for lb, p in ranked]))
+                out.write("\n")
+            out.flush()
+    except BrokenPipeError:
+        _quiet_broken_pipe()
+
+
+@classify_app.command("eval", cls=Command)
+def classify_eval_cmd(
+    checkpoint_path: CheckpointArg,
+    data: DataArg,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", show_default=False, help="The HTML page (default: RUN/eval-DATA.html)."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", metavar="", help="The figures as one JSON object.")] = False,
+    text_col: TextCol = "text",
+    label_col: LabelCol = "label",
+    encoding_errors: EncodingErrors = "strict",
+    unknown: Annotated[
+        Literal["error", "skip"],
+        typer.Option("--unknown", help="Characters the classifier never saw: skip them, or error."),
+    ] = "skip",
+    device: DeviceOpt = "cpu",
+):
+    """Accuracy, macro-F1 and per-label precision and recall on labelled texts, and a page with the confusion matrix.
+
+    [bold]Examples[/bold]
+
+      charrnn classify eval checkpoints/names data/names-test
+
+      charrnn classify eval checkpoints/names test.tsv --json | jq .accuracy
+    """
+    import json
+
+    from charrnn.classify import evaluate_classifier
+    from charrnn.classpage import write_page
+
+    ev = evaluate_classifier(
+        checkpoint_path, data, text_col=text_col, label_col=label_col,
+        opts=TextOptions(encoding_errors=encoding_errors), unknown=unknown, device=device,
+    )  # fmt: skip
+    page = out or ev.path.parent / f"eval-{Path(data).stem or 'data'}.html"
+    write_page(ev, page)
+    if ev.skipped_chars:
+        err.print(f"charrnn: warning: skipped {ev.skipped_chars:,} characters the classifier never saw")
+    out_stream = _utf8_stdout()
+    if as_json:
+        out_stream.write(json.dumps(ev.to_json()) + "\n")
+    else:
+        sc = ev.scores
+        t = Table(
+            title=f"{ev.data}: accuracy {sc.accuracy:.4f}, macro-F1 {sc.macro_f1:.4f} over {sc.total:,} examples",
+            title_justify="left",
+        )
+        for name in ("label", "precision", "recall", "F1", "support"):
+            t.add_column(name, justify="left" if name == "label" else "right")
+        for r in ev.scores.per_label():
+            t.add_row(r["label"], f"{r['precision']:.3f}", f"{r['recall']:.3f}", f"{r['f1']:.3f}", f"{r['support']:,}")
+        Console(file=out_stream, highlight=False).print(t)
+    err.print(f"page: {page}")
 
 
 def main() -> None:

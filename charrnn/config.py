@@ -134,6 +134,49 @@ class ServeLimits:
     max_body: int = 64 * 1024  # bytes of a request body; more is answered 413
 
 
+@dataclass(frozen=True)
+class ClassifierSettings:
+    """Everything `charrnn classify train` takes besides the data; the defaults are its defaults."""
+
+    model: str = "lstm"
+    hidden: int = 128
+    layers: int = 1
+    bidirectional: bool = True
+    dropout: float = 0.0
+    batch_size: int = 64
+    lr: float = 5e-3
+    max_epochs: int = 10
+    time_limit: float | None = None  # seconds of training
+    patience: int = 3  # epochs without a better val accuracy before stopping
+    seed: int = 1337
+    balance: bool = False  # weight the loss by 1 / label frequency
+    val_frac: float = 0.1
+    max_length: int = 256  # characters of a text read; longer ones are cut (with a warning)
+    device: str = "auto"
+    precision: str = "fp32"
+
+    def __post_init__(self):
+        checks = {
+            "hidden": self.hidden >= 1,
+            "layers": self.layers >= 1,
+            "batch-size": self.batch_size >= 1,
+            "lr": self.lr > 0 and math.isfinite(self.lr),
+            "max-epochs": self.max_epochs >= 1,
+            "patience": self.patience >= 1,
+            "max-length": self.max_length >= 1,
+            "dropout": 0 <= self.dropout < 1,
+            "val-frac": 0 < self.val_frac < 1,
+            "time-limit": self.time_limit is None or (self.time_limit > 0 and math.isfinite(self.time_limit)),
+        }
+        for name, ok in checks.items():
+            if not ok:
+                raise BadValueError(f"--{name}: {getattr(self, name.replace('-', '_'))!r} is out of range")
+        if self.model not in MODEL_TYPES:
+            raise BadValueError(f"--model must be one of {', '.join(MODEL_TYPES)}, not {self.model!r}")
+        if self.precision != "fp32":
+            raise BadValueError("--precision: a classifier trains in fp32 (it is small; bf16 buys nothing here)")
+
+
 # When a run sets no limit at all it trains this many epochs.
 DEFAULT_MAX_EPOCHS = 20
 
