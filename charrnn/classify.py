@@ -5,8 +5,8 @@
     clf.predict(["Dostoevsky", "Nakamura"], top=3)      # [[("Russian", 0.97), ...], ...]
     report = evaluate_classifier(result.checkpoint, Path("data/names-test"))
 
-The model embeds each character, runs an LSTM (or GRU, or plain RNN; bidirectional by
-default) over the text, and reads the label from the last hidden state of each direction.
+The model embeds each character, runs an LSTM (or GRU, or plain RNN; bidirectional if
+asked) over the text, and reads the label from the last hidden state of each direction.
 Training takes batches of texts of similar length, padded and packed, with AdamW; it keeps
 the weights with the best validation accuracy in `best.pt`, a checkpoint like the language
 models' (atomic, loaded with `weights_only=True`) marked `kind: classifier` and holding the
@@ -48,9 +48,9 @@ class ClassifierConfig:
     vocab_size: int
     labels: int
     model: str = "lstm"  # lstm | gru | rnn
-    hidden: int = 128
+    hidden: int = 64
     layers: int = 1
-    bidirectional: bool = True
+    bidirectional: bool = False
     dropout: float = 0.0  # between layers and before the output layer
 
     def __post_init__(self):

@@ -22,7 +22,7 @@ td,th{padding:3px 10px;border-bottom:1px solid #e0e0e0;text-align:right}
 td:first-child,th:first-child{text-align:left}
 .matrix text{font:11px system-ui,sans-serif;fill:#333}
 .matrix rect:hover{stroke:#000;stroke-width:1.5}
-.examples{font-family:ui-monospace,"DejaVu Sans Mono",Menlo,monospace;color:#444}
+td.examples{font-family:ui-monospace,"DejaVu Sans Mono",Menlo,monospace;color:#444;text-align:left}
 """
 
 
@@ -64,7 +64,8 @@ def _matrix(ev: Evaluation) -> str:
     n = len(labels)
     margin = 8 + 7 * max(len(label) for label in labels)
     size = margin + n * CELL + 4
-    parts = [f'<svg class="matrix" width="{size}" height="{size}" viewBox="0 0 {size} {size}" role="img">']
+    width = size + margin // 2  # the last column's label leans out to the right
+    parts = [f'<svg class="matrix" width="{width}" height="{size}" viewBox="0 0 {width} {size}" role="img">']
     for i, label in enumerate(labels):
         y = margin + i * CELL + CELL * 0.65
         parts.append(f'<text x="{margin - 6}" y="{y:.1f}" text-anchor="end">{escape(label)}</text>')

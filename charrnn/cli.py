@@ -982,7 +982,7 @@ def classify_train_cmd(
     hidden: Annotated[int, typer.Option("--hidden", min=1, help="Units per layer and direction.")] = CS.hidden,
     layers: Annotated[int, typer.Option("--layers", min=1, help="Recurrent layers.")] = CS.layers,
     bidirectional: Annotated[
-        bool, typer.Option("--bidirectional/--one-way", help="Read the text both ways, or left to right only.")
+        bool, typer.Option("--bidirectional/--one-way", metavar="", help="Read the text both ways, or left to right.")
     ] = CS.bidirectional,
     dropout: Annotated[
         float, typer.Option("--dropout", callback=in_range(0, 1, hi_open=True), help="Dropout between layers.")
