@@ -88,7 +88,7 @@ def _read(path: Path, opts: TextOptions) -> str:
 
 
 def _from_directory(d: Path, opts: TextOptions) -> tuple[list[str], list[str]]:
-    files = sorted(p for p in d.iterdir() if p.is_file() and p.suffix == ".txt")
+    files = sorted(p for p in d.iterdir() if p.is_file() and p.suffix.lower() == ".txt" and not p.name.startswith("."))
     if not files:
         raise InputError(f"{d}: holds no LABEL.txt files (one per label, one example per line)")
     texts, labels = [], []
@@ -112,7 +112,12 @@ def _column(name: str, header: list[str] | None, path: Path, which: str) -> int:
 
 
 def _from_table(path: Path, opts: TextOptions, text_col: str, label_col: str, delimiter: str):
-    rows = list(csv.reader(io.StringIO(_read(path, opts), newline=""), delimiter=delimiter))
+    # CSV quotes fields as the format does; a TSV has no quoting: a quote is a character of the text
+    quoting = csv.QUOTE_MINIMAL if delimiter == "," else csv.QUOTE_NONE
+    try:
+        rows = list(csv.reader(io.StringIO(_read(path, opts), newline=""), delimiter=delimiter, quoting=quoting))
+    except csv.Error as e:
+        raise InputError(f"{path}: not a readable {'CSV' if delimiter == ',' else 'TSV'} file ({e})") from None
     rows = [r for r in rows if any(cell.strip() for cell in r)]
     if not rows:
         raise InputError(f"{path}: holds no rows")
@@ -148,7 +153,7 @@ def _from_jsonl(path: Path, opts: TextOptions, text_col: str, label_col: str):
         if label is None or (isinstance(label, str) and not label.strip()) or isinstance(label, (dict, list)):
             raise InputError(f"{path}: line {i} has no label field {label_col!r}")
         texts.append(obj[text_col])
-        labels.append(str(label).strip())
+        labels.append(label.strip() if isinstance(label, str) else json.dumps(label))
     return texts, labels
 
 
@@ -165,7 +170,7 @@ def stratified_split(examples: Examples, val_frac: float, seed: int) -> tuple[li
     for label in sorted(by_label):
         idx = by_label[label]
         rng.shuffle(idx)
-        n_val = max(1, round(len(idx) * val_frac)) if len(idx) >= 2 else 0
+        n_val = min(len(idx) - 1, max(1, round(len(idx) * val_frac))) if len(idx) >= 2 else 0  # train keeps one
         val += idx[:n_val]
         train += idx[n_val:]
     if not val or len(val) < 2:

@@ -15,9 +15,11 @@ label set, so that neither kind of command can take the other's checkpoint by mi
 
 from __future__ import annotations
 
+import json
 import math
 import platform
 import random
+import shutil
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -35,11 +37,12 @@ from charrnn import __version__, checkpoint
 from charrnn.classdata import Examples, load_examples, stratified_split
 from charrnn.config import MODEL_TYPES, ClassifierSettings
 from charrnn.data import TextOptions
-from charrnn.errors import BadValueError, CheckpointError, first_line
+from charrnn.errors import BadValueError, CheckpointError, InputError, TrainingError, first_line
 from charrnn.runtime import pick_device, seed_everything
 from charrnn.vocab import Vocab
 
 KIND = "classifier"
+MARK = "classifier.json"  # in a classifier's run directory: its labels and scores (`charrnn sample` skips such runs)
 BUCKET = 32  # batches of similar length are cut from this many batches' worth of shuffled texts
 
 
@@ -280,10 +283,13 @@ def train_classifier(
     on_start: Callable[[TrainStart], None] | None = None,
     on_batch: Callable[[int, float], None] | None = None,
     on_epoch: Callable[[EpochStats], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> ClassifyResult:
     """Train a classifier on labelled examples (see `charrnn.classdata`) and write
-    `RUN/best.pt`. The data, the options and the device are all checked before the run
-    directory is made."""
+    `RUN/best.pt` (and `RUN/classifier.json`, its labels and scores). The data, the options and
+    the device are all checked before the run directory is made; a run that fails before its
+    first checkpoint leaves none behind. `should_stop` (Ctrl-C, say) ends the epoch early,
+    validates, keeps the better weights and stops."""
     s = settings
     device = pick_device(s.device)
     examples = load_examples(data, text_col=text_col, label_col=label_col, opts=opts, max_length=s.max_length)
@@ -293,8 +299,26 @@ def train_classifier(
     y = [label_id[label] for label in examples.labels]
     vocab = Vocab.from_text("".join(examples.texts))
     encoded = _encode(vocab, examples.texts, "error", "the data")
-    run_dir = _new_run_dir(out, Path(data))
+    run_dir, created = _new_run_dir(out, Path(data))
+    try:
+        return _train(
+            s, device, examples, train_idx, val_idx, labels, y, vocab, encoded, run_dir, Path(data),
+            on_start, on_batch, on_epoch, should_stop,
+        )  # fmt: skip
+    except BaseException:
+        if not (run_dir / "best.pt").exists():  # nothing worth keeping: leave no run behind
+            if created:
+                shutil.rmtree(run_dir, ignore_errors=True)
+            else:
+                for child in run_dir.iterdir():
+                    child.unlink() if child.is_file() else shutil.rmtree(child, ignore_errors=True)
+        raise
 
+
+def _train(
+    s, device, examples, train_idx, val_idx, labels, y, vocab, encoded, run_dir, data,
+    on_start, on_batch, on_epoch, should_stop,
+) -> ClassifyResult:  # fmt: skip
     seed_everything(s.seed)
     cfg = ClassifierConfig(len(vocab), len(labels), s.model, s.hidden, s.layers, s.bidirectional, s.dropout)
     net = CharClassifier(cfg).to(device)
@@ -342,11 +366,18 @@ def train_classifier(
     for epoch in range(1, s.max_epochs + 1):
         net.train()
         total, n = 0.0, 0
-        out_of_time = False
+        out_of_time = interrupted = False
         for b, batch in enumerate(_batches(train_idx, encoded, s.batch_size, rng)):
             ids, lengths = _batch([encoded[i] for i in batch], device)
             target = torch.tensor([y[i] for i in batch], device=device)
             loss = F.cross_entropy(net(ids, lengths), target, weight=weight)
+            if not torch.isfinite(loss):
+                kept = (
+                    f"; {run_dir / 'best.pt'} holds the best weights so far" if (run_dir / "best.pt").exists() else ""
+                )
+                raise TrainingError(
+                    f"training diverged in epoch {epoch} (the loss is not finite); try a lower --lr{kept}"
+                )
             opt.zero_grad(set_to_none=True)
             loss.backward()
             nn.utils.clip_grad_norm_(net.parameters(), 1.0)
@@ -357,6 +388,9 @@ def train_classifier(
                 on_batch(epoch - 1 + (b + 1) / steps_per_epoch, total / n)
             if s.time_limit is not None and time.monotonic() - t0 >= s.time_limit:
                 out_of_time = True
+                break
+            if should_stop is not None and should_stop():
+                interrupted = True
                 break
         predicted = _predict_ids(net, encoded, val_batches, device)
         sc = scores(labels, [y[i] for i in val_idx], predicted)
@@ -381,10 +415,15 @@ def train_classifier(
                 },
                 run_dir / "best.pt",
             )
+            summary = {"labels": labels, "epoch": epoch, "val_accuracy": sc.accuracy, "val_macro_f1": sc.macro_f1}
+            checkpoint.write_atomic(run_dir / MARK, (json.dumps(summary, indent=1) + "\n").encode())
         else:
             stale += 1
         if on_epoch:
             on_epoch(EpochStats(epoch, total / max(1, n), sc.accuracy, sc.macro_f1, time.monotonic() - t0, better))
+        if interrupted:
+            stopped = "interrupted"
+            break
         if out_of_time:
             stopped = "time-limit"
             break
@@ -415,8 +454,9 @@ def _predict_ids(net: CharClassifier, encoded, batches: list[list[int]], device)
     return out
 
 
-def _new_run_dir(out: Path | None, data: Path) -> Path:
-    """The run directory: new, or empty; never one that holds something already."""
+def _new_run_dir(out: Path | None, data: Path) -> tuple[Path, bool]:
+    """The run directory, new or empty (never one that holds something already), and whether
+    it was made here."""
     if out is None:
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         name = (data.stem or "data").replace(" ", "-")[:40]
@@ -424,8 +464,9 @@ def _new_run_dir(out: Path | None, data: Path) -> Path:
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise BadValueError(f"--out {out}: already exists and is not empty; choose a new directory")
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
-    return out
+    return out, created
 
 
 # --------------------------------------------------------------------------- evaluation
@@ -475,7 +516,7 @@ def evaluate_classifier(
     unknown_labels = sorted(set(examples.labels) - set(clf.labels))
     if unknown_labels:
         shown = ", ".join(map(repr, unknown_labels[:5]))
-        raise BadValueError(f"{data}: holds labels the classifier was not trained on: {shown}")
+        raise InputError(f"{data}: holds labels the classifier was not trained on: {shown}")
     skipped = sum(1 for t in examples.texts for c in t if c not in clf.vocab)
     probs = clf.probabilities(examples.texts, unknown=unknown)
     predicted = probs.argmax(dim=-1).tolist()

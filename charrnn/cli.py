@@ -724,7 +724,7 @@ def sample_cmd(
         _quiet_broken_pipe()
 
 
-def _read_stdin_prime() -> str:
+def _read_stdin_prime(what: str = "the prime text on stdin") -> str:
     stdin = sys.stdin
     if stdin is None or stdin.closed:
         return ""
@@ -739,7 +739,7 @@ def _read_stdin_prime() -> str:
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as e:
-        raise InputError(f"the prime text on stdin is not UTF-8 (byte {e.start})") from None
+        raise InputError(f"{what} is not UTF-8 (byte {e.start})") from None
 
 
 def _utf8_stdout():
@@ -988,7 +988,7 @@ def classify_train_cmd(
         float, typer.Option("--dropout", callback=in_range(0, 1, hi_open=True), help="Dropout between layers.")
     ] = CS.dropout,
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Texts per batch.")] = CS.batch_size,
-    lr: Annotated[float, typer.Option("--lr", callback=in_range(0, None, lo_open=True), help="AdamW rate.")] = CS.lr,
+    lr: Annotated[float, typer.Option("--lr", callback=in_range(0, 10, lo_open=True), help="AdamW rate.")] = CS.lr,
     max_epochs: Annotated[
         int, typer.Option("--max-epochs", min=1, help="Passes over the training texts.")
     ] = CS.max_epochs,
@@ -1074,11 +1074,16 @@ def classify_train_cmd(
             f"macro-F1 {e.val_macro_f1:.4f} · {e.elapsed_s:.1f} s" + (" · best" if e.best else "")
         )
 
+    from charrnn.interrupt import StopFlag
+
+    stop = StopFlag(on_signal=lambda: err.print("stopping: validating this epoch's weights, then saving the better"))
     try:
-        result = train_classifier(
-            data, settings, out=out, text_col=text_col, label_col=label_col,
-            opts=TextOptions(encoding_errors=encoding_errors), on_start=start, on_batch=batch, on_epoch=epoch,
-        )  # fmt: skip
+        with stop.installed():
+            result = train_classifier(
+                data, settings, out=out, text_col=text_col, label_col=label_col,
+                opts=TextOptions(encoding_errors=encoding_errors), on_start=start, on_batch=batch, on_epoch=epoch,
+                should_stop=stop,
+            )  # fmt: skip
     finally:
         if task is not None:
             progress.stop()
@@ -1086,6 +1091,8 @@ def classify_train_cmd(
         f"done: {result.epochs} epochs in {result.elapsed_s:.1f} s ({result.stopped}); val accuracy "
         f"{result.val_accuracy:.4f}, macro-F1 {result.val_macro_f1:.4f}; checkpoint {result.checkpoint}"
     )
+    if stop.signum is not None:
+        raise typer.Exit(stop.exit_code())
 
 
 @classify_app.command("predict", cls=Command)
@@ -1116,23 +1123,26 @@ def classify_predict_cmd(
 
     clf = load_classifier(checkpoint_path, device)  # before stdin is read
     if not texts:
-        raw = _read_stdin_prime()
+        raw = _read_stdin_prime("the texts on stdin")
         texts = [line.rstrip("\r") for line in raw.split("\n")]
         if texts and texts[-1] == "":
             texts.pop()
     out = _utf8_stdout()
+    predictions = clf.predict(texts, top=top, unknown=unknown)  # every text is checked before a line is written
     try:
-        for start in range(0, len(texts), 1024):
-            chunk = texts[start : start + 1024]
-            for text, ranked in zip(chunk, clf.predict(chunk, top=top, unknown=unknown), strict=True):
-                if as_json:
-                    out.write(json.dumps({"text": text, "labels": [{"label": lb, "p": p} for lb, p in ranked]}))
-                else:
-                    out.write("\t".join([text.replace("\t", " ")] + [f"{lb}\t{p:.4f}" for lb, p in ranked]))
-                out.write("\n")
-            out.flush()
+        for text, ranked in zip(texts, predictions, strict=True):
+            if as_json:
+                out.write(json.dumps({"text": text, "labels": [{"label": lb, "p": p} for lb, p in ranked]}))
+            else:  # one line per text: its tabs and line breaks become spaces
+                shown = text.translate(_ONE_FIELD)
+                out.write("\t".join([shown] + [f"{lb.translate(_ONE_FIELD)}\t{p:.4f}" for lb, p in ranked]))
+            out.write("\n")
+        out.flush()
     except BrokenPipeError:
         _quiet_broken_pipe()
+
+
+_ONE_FIELD = str.maketrans({"\t": " ", "\n": " ", "\r": " ", "\u2028": " ", "\u2029": " "})
 
 
 @classify_app.command("eval", cls=Command)
@@ -1170,8 +1180,6 @@ def classify_eval_cmd(
         checkpoint_path, data, text_col=text_col, label_col=label_col,
         opts=TextOptions(encoding_errors=encoding_errors), unknown=unknown, device=device,
     )  # fmt: skip
-    page = out or ev.path.parent / f"eval-{Path(data).stem or 'data'}.html"
-    write_page(ev, page)
     if ev.skipped_chars:
         err.print(f"charrnn: warning: skipped {ev.skipped_chars:,} characters the classifier never saw")
     out_stream = _utf8_stdout()
@@ -1188,7 +1196,13 @@ def classify_eval_cmd(
         for r in ev.scores.per_label():
             t.add_row(r["label"], f"{r['precision']:.3f}", f"{r['recall']:.3f}", f"{r['f1']:.3f}", f"{r['support']:,}")
         Console(file=out_stream, highlight=False).print(t)
-    err.print(f"page: {page}")
+    out_stream.flush()
+    page = out or ev.path.parent / f"eval-{Path(data).stem or 'data'}.html"
+    try:  # the figures are out already: a page that cannot be written is a warning
+        write_page(ev, page)
+        err.print(f"page: {page}")
+    except OSError as e:
+        err.print(f"charrnn: warning: could not write the page {page}: {e.strerror or e}")
 
 
 def main() -> None:

@@ -160,7 +160,7 @@ class ClassifierSettings:
             "hidden": self.hidden >= 1,
             "layers": self.layers >= 1,
             "batch-size": self.batch_size >= 1,
-            "lr": self.lr > 0 and math.isfinite(self.lr),
+            "lr": 0 < self.lr <= 10,
             "max-epochs": self.max_epochs >= 1,
             "patience": self.patience >= 1,
             "max-length": self.max_length >= 1,

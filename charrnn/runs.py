@@ -51,6 +51,7 @@ def latest_run(root: Path = CHECKPOINTS) -> Path:
     """The run directory in `root` whose checkpoint was written most recently."""
     root = Path(root)
     found = [p for p in root.glob("*/*.pt") if p.name in ("best.pt", "last.pt")] if root.is_dir() else []
+    found = [p for p in found if not (p.parent / "classifier.json").exists()]  # `charrnn classify`'s runs
     if not found:
         raise CheckpointError(
             f"no trained model found in {root}/; train one with `charrnn train FILE` or name a checkpoint"

@@ -7,8 +7,10 @@ import json
 import random
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -237,4 +239,65 @@ def test_bad_option_values(cli, tmp_path, clf_run):
         assert not (tmp_path / "run").exists()
     one_line_error(cli("classify", "predict", run, "a", "--top", 0), 2, "--top")
     unseen = write_dir(tmp_path / "unseen", {"alpha": ["ax"], "delta": ["dd"]})
-    one_line_error(cli("classify", "eval", run, unseen), 2, "not trained on: 'delta'")
+    one_line_error(cli("classify", "eval", run, unseen), 3, "not trained on: 'delta'")
+
+
+def test_tsv_quotes_are_text_and_a_split_keeps_every_label_in_train(cli, tmp_path):
+    rows = ['"Quoted" rest\tx', '"oops\tx', "plain\ty", "more\ty"] + [f"w{i}\t{'xy'[i % 2]}" for i in range(20)]
+    _tsv(tmp_path / "q.tsv", "text\tlabel\n" + "\n".join(rows) + "\n")
+    from charrnn.classdata import load_examples, stratified_split
+
+    ex = load_examples(tmp_path / "q.tsv")
+    assert ex.texts[:2] == ['"Quoted" rest', '"oops'] and len(ex) == 24  # a quote is a character, rows stay rows
+    tiny = _tsv(tmp_path / "tiny.tsv", "text\tlabel\na\tx\nb\tx\nc\ty\nd\ty\n")
+    train, val = stratified_split(load_examples(tiny), 0.9, seed=1)
+    assert len(train) == 2 and len(val) == 2  # each label keeps one example to learn from
+    jsonl = _tsv(tmp_path / "b.jsonl", '{"text": "a", "label": true}\n{"text": "b", "label": 1}\n')
+    assert load_examples(jsonl).labels == ["true", "1"]
+
+
+def test_a_run_that_fails_before_its_first_checkpoint_leaves_nothing(cli, tmp_path, monkeypatch, clf_run):
+    _, data = clf_run
+    import charrnn.classify
+
+    monkeypatch.setattr(charrnn.classify.F, "cross_entropy", lambda *a, **k: torch.tensor(float("nan")))
+    r = cli("classify", "train", data, "--out", tmp_path / "run", "--device", "cpu", "-q")
+    assert r.exit_code == 6 and "Traceback" not in r.stderr, r.stderr
+    last = r.stderr.splitlines()[-1]
+    assert last == "charrnn: error: training diverged in epoch 1 (the loss is not finite); try a lower --lr"
+    assert not (tmp_path / "run").exists()
+    one_line_error(cli("classify", "train", data, "--lr", 1e38, "--out", tmp_path / "run"), 2, "--lr")
+
+
+def test_sigterm_validates_saves_and_exits_143(tmp_path):
+    data = write_dir(tmp_path / "data", marked_words(3000, seed=4))
+    cmd = [sys.executable, "-m", "charrnn", "classify", "train", str(data), "--out", str(tmp_path / "run"),
+           "--device", "cpu", "--max-epochs", 50, "--hidden", 32]  # fmt: skip
+    proc = subprocess.Popen(list(map(str, cmd)), stderr=subprocess.PIPE, text=True, env=subprocess_env())
+    for line in proc.stderr:
+        if line.startswith("classifying"):
+            break
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGTERM)
+    rest = proc.stderr.read()
+    assert proc.wait(timeout=120) == 143, rest
+    assert "stopping" in rest and "(interrupted)" in rest and "Traceback" not in rest
+    assert load_classifier(tmp_path / "run").ckpt["epoch"] >= 1
+
+
+def test_predict_writes_nothing_until_every_text_is_readable(cli, clf_run):
+    run, _ = clf_run
+    r = cli("classify", "predict", run, input="abx\nzz\nabq\n")
+    one_line_error(r, 7, "(text 3)", "'q'")
+    assert r.stdout == ""
+    r = cli("classify", "predict", run, "a\tb\ny\rz", "--unknown", "skip")
+    assert r.exit_code == 0 and r.stdout.count("\n") == 1 and r.stdout.startswith("a b y z\t")
+
+
+def test_sample_never_picks_a_classifier_run_and_eval_survives_an_unwritable_page(cli, clf_run, tmp_path):
+    run, data = clf_run
+    shutil.copytree(run, tmp_path / "checkpoints" / "names")  # cli runs in tmp_path
+    one_line_error(cli("sample"), 4, "no trained model found")
+    r = cli("classify", "eval", run, data, "--json", "--out", data / "alpha.txt" / "page.html")
+    assert r.exit_code == 0 and json.loads(r.stdout)["examples"] == 360
+    assert "warning: could not write the page" in r.stderr
