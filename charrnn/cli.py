@@ -1100,7 +1100,7 @@ def classify_predict_cmd(
     checkpoint_path: CheckpointArg,
     texts: Annotated[
         list[str] | None,
-        typer.Argument(metavar="[TEXT]...", show_default=False, help="Texts to label (default: stdin, one per line)."),
+        typer.Argument(metavar="TEXT", show_default=False, help="Texts to label (default: stdin, one per line)."),
     ] = None,
     top: Annotated[int, typer.Option("--top", "-k", min=1, help="Likeliest labels to show for each text.")] = 1,
     as_json: Annotated[bool, typer.Option("--json", metavar="", help="One JSON object per line.")] = False,
