@@ -97,9 +97,7 @@ class TrainState:
             "device": device,
             "corpus": corpus,
             "history": self.history[-HISTORY_KEPT:],
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "charrnn_version": __version__,
-            "torch_version": str(torch.__version__),
+            **provenance(),
         }
 
     @classmethod
@@ -441,6 +439,22 @@ def describe(ckpt: dict) -> list[tuple[str, str]]:
         ("precision", f"{ckpt.get('precision', '?')} on {ckpt.get('device', '?')}"),
         ("corpus", f"{corpus.get('name', '?')} ({number(corpus.get('chars'), ',')} characters)"),
         ("corpus sha256", str(corpus.get("sha256"))),
+        *provenance_rows(ckpt),
+    ]
+
+
+def provenance() -> dict:
+    """When, and by which versions, a checkpoint is written: fields of every kind of checkpoint."""
+    return {
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "charrnn_version": __version__,
+        "torch_version": str(torch.__version__),
+    }
+
+
+def provenance_rows(ckpt: dict) -> list[tuple[str, str]]:
+    """The last rows of `describe` for every kind of checkpoint: its provenance and format."""
+    return [
         (
             "created",
             f"{ckpt.get('created', '?')} by charrnn {ckpt.get('charrnn_version', '?')}, "

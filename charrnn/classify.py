@@ -24,7 +24,6 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -33,12 +32,13 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
-from charrnn import __version__, checkpoint
+from charrnn import checkpoint, runs
 from charrnn.classdata import Examples, load_examples, stratified_split
 from charrnn.config import MODEL_TYPES, ClassifierSettings
 from charrnn.data import TextOptions
 from charrnn.errors import BadValueError, CheckpointError, InputError, TrainingError, first_line
 from charrnn.runtime import pick_device, seed_everything
+from charrnn.values import as_dict, number
 from charrnn.vocab import Vocab
 
 KIND = "classifier"
@@ -212,8 +212,6 @@ class Classifier:
 
 def load_classifier(path: Path, device: str = "cpu") -> Classifier:
     """A classifier checkpoint (or a run directory: its best.pt), on `device`."""
-    from charrnn import runs
-
     path = runs.resolve_checkpoint(path)
     dev = pick_device(device)
     ckpt = checkpoint.load(path, kind=KIND)
@@ -408,9 +406,7 @@ def _train(
                     "val_macro_f1": sc.macro_f1,
                     "elapsed_s": elapsed,
                     "device": device.type,
-                    "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                    "charrnn_version": __version__,
-                    "torch_version": str(torch.__version__),
+                    **checkpoint.provenance(),
                     "python_version": platform.python_version(),
                 },
                 run_dir / "best.pt",
@@ -457,10 +453,8 @@ def _predict_ids(net: CharClassifier, encoded, batches: list[list[int]], device)
 def _new_run_dir(out: Path | None, data: Path) -> tuple[Path, bool]:
     """The run directory, new or empty (never one that holds something already), and whether
     it was made here."""
-    if out is None:
-        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-        name = (data.stem or "data").replace(" ", "-")[:40]
-        out = Path("checkpoints") / "classify" / f"{name}-{stamp}"  # not a run `charrnn sample` picks
+    if out is None:  # checkpoints/classify/DATA-TIME: not a run `charrnn sample` picks
+        out = runs.new_run_dir(data.stem or "data", runs.CHECKPOINTS / "classify")
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise BadValueError(f"--out {out}: already exists and is not empty; choose a new directory")
@@ -540,30 +534,24 @@ def evaluate_classifier(
 
 def describe(ckpt: dict) -> list[tuple[str, str]]:
     """(label, text) rows for `charrnn info` on a classifier checkpoint."""
-    mc = ckpt.get("model_config") if isinstance(ckpt.get("model_config"), dict) else {}
+    mc, data = as_dict(ckpt.get("model_config")), as_dict(ckpt.get("data"))
     labels = ckpt.get("labels") if isinstance(ckpt.get("labels"), list) else []
-    data = ckpt.get("data") if isinstance(ckpt.get("data"), dict) else {}
     weights = ckpt.get("model")
     params = sum(t.numel() for t in weights.values()) if isinstance(weights, dict) else 0
-
-    def num(x, fmt=""):
-        return format(x, fmt) if isinstance(x, (int, float)) and not isinstance(x, bool) else "?"
 
     shown = ", ".join(map(str, labels[:12])) + (f", ... ({len(labels)} in all)" if len(labels) > 12 else "")
     direction = "bidirectional " if mc.get("bidirectional") else ""
     return [
         ("kind", "classifier (charrnn classify)"),
         ("model", f"{direction}{mc.get('model', '?')} {mc.get('layers', '?')} x {mc.get('hidden', '?')}"),
-        ("parameters", num(params, ",")),
+        ("parameters", number(params, ",")),
         ("labels", f"{len(labels)}: {shown}"),
-        ("vocabulary", f"{num(len(ckpt['vocab']) if isinstance(ckpt.get('vocab'), list) else None)} characters"),
-        ("val accuracy", f"{num(ckpt.get('val_accuracy'), '.4f')} (macro-F1 {num(ckpt.get('val_macro_f1'), '.4f')})"),
-        ("epoch", f"{num(ckpt.get('epoch'))}, {num(ckpt.get('elapsed_s'), '.1f')} s"),
-        ("data", f"{data.get('source', '?')} ({num(data.get('examples'), ',')} examples)"),
+        ("vocabulary", f"{number(len(ckpt['vocab']) if isinstance(ckpt.get('vocab'), list) else None)} characters"),
         (
-            "created",
-            f"{ckpt.get('created', '?')} by charrnn {ckpt.get('charrnn_version', '?')}, "
-            f"torch {ckpt.get('torch_version', '?')}",
+            "val accuracy",
+            f"{number(ckpt.get('val_accuracy'), '.4f')} (macro-F1 {number(ckpt.get('val_macro_f1'), '.4f')})",
         ),
-        ("format", f"{ckpt.get('format', '?')} v{ckpt.get('version', '?')}"),
+        ("epoch", f"{number(ckpt.get('epoch'))}, {number(ckpt.get('elapsed_s'), '.1f')} s"),
+        ("data", f"{data.get('source', '?')} ({number(data.get('examples'), ',')} examples)"),
+        *checkpoint.provenance_rows(ckpt),
     ]
