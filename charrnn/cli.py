@@ -179,6 +179,15 @@ CheckpointArg = Annotated[
         readable=False,
     ),
 ]
+NewestCheckpointArg = Annotated[
+    Path | None,
+    typer.Argument(
+        metavar="CHECKPOINT_OR_RUN_DIR",
+        readable=False,
+        show_default=False,
+        help="A checkpoint file or run directory (its best.pt); default: the newest run in checkpoints/.",
+    ),
+]
 DeviceName = Literal["auto", "cpu", "cuda", "mps"]
 DeviceOpt = Annotated[DeviceName, typer.Option("--device", help="auto picks cuda, then mps, then cpu.")]
 UnknownOpt = Annotated[
@@ -630,15 +639,7 @@ class ConsoleView:
 @app.command("sample", cls=Command)
 def sample_cmd(
     ctx: typer.Context,
-    checkpoint_path: Annotated[
-        Path | None,
-        typer.Argument(
-            metavar="CHECKPOINT_OR_RUN_DIR",
-            readable=False,
-            show_default=False,
-            help="A checkpoint file or run directory (its best.pt); default: the newest run in checkpoints/.",
-        ),
-    ] = None,
+    checkpoint_path: NewestCheckpointArg = None,
     temp: Annotated[
         float, typer.Option("--temp", "-t", min=0.0, help="Temperature; 0 = always the likeliest character.")
     ] = SampleConfig.temp,
@@ -893,15 +894,7 @@ def report_cmd(
 
 @app.command("serve", cls=Command)
 def serve_cmd(
-    checkpoint_path: Annotated[
-        Path | None,
-        typer.Argument(
-            metavar="CHECKPOINT_OR_RUN_DIR",
-            readable=False,
-            show_default=False,
-            help="A checkpoint file or run directory (its best.pt); default: the newest run in checkpoints/.",
-        ),
-    ] = None,
+    checkpoint_path: NewestCheckpointArg = None,
     host: Annotated[str, typer.Option("--host", help="Address to listen on; 0.0.0.0 for every network.")] = "127.0.0.1",
     port: Annotated[
         int, typer.Option("--port", min=0, max=65535, help="Port to listen on; 0 picks a free one.")
