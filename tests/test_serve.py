@@ -86,6 +86,15 @@ def stream(client: httpx.Client, url: str, times: list | None = None, **body) ->
         return lines
 
 
+def health_becomes(client, url: str, key: str, value: int, tries: int = 100) -> bool:
+    """Whether /healthz's `key` reaches `value` within `tries` looks, 20 ms apart."""
+    for _ in range(tries):
+        if client.get(f"{url}/healthz").json()[key] == value:
+            return True
+        time.sleep(0.02)
+    return False
+
+
 def test_generate_is_what_charrnn_sample_prints(server, tiny_run, cli):
     url, _ = server
     r = httpx.post(f"{url}/v1/generate", json={"prime": "The ", "length": 150, "temp": 0.8, "seed": 7})
@@ -173,19 +182,11 @@ def test_a_client_that_goes_away_frees_its_stream(server):
             lines = r.iter_lines()
             next(lines), next(lines)
             assert client.get(f"{url}/healthz").json()["streams"] == 1
-        for _ in range(100):  # the response is closed: the stream leaves the batch
-            if client.get(f"{url}/healthz").json()["streams"] == 0:
-                break
-            time.sleep(0.02)
-        assert client.get(f"{url}/healthz").json()["streams"] == 0
+        assert health_becomes(client, url, "streams", 0)  # the response is closed: the stream leaves the batch
         # the same for a client that waits for the whole text and gives up first
         with pytest.raises(httpx.ReadTimeout):
             httpx.post(f"{url}/v1/generate", json={"prime": "The", "length": 10_000, "temp": 0}, timeout=0.3)
-        for _ in range(100):
-            if client.get(f"{url}/healthz").json()["streams"] == 0:
-                break
-            time.sleep(0.02)
-        assert client.get(f"{url}/healthz").json()["streams"] == 0
+        assert health_becomes(client, url, "streams", 0)
 
 
 BAD = [
@@ -242,10 +243,7 @@ def test_limits_answer_413_and_429_not_a_crash(tiny_run, tmp_path):
                 lines = first.iter_lines()  # kept: a dropped iterator closes the response
                 next(lines)  # writing: the one stream there is room for
                 with b.stream("POST", f"{url}/v1/generate", json={"prime": "The", "stream": True}) as second:
-                    for _ in range(100):  # waits: the one place in the queue
-                        if httpx.get(f"{url}/healthz").json()["waiting"] == 1:
-                            break
-                        time.sleep(0.02)
+                    health_becomes(httpx, url, "waiting", 1)  # waits: the one place in the queue
                     third = httpx.post(f"{url}/v1/generate", json={"prime": "The", "length": 5})
                     assert third.status_code == 429 and "waiting already" in third.json()["error"]
                     assert second.status_code == 200
