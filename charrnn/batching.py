@@ -29,7 +29,7 @@ import torch
 from charrnn.config import SampleConfig
 from charrnn.errors import BadValueError, CharRNNError
 from charrnn.model import CharRNN
-from charrnn.sample import SampleRun, draw, pick, plain, read_primes, tempered
+from charrnn.sample import SampleRun, draw, plain, read_primes, tempered
 from charrnn.stepper import FastStepper
 from charrnn.vocab import Vocab
 
@@ -279,8 +279,7 @@ class Batcher:
         ids = draw(probs, None, self.noise)
         for request, rows in zip(self.batch, self.rows, strict=True):
             if not plain(request.config):
-                c = request.config
-                ids[rows] = pick(self.logits[rows], request.run.g, temp=c.temp, top_k=c.top_k, top_p=c.top_p)
+                ids[rows] = request.run.ids(self.logits[rows])
         listed = ids.tolist()
         going_on, kept = [], []
         for request, rows in zip(self.batch, self.rows, strict=True):

@@ -118,9 +118,13 @@ class SampleRun:
 
     def pick(self) -> tuple[torch.Tensor, tuple[str, ...]]:
         """The next character of each stream: its ids (B,) and the pieces of text ready to print."""
-        c = self.config
-        ids = pick(self.logits, self.g, temp=c.temp, top_k=c.top_k, top_p=c.top_p)
+        ids = self.ids(self.logits)
         return ids, self.take(ids.tolist())
+
+    def ids(self, logits: torch.Tensor) -> torch.Tensor:
+        """Next ids (B,) drawn from `logits` (B, V) with this run's options and generator."""
+        c = self.config
+        return pick(logits, self.g, temp=c.temp, top_k=c.top_k, top_p=c.top_p)
 
     def take(self, ids: list[int]) -> tuple[str, ...]:
         """The pieces ready to print once each stream has taken its next id."""
