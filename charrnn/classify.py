@@ -15,6 +15,7 @@ label set, so that neither kind of command can take the other's checkpoint by mi
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import platform
@@ -298,146 +299,146 @@ def train_classifier(
     vocab = Vocab.from_text("".join(examples.texts))
     encoded = _encode(vocab, examples.texts, "error", "the data")
     run_dir, created = _new_run_dir(out, Path(data))
+    with _kept_only_once_saved(run_dir, created):
+        seed_everything(s.seed)
+        cfg = ClassifierConfig(len(vocab), len(labels), s.model, s.hidden, s.layers, s.bidirectional, s.dropout)
+        net = CharClassifier(cfg).to(device)
+        opt = torch.optim.AdamW(net.parameters(), lr=s.lr, weight_decay=0.0)
+        weight = None
+        if s.balance:
+            counts = Counter(y[i] for i in train_idx)
+            weight = torch.tensor([len(train_idx) / (len(labels) * counts.get(k, 1)) for k in range(len(labels))])
+            weight = weight.to(device)
+        rng = random.Random(s.seed)
+        steps_per_epoch = math.ceil(len(train_idx) / s.batch_size)
+        if on_start:
+            params = sum(p.numel() for p in net.parameters())
+            on_start(
+                TrainStart(
+                    examples,
+                    len(train_idx),
+                    len(val_idx),
+                    labels,
+                    len(vocab),
+                    params,
+                    device.type,
+                    run_dir,
+                    steps_per_epoch,
+                )
+            )
+        val_batches = [val_idx[i : i + 256] for i in range(0, len(val_idx), 256)]
+        meta = {
+            "labels": labels,
+            "vocab": vocab.chars,
+            "model_config": asdict(cfg),
+            "train_config": asdict(s),
+            "data": {
+                "source": str(data),
+                "examples": len(examples),
+                "train": len(train_idx),
+                "val": len(val_idx),
+                "counts": dict(sorted(examples.counts().items())),
+                "truncated": examples.truncated,
+            },
+        }
+
+        t0 = time.monotonic()
+        best_acc, best_f1, stale, stopped, epoch = -1.0, 0.0, 0, "max-epochs", 0
+        for epoch in range(1, s.max_epochs + 1):
+            net.train()
+            total, n = 0.0, 0
+            out_of_time = interrupted = False
+            for b, batch in enumerate(_batches(train_idx, encoded, s.batch_size, rng)):
+                ids, lengths = _batch([encoded[i] for i in batch], device)
+                target = torch.tensor([y[i] for i in batch], device=device)
+                loss = F.cross_entropy(net(ids, lengths), target, weight=weight)
+                if not torch.isfinite(loss):
+                    kept = (
+                        f"; {run_dir / 'best.pt'} holds the best weights so far"
+                        if (run_dir / "best.pt").exists()
+                        else ""
+                    )
+                    raise TrainingError(
+                        f"training diverged in epoch {epoch} (the loss is not finite); try a lower --lr{kept}"
+                    )
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+                opt.step()
+                total += float(loss.detach()) * len(batch)
+                n += len(batch)
+                if on_batch:
+                    on_batch(epoch - 1 + (b + 1) / steps_per_epoch, total / n)
+                if s.time_limit is not None and time.monotonic() - t0 >= s.time_limit:
+                    out_of_time = True
+                    break
+                if should_stop is not None and should_stop():
+                    interrupted = True
+                    break
+            predicted = _predict_ids(net, encoded, val_batches, device)
+            sc = scores(labels, [y[i] for i in val_idx], predicted)
+            better = sc.accuracy > best_acc
+            if better:
+                best_acc, best_f1, stale = sc.accuracy, sc.macro_f1, 0
+                elapsed = time.monotonic() - t0
+                checkpoint.save(
+                    {
+                        "kind": KIND,
+                        **meta,
+                        "model": {k: v.detach().cpu() for k, v in net.state_dict().items()},
+                        "epoch": epoch,
+                        "val_accuracy": sc.accuracy,
+                        "val_macro_f1": sc.macro_f1,
+                        "elapsed_s": elapsed,
+                        "device": device.type,
+                        **checkpoint.provenance(),
+                        "python_version": platform.python_version(),
+                    },
+                    run_dir / "best.pt",
+                )
+                summary = {"labels": labels, "epoch": epoch, "val_accuracy": sc.accuracy, "val_macro_f1": sc.macro_f1}
+                checkpoint.write_atomic(run_dir / MARK, (json.dumps(summary, indent=1) + "\n").encode())
+            else:
+                stale += 1
+            if on_epoch:
+                on_epoch(EpochStats(epoch, total / max(1, n), sc.accuracy, sc.macro_f1, time.monotonic() - t0, better))
+            if interrupted:
+                stopped = "interrupted"
+                break
+            if out_of_time:
+                stopped = "time-limit"
+                break
+            if stale >= s.patience:
+                stopped = "patience"
+                break
+        return ClassifyResult(
+            run_dir,
+            run_dir / "best.pt",
+            epoch,
+            best_acc,
+            best_f1,
+            time.monotonic() - t0,
+            stopped,
+            labels,
+            len(examples),
+            examples.truncated,
+        )
+
+
+@contextlib.contextmanager
+def _kept_only_once_saved(run_dir: Path, created: bool):
+    """A run that fails before its first checkpoint leaves no run directory behind (or, in an
+    empty one the user named, nothing inside it)."""
     try:
-        return _train(
-            s, device, examples, train_idx, val_idx, labels, y, vocab, encoded, run_dir, Path(data),
-            on_start, on_batch, on_epoch, should_stop,
-        )  # fmt: skip
+        yield
     except BaseException:
-        if not (run_dir / "best.pt").exists():  # nothing worth keeping: leave no run behind
+        if not (run_dir / "best.pt").exists():
             if created:
                 shutil.rmtree(run_dir, ignore_errors=True)
             else:
                 for child in run_dir.iterdir():
                     child.unlink() if child.is_file() else shutil.rmtree(child, ignore_errors=True)
         raise
-
-
-def _train(
-    s, device, examples, train_idx, val_idx, labels, y, vocab, encoded, run_dir, data,
-    on_start, on_batch, on_epoch, should_stop,
-) -> ClassifyResult:  # fmt: skip
-    seed_everything(s.seed)
-    cfg = ClassifierConfig(len(vocab), len(labels), s.model, s.hidden, s.layers, s.bidirectional, s.dropout)
-    net = CharClassifier(cfg).to(device)
-    opt = torch.optim.AdamW(net.parameters(), lr=s.lr, weight_decay=0.0)
-    weight = None
-    if s.balance:
-        counts = Counter(y[i] for i in train_idx)
-        weight = torch.tensor([len(train_idx) / (len(labels) * counts.get(k, 1)) for k in range(len(labels))])
-        weight = weight.to(device)
-    rng = random.Random(s.seed)
-    steps_per_epoch = math.ceil(len(train_idx) / s.batch_size)
-    if on_start:
-        params = sum(p.numel() for p in net.parameters())
-        on_start(
-            TrainStart(
-                examples,
-                len(train_idx),
-                len(val_idx),
-                labels,
-                len(vocab),
-                params,
-                device.type,
-                run_dir,
-                steps_per_epoch,
-            )
-        )
-    val_batches = [val_idx[i : i + 256] for i in range(0, len(val_idx), 256)]
-    meta = {
-        "labels": labels,
-        "vocab": vocab.chars,
-        "model_config": asdict(cfg),
-        "train_config": asdict(s),
-        "data": {
-            "source": str(data),
-            "examples": len(examples),
-            "train": len(train_idx),
-            "val": len(val_idx),
-            "counts": dict(sorted(examples.counts().items())),
-            "truncated": examples.truncated,
-        },
-    }
-
-    t0 = time.monotonic()
-    best_acc, best_f1, stale, stopped, epoch = -1.0, 0.0, 0, "max-epochs", 0
-    for epoch in range(1, s.max_epochs + 1):
-        net.train()
-        total, n = 0.0, 0
-        out_of_time = interrupted = False
-        for b, batch in enumerate(_batches(train_idx, encoded, s.batch_size, rng)):
-            ids, lengths = _batch([encoded[i] for i in batch], device)
-            target = torch.tensor([y[i] for i in batch], device=device)
-            loss = F.cross_entropy(net(ids, lengths), target, weight=weight)
-            if not torch.isfinite(loss):
-                kept = (
-                    f"; {run_dir / 'best.pt'} holds the best weights so far" if (run_dir / "best.pt").exists() else ""
-                )
-                raise TrainingError(
-                    f"training diverged in epoch {epoch} (the loss is not finite); try a lower --lr{kept}"
-                )
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            nn.utils.clip_grad_norm_(net.parameters(), 1.0)
-            opt.step()
-            total += float(loss.detach()) * len(batch)
-            n += len(batch)
-            if on_batch:
-                on_batch(epoch - 1 + (b + 1) / steps_per_epoch, total / n)
-            if s.time_limit is not None and time.monotonic() - t0 >= s.time_limit:
-                out_of_time = True
-                break
-            if should_stop is not None and should_stop():
-                interrupted = True
-                break
-        predicted = _predict_ids(net, encoded, val_batches, device)
-        sc = scores(labels, [y[i] for i in val_idx], predicted)
-        better = sc.accuracy > best_acc
-        if better:
-            best_acc, best_f1, stale = sc.accuracy, sc.macro_f1, 0
-            elapsed = time.monotonic() - t0
-            checkpoint.save(
-                {
-                    "kind": KIND,
-                    **meta,
-                    "model": {k: v.detach().cpu() for k, v in net.state_dict().items()},
-                    "epoch": epoch,
-                    "val_accuracy": sc.accuracy,
-                    "val_macro_f1": sc.macro_f1,
-                    "elapsed_s": elapsed,
-                    "device": device.type,
-                    **checkpoint.provenance(),
-                    "python_version": platform.python_version(),
-                },
-                run_dir / "best.pt",
-            )
-            summary = {"labels": labels, "epoch": epoch, "val_accuracy": sc.accuracy, "val_macro_f1": sc.macro_f1}
-            checkpoint.write_atomic(run_dir / MARK, (json.dumps(summary, indent=1) + "\n").encode())
-        else:
-            stale += 1
-        if on_epoch:
-            on_epoch(EpochStats(epoch, total / max(1, n), sc.accuracy, sc.macro_f1, time.monotonic() - t0, better))
-        if interrupted:
-            stopped = "interrupted"
-            break
-        if out_of_time:
-            stopped = "time-limit"
-            break
-        if stale >= s.patience:
-            stopped = "patience"
-            break
-    return ClassifyResult(
-        run_dir,
-        run_dir / "best.pt",
-        epoch,
-        best_acc,
-        best_f1,
-        time.monotonic() - t0,
-        stopped,
-        labels,
-        len(examples),
-        examples.truncated,
-    )
 
 
 @torch.no_grad()
