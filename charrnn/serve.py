@@ -35,7 +35,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingRes
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from charrnn import api, checkpoint
+from charrnn import api
 from charrnn.batching import Batcher, Busy, Closed, Done, deliver_each
 from charrnn.config import SampleConfig, ServeLimits
 from charrnn.errors import CharRNNError
@@ -75,6 +75,7 @@ def create_app(model: api.Model, limits: ServeLimits = ServeLimits(), batcher: B
     """The HTTP app over one loaded model. The app's lifespan starts its batcher (one in a
     thread of its own, unless one is given) and closes it."""
     given = batcher
+    described = api.info(model.path)  # read once: what /v1/info shows of the model being served
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -122,8 +123,6 @@ def create_app(model: api.Model, limits: ServeLimits = ServeLimits(), batcher: B
         if len(body.prime) > limits.max_length:  # read in one pass that every stream waits for
             too_long = f"the prime is {len(body.prime)} characters, more than this server's --max-length"
             raise HTTPError(400, f"{too_long} {limits.max_length}")
-        if body.num_samples > limits.max_streams:
-            raise HTTPError(400, f"num_samples {body.num_samples} is more than --max-streams {limits.max_streams}")
         model.vocab.encode(body.prime, unknown=body.unknown, context="the prime text")  # a 400 before any text
         config = SampleConfig(**body.model_dump(exclude={"stream"}))
         queue: asyncio.Queue = asyncio.Queue()
@@ -140,7 +139,6 @@ def create_app(model: api.Model, limits: ServeLimits = ServeLimits(), batcher: B
 
     @app.get("/v1/info")
     def info() -> dict:
-        described = api.info(model.path)
         return {"path": str(described.path), **dict(described.rows), "bytes": described.size}
 
     @app.get("/healthz")
@@ -274,7 +272,10 @@ def serve(checkpoint_path: Path | None, *, host: str, port: int, limits: ServeLi
     import uvicorn
 
     model = api.load(checkpoint_path, device=device)
-    checkpoint.load(model.path)  # the info endpoint reads it again: fail now if it cannot
+    batcher = Batcher(
+        model.net, model.vocab, max_streams=limits.max_streams, max_waiting=limits.max_waiting, thread=False
+    )
+    app = create_app(model, limits, batcher)  # before listening: a checkpoint it cannot describe fails here
     sock = _listen(host, port)
     url_host = f"[{host}]" if ":" in host else host
     if host in ("0.0.0.0", "::"):
@@ -285,11 +286,8 @@ def serve(checkpoint_path: Path | None, *, host: str, port: int, limits: ServeLi
     print(f"serving {model.path} on http://{url_host}:{sock.getsockname()[1]} (Ctrl-C to stop)", file=sys.stderr)
     log_config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
     log_config["handlers"]["access"]["stream"] = "ext://sys.stderr"  # stdout is for the product only
-    batcher = Batcher(
-        model.net, model.vocab, max_streams=limits.max_streams, max_waiting=limits.max_waiting, thread=False
-    )
     config = uvicorn.Config(
-        create_app(model, limits, batcher),
+        app,
         log_level="info",
         log_config=log_config,
         timeout_graceful_shutdown=5,
