@@ -7,8 +7,9 @@ through the real HTTP API on loopback, side by side in one run.
 A model of the given size is trained for one step on the bundled tiny-shakespeare (its
 weights do not change the cost of a step), served by `python -m charrnn serve` in a child
 process, and driven by streaming clients. Prints total chars/s for the concurrent and the
-sequential runs and their ratio, the p50 and p99 time to the first generated character, and
-one client's chars/s against `Model.pieces`, what `charrnn sample` runs, in this process.
+sequential runs and their ratio, the ceiling that the model's own step sets on that ratio,
+the p50 and p99 time to the first generated character, and one client's chars/s against
+`Model.pieces`, what `charrnn sample` runs, in this process.
 The request count and the run time are bounded by --clients and --length.
 """
 
@@ -31,6 +32,7 @@ import torch
 
 import charrnn
 from charrnn.config import SampleConfig
+from charrnn.stepper import FastStepper
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -98,6 +100,18 @@ def main() -> None:
     model = charrnn.load(result.run_dir)
     list(model.pieces(SampleConfig(prime="ROMEO:", length=200, seed=0)))  # warm-up
 
+    def step_ms(rows: int, steps: int = 200) -> float:
+        """Milliseconds of one step of the model alone for `rows` streams, in this (main) thread."""
+        stepper = FastStepper(model.net)
+        state = stepper.convert(model.net.init_state(rows))
+        ids = torch.zeros(rows, dtype=torch.long)
+        for _ in range(20):
+            _, state = stepper.step(ids, state)
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            _, state = stepper.step(ids, state)
+        return (time.perf_counter() - t0) / steps * 1000
+
     def direct() -> float:
         t0 = time.perf_counter()
         list(model.pieces(SampleConfig(prime="ROMEO:", length=a.length, seed=0)))
@@ -117,6 +131,7 @@ def main() -> None:
         seq2_t, seq2_r = asyncio.run(sequential(url, a.clients - first_half, a.length, first_half))
         one_t += asyncio.run(sequential(url, 1, a.length))[0]
         direct_t += direct()
+        one_row, all_rows = step_ms(1), step_ms(a.clients)
     finally:
         proc.terminate()
         proc.wait(timeout=30)
@@ -134,6 +149,8 @@ def main() -> None:
         p50, p99 = first(results)
         print(f"{name:34}{total / t:>10,.0f}{p50 * 1000:>14,.0f}ms{p99 * 1000:>14,.0f}ms")
     print(f"ratio concurrent / sequential: {seq_t / con_t:.2f}x")
+    print(f"the model's step alone: {one_row:.2f} ms for 1 row, {all_rows:.2f} ms for {a.clients}: batching can give "
+          f"{a.clients * one_row / all_rows:.1f}x at most")  # fmt: skip
     same = sum(c[3] == s[3] for c, s in zip(con_r, seq_r, strict=True))
     print(f"{same} of {a.clients} concurrent texts are the ones their seeds give served one after another")
     print(f"one client {2 * a.length / one_t:,.0f} chars/s; Model.pieces (what charrnn sample runs) "
