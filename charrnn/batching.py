@@ -39,6 +39,8 @@ MAX_BACKLOG = 1024  # pieces a client may leave unread before its run pauses
 # Seconds between hand-overs of what the steps wrote: 20 a second reads as smooth streaming,
 # and under load it means fewer wake-ups for the server and fewer, longer lines for clients.
 SEND_EVERY = 0.05
+NOISE_STEPS = 16  # steps of noise a plain run draws at once
+NOISE_SIZE = 1 << 20  # numbers in the batch's noise at most
 
 
 class Busy(CharRNNError):
@@ -101,16 +103,20 @@ class Batcher:
         self.stepper = FastStepper(model)
         self.waiting: deque[Request] = deque()
         self.active: list[Request] = []
-        self.outbox: list[tuple[Request, object]] = []
+        self.outbox: dict[Request, list[object]] = {}  # what is to be sent, per request, in order
         self.urgent, self.sent = False, 0.0  # something to send at once; when it was last sent
         self.device = next(model.parameters()).device
         # the requests being stepped, their rows of the batched tensors, and those tensors
         self.batch: list[Request] = []
         self.rows: list[slice] = []
+        self.others: list[tuple[Request, slice]] = []  # the requests that are not plain, and their rows
         self.logits: torch.Tensor | None = None  # (B, V)
         self.state: list[list[torch.Tensor]] | None = None  # per layer [h] or [h, c], each (B, H)
         self.temps: torch.Tensor | None = None  # (B, 1): each plain row's temperature
-        self.noise: torch.Tensor | None = None  # (B, V): each plain row's noise, from its own generator
+        # (B, S, V): the noise of each plain row's next steps, from its own generator, step k
+        # next (drawn S steps at a time: one call per run instead of one per run and step)
+        self.noise: torch.Tensor | None = None
+        self.k = 0
         self.wake = threading.Condition()
         self.closed = False
         self.thread = None
@@ -242,9 +248,10 @@ class Batcher:
             run = request.run
             run.logits = self.logits[rows]
             run.state = [[t[rows] for t in layer] for layer in self.state]
+            run.noise = self.noise[rows, self.k :]
         self.batch, self.rows = list(requests), []
         if not requests:
-            self.logits = self.state = None
+            self.logits = self.state = self.noise = None
             return
         row = 0
         for request in requests:
@@ -259,27 +266,58 @@ class Batcher:
                 [torch.cat([run.state[layer][k] for run in runs]) for k in range(len(runs[0].state[layer]))]
                 for layer in range(len(runs[0].state))
             ]  # per layer [h] or [h, c], each (B, H)
+        self.others = [(r, rows) for r, rows in zip(requests, self.rows, strict=True) if not plain(r.config)]
         temps = [float(r.config.temp) if plain(r.config) else 1.0 for r in requests]
         self.temps = torch.tensor(temps, dtype=torch.float64, device=self.device).repeat_interleave(
             torch.tensor([r.config.num_samples for r in requests], device=self.device)
         )[:, None]  # (B, 1)
-        self.noise = torch.ones(row, self.logits.size(-1), dtype=torch.float64, device=self.device)
+        # each run's noise drawn and not used yet, topped up to as many steps as the most any has
+        kept = [r.run.noise for r in requests]
+        steps = max((n.size(1) for n in kept if n is not None), default=0)
+        self.noise = torch.cat([self._topped_up(r, n, steps) for r, n in zip(requests, kept, strict=True)])
+        self.k = 0
+        for request in requests:
+            request.run.noise = None
+
+    def _topped_up(self, request: Request, kept: torch.Tensor | None, steps: int) -> torch.Tensor:
+        if kept is None:
+            return self._noise(request, steps)
+        if kept.size(1) == steps:
+            return kept
+        return torch.cat([kept, self._noise(request, steps - kept.size(1))], dim=1)
+
+    def _noise(self, request: Request, steps: int) -> torch.Tensor:
+        """(rows, steps, V): a request's noise for its next steps; a plain run's drawn from its
+        own generator in the order its steps would draw it one at a time (`draw`), the others'
+        unused."""
+        n, vocab = request.config.num_samples, len(self.vocab)
+        if not plain(request.config):
+            return torch.ones(n, steps, vocab, dtype=torch.float64, device=self.device)
+        fresh = torch.empty(steps, n, vocab, dtype=torch.float64, device=self.device)
+        return fresh.exponential_(generator=request.run.g).transpose(0, 1)
+
+    def _next_noise(self) -> torch.Tensor:
+        """(B, V): every row's noise for this step, drawing the next steps' when it runs out.
+        On the CPU a generator draws the same numbers for S steps at once as for one step at a
+        time; on CUDA it need not, so there each step draws its own."""
+        if self.k == self.noise.size(1):
+            rows = sum(r.config.num_samples for r in self.batch)
+            steps = 1 if self.device.type != "cpu" else max(1, min(NOISE_STEPS, NOISE_SIZE // (rows * len(self.vocab))))
+            self.noise, self.k = torch.cat([self._noise(r, steps) for r in self.batch]), 0
+        self.k += 1
+        return self.noise[:, self.k - 1]
 
     def _pick(self) -> torch.Tensor:
         """Every batched request's next characters, into the outbox; those that are done leave
         the batch. Returns the ids of the rows that go on.
 
-        The plain runs (see `plain`) share one softmax, division and argmax; each fills its
-        rows of the noise from its own generator, so a run's draw is the one `pick` would make.
-        The others pick from their own rows."""
+        The plain runs (see `plain`) share one softmax, division and argmax; each run's rows of
+        the noise come from its own generator, so its draw is the one `pick` would make. The
+        others pick from their own rows."""
         probs = torch.softmax(tempered(self.logits, self.temps), dim=-1)
-        for request, rows in zip(self.batch, self.rows, strict=True):
-            if plain(request.config):
-                self.noise[rows].exponential_(generator=request.run.g)
-        ids = draw(probs, None, self.noise)
-        for request, rows in zip(self.batch, self.rows, strict=True):
-            if not plain(request.config):
-                ids[rows] = request.run.ids(self.logits[rows])
+        ids = draw(probs, None, self._next_noise())
+        for request, rows in self.others:
+            ids[rows] = request.run.ids(self.logits[rows])
         listed = ids.tolist()
         going_on, kept = [], []
         for request, rows in zip(self.batch, self.rows, strict=True):
@@ -311,7 +349,13 @@ class Batcher:
         self._outbox(request, Done(stopped))
 
     def _outbox(self, request: Request, item: object) -> None:
-        self.outbox.append((request, item))
+        """Queue an item for a request; pieces written since the last hand-over are joined into
+        one (one item for the server to pass on, not one per step)."""
+        items = self.outbox.setdefault(request, [])
+        if items and isinstance(item, tuple) and isinstance(items[-1], tuple):
+            items[-1] = tuple(a + b for a, b in zip(items[-1], item, strict=True))
+        else:
+            items.append(item)
         if isinstance(item, Done):
             self.urgent = True
 
@@ -322,9 +366,9 @@ class Batcher:
             return
         clock = time.perf_counter()
         if now or self.urgent or clock - self.sent >= SEND_EVERY:
-            outbox, self.outbox = self.outbox, []
+            outbox, self.outbox = self.outbox, {}
             self.urgent, self.sent = False, clock
-            self.dispatch(outbox)
+            self.dispatch([(request, item) for request, items in outbox.items() for item in items])
 
 
 def deliver_each(outbox: list[tuple[Request, object]]) -> None:

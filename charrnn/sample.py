@@ -111,6 +111,7 @@ class SampleRun:
         self.picked = 0  # characters picked for each stream so far
         self.logits: torch.Tensor | None = None  # (B, V)
         self.state = None  # in the stepper's form
+        self.noise: torch.Tensor | None = None  # (B, S, V): noise drawn for the next steps (batching.py)
 
     @property
     def finished(self) -> bool:
@@ -189,6 +190,8 @@ class _Streams:
 
     def add(self, chars: list[str]) -> tuple[str, ...]:
         """The pieces ready to print once each stream has taken its next character."""
+        if not self.stop:
+            return tuple(chars)
         out = []
         for s, ch in enumerate(chars):
             if self.done[s]:
