@@ -398,3 +398,49 @@ def test_the_batcher_takes_what_fits_queues_the_rest_and_closes_cleanly(tiny_run
     assert ends == ["cancelled", "cancelled"]
     with pytest.raises(Closed):
         batcher.submit(SampleConfig(length=5), deliver)
+
+
+def test_runs_that_join_and_leave_mid_batch_write_what_they_write_alone(tiny_run):
+    # each plain run draws its noise several steps at a time; runs that join part-way through
+    # those steps, leave early or pick with other options beside them must not shift anyone's draws
+    from charrnn.batching import Batcher, Done
+    from charrnn.config import SampleConfig
+
+    model = charrnn.load(tiny_run)
+    batcher = Batcher(model.net, model.vocab, max_streams=8, max_waiting=8)
+    texts: dict[str, list[list[str]]] = {}
+    ended = {name: threading.Event() for name in ("a", "b", "c", "d")}
+    seven_in = threading.Event()
+
+    def deliver(name):
+        def take(item):
+            if isinstance(item, Done):
+                ended[name].set()
+                return
+            got = texts.setdefault(name, [[] for _ in item])
+            for buf, piece in zip(got, item, strict=True):
+                buf.append(piece)
+            if name == "a" and len("".join(got[0])) >= len("The") + 7:
+                seven_in.set()
+
+        return take
+
+    options = {
+        "a": SampleConfig(prime="The", length=300, seed=1, num_samples=2),
+        "b": SampleConfig(prime="Th", length=40, seed=2),
+        "c": SampleConfig(prime="T", length=100, seed=3, top_k=3),
+        "d": SampleConfig(prime="e", length=120, seed=4, temp=0.7, num_samples=3),
+    }
+    try:
+        batcher.submit(options["a"], deliver("a"))
+        assert seven_in.wait(60)
+        for name in "bcd":
+            batcher.submit(options[name], deliver(name))
+        assert all(e.wait(60) for e in ended.values())
+    finally:
+        batcher.close()
+    for name, config in options.items():
+        alone = model.generate(
+            **{k: getattr(config, k) for k in ("prime", "length", "seed", "temp", "top_k", "num_samples")}
+        )
+        assert ["".join(t) for t in texts[name]] == (alone if config.num_samples > 1 else [alone]), name
