@@ -33,9 +33,11 @@ from charrnn.config import (
     TrainConfig,
     auto_preset,
     configs,
+    finetune_config,
 )
 from charrnn.data import Corpus, TextOptions
 from charrnn.errors import BadValueError, CheckpointError, InputError
+from charrnn.finetune import Parent
 from charrnn.loop import Callbacks, TrainResult
 from charrnn.loop import train as train_loop
 from charrnn.model import CharRNN
@@ -76,6 +78,7 @@ class TrainPlan:
     run_dir: Path
     resumed: dict | None = None  # the checkpoint being resumed
     preset: str | None = None  # the preset used, "auto" resolved
+    parent: Parent | None = None  # the model a fine-tuning run starts from
 
 
 def plan_training(
@@ -84,18 +87,26 @@ def plan_training(
     out: Path | None = None,
     preset: str | None = None,
     resume: Path | None = None,
+    init_from: Path | None = None,
     settings: dict[str, Any] | None = None,
     val_frac: float = VAL_FRAC,
     test_frac: float = TEST_FRAC,
     text: TextOptions = TextOptions(),
 ) -> TrainPlan:
     """Check a run's inputs and settle its configs and directory. `settings` are ModelConfig
-    and TrainConfig fields; they override the preset, or the resumed checkpoint's config."""
+    and TrainConfig fields; they override the preset, the resumed checkpoint's config, or the
+    fine-tuning recipe (`init_from`: a new run from a trained model's weights)."""
     settings = dict(settings or {})
     unknown = sorted(settings.keys() - SETTINGS)
     if unknown:
         raise BadValueError(f"unknown setting(s) {', '.join(unknown)}; the settings are {', '.join(sorted(SETTINGS))}")
     main = distributed.from_env().is_main  # the other processes of a data-parallel run write nothing
+    if init_from is not None and resume is not None:
+        raise BadValueError("--init-from starts a new run and --resume goes on with one: give one of them")
+    if init_from is not None and preset is not None:
+        raise BadValueError("--preset cannot be used with --init-from: the model comes from the checkpoint")
+    if init_from is not None and input is None:
+        raise BadValueError("name the text file or preprocessed corpus to fine-tune on")
     ckpt = ckpt_path = None
     if resume is not None:
         ckpt_path = runs.resolve_checkpoint(resume, prefer="last.pt")
@@ -114,12 +125,19 @@ def plan_training(
     if ckpt is not None:
         return TrainPlan(corpus, None, cfg, run_dir, resumed=ckpt)
 
-    if preset == "auto":
-        preset = auto_preset(settings.get("time_limit"), pick_device(settings.get("device", "auto")).type)
-    model_cfg, cfg = _checked(configs, len(corpus.vocab), preset, settings)
+    parent = None
+    if init_from is not None:
+        parent = Parent.open(init_from, corpus.vocab)
+        model_cfg = _checked(parent.model_config, settings)
+        cfg = _checked(finetune_config, parent.train_config, settings)
+    else:
+        if preset == "auto":
+            preset = auto_preset(settings.get("time_limit"), pick_device(settings.get("device", "auto")).type)
+        model_cfg, cfg = _checked(configs, len(corpus.vocab), preset, settings)
     if main and pick_device(cfg.device).type == "cpu":  # a GPU's own out-of-memory error is one line
         memory.check_training_memory(model_cfg, cfg)
-    return TrainPlan(corpus, model_cfg, cfg, run_dir or runs.new_run_dir(corpus.name), preset=preset)
+    run_dir = run_dir or runs.new_run_dir(corpus.name)
+    return TrainPlan(corpus, model_cfg, cfg, run_dir, preset=preset, parent=parent)
 
 
 def _checked(build, *args, **kwargs):
@@ -141,6 +159,7 @@ def run_training(
         run_dir=plan.run_dir,
         callbacks=callbacks,
         resume=plan.resumed,
+        parent=plan.parent,
         should_stop=should_stop,
     )
 
@@ -151,6 +170,7 @@ def train(
     out: Path | None = None,
     preset: str | None = None,
     resume: Path | None = None,
+    init_from: Path | None = None,
     callbacks: Callbacks | None = None,
     should_stop: Callable[[], bool] | None = None,
     val_frac: float = VAL_FRAC,
@@ -158,13 +178,15 @@ def train(
     text: TextOptions = TextOptions(),
     **settings: Any,
 ) -> TrainResult:
-    """Train on a text file or corpus directory (or go on with `resume`), as `charrnn train`;
-    `settings` are the options of `charrnn train` by their field names (hidden=128, lr=0.01)."""
+    """Train on a text file or corpus directory (or go on with `resume`, or start from the
+    trained model `init_from`), as `charrnn train`; `settings` are the options of `charrnn
+    train` by their field names (hidden=128, lr=0.01)."""
     plan = plan_training(
         input,
         out=out,
         preset=preset,
         resume=resume,
+        init_from=init_from,
         settings=settings,
         val_frac=val_frac,
         test_frac=test_frac,
@@ -294,9 +316,10 @@ def evaluate(
     else:
         cpath = runs.checkpoint_corpus(ckpt, "use --file to evaluate on a text file")
         corpus = Corpus.load(cpath)
-        if corpus.vocab != vocab:
-            raise CheckpointError(f"corpus {cpath} has a different vocabulary than the checkpoint")
-        ids = corpus.split(split)
+        try:  # a fine-tuned model orders the corpus's characters its own way
+            ids = corpus.split(split, vocab)
+        except InputError:
+            raise CheckpointError(f"corpus {cpath} has characters the checkpoint's vocabulary lacks") from None
         what = f"{split} split of {corpus.name}"
     if len(ids) < 2:
         raise InputError(f"{what} has fewer than 2 characters: nothing to evaluate")

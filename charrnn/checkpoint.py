@@ -68,8 +68,10 @@ class TrainState:
         precision: str,
         device: str,
         corpus: dict,
+        parent: dict | None = None,
     ) -> dict:
-        """The whole checkpoint: this state with the parts it is saved with (on the CPU)."""
+        """The whole checkpoint: this state with the parts it is saved with (on the CPU).
+        `parent` is the model a fine-tuning run started from (see `finetune.Parent.record`)."""
         return {
             "model_config": model_config.to_dict(),
             "train_config": train_config.to_dict(),
@@ -96,6 +98,7 @@ class TrainState:
             "precision": precision,
             "device": device,
             "corpus": corpus,
+            "parent": parent,
             "history": self.history[-HISTORY_KEPT:],
             **provenance(),
         }
@@ -346,11 +349,17 @@ def resume_config(ckpt: dict, path: Path, *, settings: dict[str, Any], preset: s
 
 
 def check_resumes_on(ckpt: dict, *, corpus_vocab: Vocab, corpus_name: str, cfg: TrainConfig) -> None:
-    """Refuse to resume on a corpus of another vocabulary, or with another batch size."""
-    if vocab(ckpt) != corpus_vocab:
+    """Refuse to resume on a corpus of another vocabulary, or with another batch size. A
+    fine-tuned run's vocabulary is its parent's characters, then its corpus's new ones."""
+    own = vocab(ckpt)
+    parent = ckpt.get("parent")
+    known = parent.get("chars") if isinstance(parent, dict) else None
+    expected = Vocab(own.chars[:known]).extended(corpus_vocab)[0] if isinstance(known, int) else corpus_vocab
+    if own != expected:
         raise CheckpointError(
-            f"the checkpoint was made for a different vocabulary ({len(ckpt['vocab'])} characters) "
-            f"than corpus {corpus_name} ({len(corpus_vocab)} characters); it cannot be resumed on this corpus"
+            f"the checkpoint was made for a different vocabulary ({len(own)} characters) "
+            f"than corpus {corpus_name} ({len(corpus_vocab)} characters); it cannot be resumed on this corpus. "
+            "To train the model on another text, start a new run from it: charrnn train FILE --init-from RUN"
         )
     old = train_config(ckpt)
     if old.batch_size != cfg.batch_size:
@@ -439,8 +448,27 @@ def describe(ckpt: dict) -> list[tuple[str, str]]:
         ("precision", f"{ckpt.get('precision', '?')} on {ckpt.get('device', '?')}"),
         ("corpus", f"{corpus.get('name', '?')} ({number(corpus.get('chars'), ',')} characters)"),
         ("corpus sha256", str(corpus.get("sha256"))),
+        *_parent_rows(ckpt.get("parent")),
         *provenance_rows(ckpt),
     ]
+
+
+def _parent_rows(parent) -> list[tuple[str, str]]:
+    """Where a fine-tuned model started: the parent checkpoint, and the characters it lacked."""
+    if not isinstance(parent, dict):
+        return []
+    new = parent.get("new") if isinstance(parent.get("new"), list) else []
+    listed = ", ".join(repr(c) for c in new if isinstance(c, str))
+    more = parent.get("new_chars", len(new))
+    added = f"{number(more)} new character(s)" + (f": {listed}" if listed else "")
+    if is_number(more) and more > len(new):
+        added += ", …"
+    return [
+        ("fine-tuned from", f"{parent.get('path', '?')} (step {number(parent.get('step'), ',')}, "
+         f"corpus {parent.get('corpus', '?')})"),
+        ("parent sha256", str(parent.get("sha256", "?"))),
+        ("vocabulary added", f"{number(parent.get('chars'))} characters kept, {added}"),
+    ]  # fmt: skip
 
 
 def provenance() -> dict:

@@ -28,6 +28,8 @@ from typer.core import TyperCommand, TyperGroup
 from charrnn import __version__
 from charrnn.config import (
     DEFAULT_MAX_EPOCHS,
+    FINETUNE_LR_FRAC,
+    FINETUNE_WARMUP_STEPS,
     PRESETS,
     SAMPLE_FIELDS,
     SETTINGS,
@@ -42,6 +44,7 @@ from charrnn.config import (
 from charrnn.data import TextOptions
 from charrnn.errors import ERROR_PREFIX, LAUNCHED_ENV, CharRNNError, InputError, PeerLostError
 from charrnn.values import bits
+from charrnn.vocab import shown
 
 # The commands import charrnn.api (and through it torch) inside their bodies: torch takes
 # seconds to load, which `--help` and a usage error should not wait for.
@@ -344,7 +347,14 @@ def _preset_help() -> str:
         )
     return (
         "[bold]Presets[/bold] (explicit flags override them; auto picks large on CUDA or without --time-limit, "
-        "else small up to 120 s, medium up to 3600 s, large beyond):\n\n" + "\n".join(rows)
+        "else small up to 120 s, medium up to 3600 s, large beyond):\n\n"
+        + "\n".join(rows)
+        + "\n\n[bold]Fine-tuning[/bold] (--init-from RUN): a new run, with its own directory, optimizer, schedule "
+        "and step 0, starts from RUN's weights. The architecture is RUN's (--model, --hidden and --layers may only "
+        "repeat it). Characters RUN knows keep their ids; characters new to it get fresh rows, their output bias "
+        "set from their frequency in the new text. The recipe is RUN's own, with the peak --lr at "
+        f"{FINETUNE_LR_FRAC} of RUN's and at most {FINETUNE_WARMUP_STEPS} --warmup-steps, and the model is "
+        "evaluated before the first step, to show where it starts on the new text. Explicit flags override the recipe."
     )
 
 
@@ -456,6 +466,15 @@ def train_cmd(
         Path | None,
         typer.Option("--resume", readable=False, help="Continue a run: its directory (last.pt) or a checkpoint file."),
     ] = None,
+    init_from: Annotated[
+        Path | None,
+        typer.Option(
+            "--init-from",
+            readable=False,
+            help="Fine-tune: start a new run from a trained model's weights (its run directory, best.pt, or a "
+            "checkpoint file). See the recipe above.",
+        ),
+    ] = None,
     device: DeviceOpt = default("device"),
     precision: Annotated[
         Literal["auto", "fp32", "bf16", "fp16"],
@@ -489,6 +508,8 @@ def train_cmd(
       charrnn train poems.txt --hidden 128 --layers 2 --max-steps 500 --sample-every 100
 
       charrnn train --resume checkpoints/tinyshakespeare-20261128-101500 --max-steps 5000
+
+      charrnn train fortunes.txt --init-from checkpoints/tinyshakespeare-20261128-101500 --time-limit 120
     """
     from charrnn import api, distributed  # see the note on lazy imports at the top
     from charrnn.interrupt import StopFlag
@@ -500,6 +521,7 @@ def train_cmd(
         out=out,
         preset=preset,
         resume=resume,
+        init_from=init_from,
         settings=_explicit_settings(ctx),
         val_frac=val_frac,
         test_frac=test_frac,
@@ -581,6 +603,10 @@ class ConsoleView:
             f"batch {tc.batch_size}x{tc.seq_len} · run {run.run_dir}",
             soft_wrap=True,
         )
+        if run.parent and not run.resumed:
+            p = run.parent
+            new = f"{p['new_chars']} character(s) new to the model" + (f": {shown(p['new'])}" if p["new"] else "")
+            err.print(f"starting from {p['path']} (step {p['step']}) · {new} · lr {tc.lr:g}", soft_wrap=True)
         self.by_time = run.total_steps is None
         total = tc.time_limit if self.by_time else run.total_steps
         self.progress = Progress(
@@ -618,7 +644,8 @@ class ConsoleView:
         if self.progress is None:
             return
         val = f"{m['val_loss']:.3f}" if m["val_loss"] == m["val_loss"] else "-"  # nan: no eval yet
-        err.rule(f"sample at step {step} · train {m['train_loss']:.3f} · val {val}")
+        train = f"{m['train_loss']:.3f}" if m["train_loss"] == m["train_loss"] else "-"  # nan: before the first step
+        err.rule(f"sample at step {step} · train {train} · val {val}")
         err.print(Text(text.strip("\n")), soft_wrap=True)
         err.rule()
 

@@ -229,6 +229,29 @@ PRESETS: dict[str, dict[str, Any]] = {
 # fmt: on
 
 
+# Fine-tuning (`charrnn train NEW.txt --init-from RUN`): the parent's own recipe, with a peak
+# learning rate this fraction of the parent's and a warm-up of at most this many steps, so the
+# first steps do not undo what the model knows; explicit flags win over both.
+FINETUNE_LR_FRAC = 0.3
+FINETUNE_WARMUP_STEPS = 20
+# The parent's settings that a fine-tuning run starts from a clean slate on: its own limits,
+# its own horizon, and where it runs.
+FINETUNE_FRESH = ("max_steps", "max_epochs", "time_limit", "decay_steps", "device", "precision")
+ARCHITECTURE = ("model", "hidden", "layers")  # what a checkpoint fixes (dropout may change)
+
+
+def finetune_config(parent: TrainConfig, settings: dict[str, Any]) -> TrainConfig:
+    """The train config of a run that starts from a model trained with `parent`: its recipe at
+    a lower rate and a shorter warm-up, then the explicit `settings` over it."""
+    recipe = replace(
+        parent,
+        lr=parent.lr * FINETUNE_LR_FRAC,
+        warmup_steps=min(parent.warmup_steps, FINETUNE_WARMUP_STEPS),
+        **{name: default(name) for name in FINETUNE_FRESH},
+    )
+    return recipe.with_overrides(settings)
+
+
 def preset_settings(name: str) -> dict[str, Any]:
     """Every setting a preset leads to: its own values over the defaults."""
     return {**{n: default(n) for n in SETTINGS}, **PRESETS[name]}

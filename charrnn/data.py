@@ -164,15 +164,38 @@ class Corpus:
     def name(self) -> str:
         return self.meta.get("name", self.path.name)
 
-    def split(self, name: str) -> np.ndarray:
+    def split(self, name: str, vocab: Vocab | None = None) -> np.ndarray:
+        """A split's ids; with `vocab` (a model's, holding every character of the corpus), its
+        ids in that vocabulary."""
         a, b = self._bounds(name)
-        return self.ids[a:b]
+        table = self._table(vocab)
+        return self.ids[a:b] if table is None else table[self.ids[a:b]]
 
-    def split_reader(self, name: str) -> IdReader:
+    def split_reader(self, name: str, vocab: Vocab | None = None) -> IdReader | Remapped:
         """The split read through pread, for training: the page cache it goes through is not
-        mapped into the process, so resident memory stays flat however large the corpus."""
+        mapped into the process, so resident memory stays flat however large the corpus. With
+        `vocab`, as in `split`."""
         a, b = self._bounds(name)
-        return IdReader(self.path / "ids.bin", self.ids.dtype, start=a, stop=b)
+        reader = IdReader(self.path / "ids.bin", self.ids.dtype, start=a, stop=b)
+        table = self._table(vocab)
+        return reader if table is None else Remapped(reader, table)
+
+    def _table(self, vocab: Vocab | None) -> np.ndarray | None:
+        """The corpus id -> `vocab` id table, or None where the two are the same."""
+        if vocab is None or vocab == self.vocab:
+            return None
+        try:
+            return self.vocab.ids_in(vocab)
+        except ValueError as e:
+            raise InputError(f"corpus {self.name} does not fit the model's vocabulary: {e}") from None
+
+    def counts(self, name: str) -> np.ndarray:
+        """How often each id of the corpus's vocabulary occurs in a split, read in chunks."""
+        reader, step = self.split_reader(name), CHUNK_BYTES // self.ids.dtype.itemsize
+        total = np.zeros(len(self.vocab), dtype=np.int64)
+        for a in range(0, len(reader), step):
+            total += np.bincount(reader[a : a + step], minlength=len(self.vocab))
+        return total
 
     def _bounds(self, name: str) -> tuple[int, int]:
         if name not in self.meta["splits"]:
@@ -201,6 +224,20 @@ class IdReader:
         size = self.dtype.itemsize
         data = os.pread(self.fd, n * size, (self.start + a) * size)
         return np.frombuffer(data, dtype=self.dtype, count=len(data) // size)
+
+
+class Remapped:
+    """An id reader seen through a table: `r[i:j]` is `table[reader[i:j]]` (a corpus's ids as
+    the ids of a model whose vocabulary orders its characters otherwise)."""
+
+    def __init__(self, reader: IdReader, table: np.ndarray):
+        self.reader, self.table = reader, table
+
+    def __len__(self) -> int:
+        return len(self.reader)
+
+    def __getitem__(self, key: slice) -> np.ndarray:
+        return self.table[self.reader[key]]
 
 
 ID_DTYPES = ("uint8", "uint16", "uint32")  # the dtypes Vocab.dtype picks

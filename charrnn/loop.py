@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+import numpy as np
 import torch
 
 from charrnn import checkpoint, distributed, runlog
@@ -30,6 +31,7 @@ from charrnn.config import DEFAULT_MAX_EPOCHS, ModelConfig, TrainConfig
 from charrnn.data import Corpus, StreamBatcher
 from charrnn.distributed import Ranks
 from charrnn.errors import PeerLostError, TrainingError, first_line
+from charrnn.finetune import Parent
 from charrnn.model import CharRNN, State, cross_entropy
 from charrnn.runtime import (
     autocast,
@@ -64,6 +66,7 @@ class RunStart:
     steps_per_epoch: int
     start_step: int
     resumed: bool
+    parent: dict | None = None  # the model a fine-tuning run starts from (finetune.Parent.record)
 
 
 class Callbacks(Protocol):
@@ -120,11 +123,13 @@ def train(
     run_dir: Path,
     callbacks: Callbacks | None = None,
     resume: dict | None = None,
+    parent: Parent | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> TrainResult:
-    """Train a new model (`model_cfg`) or go on from a checkpoint (`resume`, whose model
-    config is used) on `corpus`, writing checkpoints and logs to `run_dir`. Under torchrun
-    (or `charrnn train --nproc`) this is one rank of a data-parallel run."""
+    """Train a new model (`model_cfg`), starting from random weights or from the trained
+    model `parent`, or go on from a checkpoint (`resume`, whose model config is used) on
+    `corpus`, writing checkpoints and logs to `run_dir`. Under torchrun (or `charrnn train
+    --nproc`) this is one rank of a data-parallel run."""
     ranks = distributed.from_env()
     run_dir = Path(run_dir)
     device = pick_device(cfg.device)
@@ -135,7 +140,7 @@ def train(
     except RuntimeError as e:  # the processes could not form a group: a rendezvous that failed
         raise TrainingError(f"the training processes could not connect ({first_line(e)})") from None
     try:
-        trainer = _Trainer(corpus, model_cfg, cfg, resume=resume, ranks=ranks, device=device, rows=rows)
+        trainer = _Trainer(corpus, model_cfg, cfg, resume=resume, parent=parent, ranks=ranks, device=device, rows=rows)
         result = trainer.run(
             run_dir, callbacks if callbacks is not None and ranks.is_main else _Silent(), should_stop or (lambda: False)
         )
@@ -189,21 +194,35 @@ class _Trainer:
         cfg: TrainConfig,
         *,
         resume: dict | None,
+        parent: Parent | None,
         ranks: Ranks,
         device: torch.device,
         rows: slice,
     ):
+        # the model's vocabulary: the corpus's, or a fine-tuned model's (its parent's, then new ones)
+        self.vocab = corpus.vocab
+        self.parent = parent  # only for a run starting from it, not for a resumed one
+        self.parent_record = None if parent is None else parent.record()
         if resume is not None:
             model_cfg = checkpoint.model_config(resume)
             checkpoint.check_resumes_on(resume, corpus_vocab=corpus.vocab, corpus_name=corpus.name, cfg=cfg)
-        assert model_cfg is not None and model_cfg.vocab_size == len(corpus.vocab)
+            self.vocab = checkpoint.vocab(resume)
+            self.parent_record = resume.get("parent")
+        elif parent is not None:
+            self.vocab = parent.vocab
+        assert model_cfg is not None and model_cfg.vocab_size == len(self.vocab)
         self.precision = training_precision(cfg.precision, device, model_cfg.model)
         self.corpus, self.model_cfg, self.cfg = corpus, model_cfg, cfg
         self.ranks, self.device, self.rows = ranks, device, rows
         self.resumed = resume is not None
 
         seed_everything(cfg.seed)
-        self.model = CharRNN(model_cfg).to(device)
+        self.model = CharRNN(model_cfg)
+        if parent is not None:
+            counts = np.zeros(len(self.vocab), dtype=np.int64)
+            counts[corpus.vocab.ids_in(self.vocab)] = corpus.counts("train")
+            parent.load_into(self.model, counts)
+        self.model = self.model.to(device)
         if ranks.rank:
             seed_everything(cfg.seed + ranks.rank)  # same initial weights, different dropout masks
         self.net = torch.nn.parallel.DistributedDataParallel(self.model) if ranks.enabled else self.model
@@ -216,8 +235,8 @@ class _Trainer:
             fused=device.type in ("cuda", "cpu"),
         )
         self.scaler = torch.amp.GradScaler(device.type, enabled=needs_loss_scaling(device, self.precision))
-        self.batcher = StreamBatcher(corpus.split_reader("train"), cfg.batch_size, cfg.seq_len, rows=rows)
-        self.val_ids = corpus.split_reader("val")
+        self.batcher = StreamBatcher(corpus.split_reader("train", self.vocab), cfg.batch_size, cfg.seq_len, rows=rows)
+        self.val_ids = corpus.split_reader("val", self.vocab)
 
         self.state = TrainState()
         self.hidden: State | None = None  # carried from batch to batch, float32
@@ -284,10 +303,13 @@ class _Trainer:
                     steps_per_epoch=self.batcher.steps_per_epoch,
                     start_step=self.state.step,
                     resumed=self.resumed,
+                    parent=self.parent_record,
                 )
             )
             self.model.train()
             self.meter.start()
+            if self.parent is not None and self.state.step == 0:
+                self._eval()  # where the model starts on the new text
             stopped = self._loop(should_stop)
             self._finish(stopped)
         finally:
@@ -459,7 +481,7 @@ class _Trainer:
     def _sample(self) -> None:
         cfg, state = self.cfg, self.state
         text = sample_text(
-            self.model, self.corpus.vocab, length=cfg.sample_length, temp=cfg.sample_temp, seed=cfg.seed + state.step
+            self.model, self.vocab, length=cfg.sample_length, temp=cfg.sample_temp, seed=cfg.seed + state.step
         )
         self.log.sample(step=state.step, train_loss=self.meter.train_loss, val_loss=state.val_loss, text=text)
         losses = {"step": state.step, "train_loss": self.meter.train_loss, "val_loss": state.val_loss}
@@ -473,7 +495,7 @@ class _Trainer:
         payload = self.state.to_payload(
             model_config=self.model_cfg,
             train_config=self.cfg,
-            vocab=self.corpus.vocab,
+            vocab=self.vocab,
             weights=self.model.state_dict(),
             optimizer=self.opt.state_dict(),
             scaler=self.scaler.state_dict() if self.scaler.is_enabled() else None,
@@ -482,6 +504,7 @@ class _Trainer:
             precision=self.precision,
             device=self.device.type,
             corpus=self.corpus_info,
+            parent=self.parent_record,
         )
         path = self.run_dir / f"{kind}.pt"
         checkpoint.save(payload, path)

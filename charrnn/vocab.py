@@ -60,6 +60,20 @@ class Vocab:
             text = "".join(c for c in text if c in self.index)
         return [self.index[c] for c in text]
 
+    def extended(self, other: Vocab) -> tuple[Vocab, list[str]]:
+        """This vocabulary with the characters of `other` that it lacks appended, so that every
+        id it had keeps its character; and those new characters, in `other`'s order."""
+        new = [c for c in other.chars if c not in self.index]
+        return Vocab(self.chars + new), new
+
+    def ids_in(self, other: Vocab) -> np.ndarray:
+        """For each id of this vocabulary, the id of the same character in `other` (int64);
+        ValueError if `other` lacks some."""
+        missing = [c for c in self.chars if c not in other.index]
+        if missing:
+            raise ValueError(f"{len(missing)} character(s) are not in the other vocabulary: {shown(missing)}")
+        return np.array([other.index[c] for c in self.chars], dtype=np.int64)
+
     def decode(self, ids) -> str:
         return "".join(self.chars[int(i)] for i in ids)
 
@@ -79,3 +93,9 @@ class Vocab:
     @classmethod
     def load(cls, path: Path) -> Vocab:
         return cls(json.loads(Path(path).read_text(encoding="utf-8"))["chars"])
+
+
+def shown(chars: list[str], most: int = 8) -> str:
+    """The first few of `chars` for a message, quoted so that whitespace shows."""
+    listed = ", ".join(repr(c) for c in chars[:most])
+    return listed + (f" and {len(chars) - most} more" if len(chars) > most else "")

@@ -1,0 +1,125 @@
+"""Starting a new run from a trained model: `charrnn train NEW.txt --init-from RUN`.
+
+    parent = Parent.open("checkpoints/shakespeare", corpus.vocab)
+    model_cfg = parent.model_config(settings)      # the architecture is the checkpoint's
+    cfg = finetune_config(parent.train_config, settings)
+    ...
+    parent.load_into(model, counts)                # weights, and rows for the new characters
+
+The model keeps its vocabulary: every character it knows keeps its id, and the characters of
+the new text that it never saw are appended, each with a fresh embedding row and a fresh
+output row. A new character's output bias starts from its frequency in the new text, on the
+scale of the biases of the characters the model knows, so the model neither ignores it nor
+predicts it everywhere at the first step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from charrnn import checkpoint, runs
+from charrnn.config import ARCHITECTURE, ModelConfig, TrainConfig
+from charrnn.data import file_sha256
+from charrnn.errors import BadValueError, CheckpointError, first_line
+from charrnn.model import CharRNN
+from charrnn.vocab import Vocab, shown
+
+# the weights whose rows are the vocabulary's characters
+ROWS_ARE_CHARS = ("embed.weight", "head.weight", "head.bias")
+NEW_SHOWN = 20  # new characters a checkpoint names
+
+
+@dataclass(frozen=True)
+class Parent:
+    """The checkpoint a run starts from, and the vocabulary the new run's model has."""
+
+    path: Path
+    ckpt: dict
+    vocab: Vocab  # the parent's characters (same ids), then the new text's new ones
+    new: list[str]  # characters of the new text that the parent never saw
+
+    @classmethod
+    def open(cls, path: Path, text_vocab: Vocab) -> Parent:
+        """The model at `path` (a run directory: its best.pt) for a run on a text whose
+        characters are `text_vocab`."""
+        path = runs.resolve_checkpoint(path, prefer="best.pt")
+        ckpt = checkpoint.load(path)
+        vocab, new = checkpoint.vocab(ckpt).extended(text_vocab)
+        return cls(path, ckpt, vocab, new)
+
+    @property
+    def known(self) -> int:
+        """How many characters the parent knows (the first ids of the new vocabulary)."""
+        return len(self.vocab) - len(self.new)
+
+    @property
+    def train_config(self) -> TrainConfig:
+        return checkpoint.train_config(self.ckpt)
+
+    def model_config(self, settings: dict[str, Any]) -> ModelConfig:
+        """The parent's architecture over the new vocabulary; a size flag that contradicts it
+        is refused (dropout may change)."""
+        parent = checkpoint.model_config(self.ckpt)
+        for name in ARCHITECTURE:
+            if name in settings and settings[name] != getattr(parent, name):
+                raise BadValueError(
+                    f"--{name} {settings[name]} contradicts the model of --init-from ({getattr(parent, name)}): "
+                    "the architecture comes from the checkpoint; leave --model, --hidden and --layers out"
+                )
+        return replace(parent, vocab_size=len(self.vocab), dropout=settings.get("dropout", parent.dropout))
+
+    def record(self) -> dict:
+        """What the new run's checkpoints say of where they started."""
+        corpus = self.ckpt.get("corpus")
+        return {
+            "path": str(self.path.resolve()),
+            "sha256": file_sha256(self.path),
+            "step": self.ckpt.get("step"),
+            "corpus": corpus.get("name") if isinstance(corpus, dict) else None,
+            "chars": self.known,
+            "new_chars": len(self.new),
+            "new": self.new[:NEW_SHOWN],
+        }
+
+    def describe_new(self) -> str:
+        if not self.new:
+            return "no characters new to the model"
+        return f"{len(self.new)} character(s) new to the model: {shown(self.new)}"
+
+    @torch.no_grad()
+    def load_into(self, model: CharRNN, counts: np.ndarray) -> None:
+        """Put the parent's weights into `model` (built for the new vocabulary); `counts` are
+        how often each of the model's characters occurs in the new text's training split."""
+        weights = self.ckpt["model"]
+        own = model.state_dict()
+        k = self.known
+        try:
+            for name, w in weights.items():
+                if name in ROWS_ARE_CHARS:
+                    own[name][:k] = w  # the new characters' rows keep their fresh initialisation
+                else:
+                    own[name].copy_(w)
+            missing = own.keys() - weights.keys()
+            if missing:
+                raise KeyError(f"the checkpoint lacks {', '.join(sorted(missing))}")
+        except (KeyError, RuntimeError, TypeError) as e:
+            raise CheckpointError(f"{self.path}: weights do not match the model config ({first_line(e)})") from None
+        if self.new:
+            own["head.bias"][k:] = torch.from_numpy(new_char_bias(own["head.bias"][:k].numpy(), counts, k))
+        model.load_state_dict(own)
+
+
+def new_char_bias(known_bias: np.ndarray, counts: np.ndarray, known: int) -> np.ndarray:
+    """Output biases for the characters after the first `known`: log of their frequency in
+    the new text, shifted by the median of (bias - log frequency) over the known characters
+    that occur in it. A character seen as often as a known one then starts with about the
+    same bias. Characters absent from the training split count as half an occurrence."""
+    freq = np.maximum(counts.astype(np.float64), 0.5) / max(int(counts.sum()), 1)
+    seen = counts[:known] > 0
+    shift = float(np.median(known_bias[seen] - np.log(freq[:known][seen]))) if seen.any() else float(known_bias.mean())
+    return (np.log(freq[known:]) + shift).astype(np.float32)
