@@ -24,10 +24,10 @@ import torch
 
 from charrnn import checkpoint, runs
 from charrnn.config import ARCHITECTURE, ModelConfig, TrainConfig
-from charrnn.data import file_sha256
+from charrnn.data import Corpus, file_sha256
 from charrnn.errors import BadValueError, CheckpointError, first_line
 from charrnn.model import CharRNN
-from charrnn.vocab import Vocab, shown
+from charrnn.vocab import Vocab
 
 # the weights whose rows are the vocabulary's characters
 ROWS_ARE_CHARS = ("embed.weight", "head.weight", "head.bias")
@@ -86,15 +86,12 @@ class Parent:
             "new": self.new[:NEW_SHOWN],
         }
 
-    def describe_new(self) -> str:
-        if not self.new:
-            return "no characters new to the model"
-        return f"{len(self.new)} character(s) new to the model: {shown(self.new)}"
-
     @torch.no_grad()
-    def load_into(self, model: CharRNN, counts: np.ndarray) -> None:
-        """Put the parent's weights into `model` (built for the new vocabulary); `counts` are
-        how often each of the model's characters occurs in the new text's training split."""
+    def load_into(self, model: CharRNN, corpus: Corpus) -> None:
+        """Put the parent's weights into `model` (built for the new vocabulary), for training on
+        `corpus`: the new characters' output biases come from their counts in its training split."""
+        counts = np.zeros(len(self.vocab), dtype=np.int64)
+        counts[corpus.vocab.ids_in(self.vocab)] = corpus.counts("train")
         weights = self.ckpt["model"]
         own = model.state_dict()
         k = self.known

@@ -270,9 +270,9 @@ def _timeline(samples: list[dict]) -> str:
     items = []
     for s in samples:
         val = f" · val {s['val_loss']:.3f}" if math.isfinite(s["val_loss"]) else ""
+        train = f" · train {s['train_loss']:.3f}" if math.isfinite(s["train_loss"]) else ""  # nan before a step
         items.append(
-            f'<li><div class="when">step {s["step"]:,} · train {s["train_loss"]:.3f}{val}</div>'
-            f"<pre>{html.escape(s['text'])}</pre></li>"
+            f'<li><div class="when">step {s["step"]:,}{train}{val}</div><pre>{html.escape(s["text"])}</pre></li>'
         )
     return f'<ol class="timeline">{"".join(items)}</ol>'
 

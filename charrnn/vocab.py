@@ -1,4 +1,5 @@
-"""`Vocab`: Unicode code points <-> integer ids, sorted by code point.
+"""`Vocab`: Unicode code points <-> integer ids. A corpus's are sorted by code point; a
+fine-tuned model's keep its parent's order, with the new text's new characters after them.
 
 >>> v = Vocab.from_text("hello")
 >>> v.decode(v.encode("hole"))
@@ -95,7 +96,9 @@ class Vocab:
         return cls(json.loads(Path(path).read_text(encoding="utf-8"))["chars"])
 
 
-def shown(chars: list[str], most: int = 8) -> str:
-    """The first few of `chars` for a message, quoted so that whitespace shows."""
+def shown(chars: list[str], most: int = 8, total: int | None = None) -> str:
+    """The first few of `chars` (of `total` in all, if only some are given) for a message,
+    quoted so that whitespace shows."""
+    total = len(chars) if total is None else total
     listed = ", ".join(repr(c) for c in chars[:most])
-    return listed + (f" and {len(chars) - most} more" if len(chars) > most else "")
+    return listed + (f" and {total - min(most, len(chars))} more" if total > min(most, len(chars)) else "")

@@ -23,18 +23,7 @@ NEW_TEXT = "The fox jumps over the dog. Æbler og øl på Åland; æ ø å.\n" *
 NEW_CHARS = ["Å", "Æ", "å", "æ", "ø"]  # in code point order, as the corpus sorts them
 
 
-def _flags(*drop: str) -> list[str]:
-    """The tiny runs' flags without the size ones (the architecture comes from the parent)."""
-    out, skip = [], False
-    for f in TINY_FLAGS:
-        if skip:
-            skip = False
-            continue
-        if f in drop:
-            skip = True
-            continue
-        out.append(f)
-    return out
+CPU = ["--device", "cpu", "--precision", "fp32", "--quiet"]
 
 
 @pytest.fixture
@@ -45,15 +34,15 @@ def new_text(tmp_path):
 
 
 def test_a_fine_tuned_model_keeps_every_id_and_appends_the_new_characters(cli, tiny_run, new_text, tmp_path):
-    r = cli(
-        "train", new_text, "--init-from", tiny_run, "--max-steps", 6, "--out", "child", *_flags("--hidden", "--layers")
-    )
+    # the size flags may repeat the parent's; the console says what is new
+    r = cli("train", new_text, "--init-from", tiny_run, "--max-steps", 6, "--out", "child", *TINY_FLAGS[:4], *CPU[:4])
     assert r.exit_code == 0, r.stderr
+    assert "5 character(s) new to the model: 'Å', 'Æ', 'å', 'æ', 'ø'" in r.stderr
     parent_path = resolve_checkpoint(tiny_run, prefer="best.pt")
     parent = checkpoint.load(parent_path)
     child = checkpoint.load(tmp_path / "child" / "last.pt")
     old, merged = parent["vocab"], child["vocab"]
-    assert merged[: len(old)] == old and sorted(merged[len(old) :]) == NEW_CHARS
+    assert merged[: len(old)] == old and merged[len(old) :] == NEW_CHARS
     assert child["step"] == 6 and child["model_config"]["hidden"] == 16
     assert child["parent"] == {
         "path": str(parent_path.resolve()),
@@ -70,7 +59,8 @@ def test_a_fine_tuned_model_keeps_every_id_and_appends_the_new_characters(cli, t
     # `info` names the parent; the model writes text, and `eval` reads its corpus in its own ids
     shown = cli("info", tmp_path / "child")
     assert shown.exit_code == 0 and "fine-tuned from" in shown.stdout and "5 new character(s)" in shown.stdout
-    assert cli("eval", tmp_path / "child").exit_code == 0
+    evaluated = cli("eval", tmp_path / "child" / "last.pt")
+    assert evaluated.exit_code == 0 and f"{records[-1]['val_loss']:.4f} nats/char" in evaluated.stdout
     assert len(charrnn.load(tmp_path / "child").generate("The ", length=50, seed=1)) == 54
 
 
@@ -81,7 +71,7 @@ def test_the_weights_start_as_the_parents_and_the_new_rows_fresh(tiny_run, tmp_p
     model = CharRNN(parent.model_config({}))
     counts = np.zeros(len(parent.vocab), dtype=np.int64)
     counts[corpus.vocab.ids_in(parent.vocab)] = corpus.counts("train")
-    parent.load_into(model, counts)
+    parent.load_into(model, corpus)
     k, weights = parent.known, parent.ckpt["model"]
     for name, w in model.state_dict().items():
         same = w[:k] if name in ("embed.weight", "head.weight", "head.bias") else w
@@ -102,25 +92,37 @@ def test_a_new_character_as_common_as_a_known_one_starts_with_its_bias():
 
 def test_the_fine_tuning_recipe_and_explicit_flags_over_it(cli, tiny_run, new_text, tmp_path):
     parent = checkpoint.train_config(checkpoint.load(resolve_checkpoint(tiny_run)))
-    assert cli("train", new_text, "--init-from", tiny_run, "--max-steps", 2, "--out", "a", "-q").exit_code == 0
+    assert cli("train", new_text, "--init-from", tiny_run, "--max-steps", 2, "--out", "a", *CPU).exit_code == 0
     cfg = checkpoint.load(tmp_path / "a" / "last.pt")["train_config"]
     assert math.isclose(cfg["lr"], parent.lr * FINETUNE_LR_FRAC)
-    assert cfg["warmup_steps"] == min(parent.warmup_steps, FINETUNE_WARMUP_STEPS)
+    assert cfg["warmup_steps"] == FINETUNE_WARMUP_STEPS
     assert cfg["max_steps"] == 2 and cfg["batch_size"] == parent.batch_size
-    r = cli("train", new_text, "--init-from", tiny_run, "--max-steps", 2, "--lr", 0.05, "--out", "b", "-q")
+    r = cli("train", new_text, "--init-from", tiny_run, "--max-steps", 2, "--lr", 0.05, "--out", "b", *CPU)
     assert r.exit_code == 0 and checkpoint.load(tmp_path / "b" / "last.pt")["train_config"]["lr"] == 0.05
 
 
-def test_a_fine_tuned_run_resumes_on_its_own_text(cli, tiny_run, new_text, tmp_path):
-    assert cli("train", new_text, "--init-from", tiny_run, "--max-steps", 4, "--out", "c", "-q").exit_code == 0
-    r = cli("train", "--resume", tmp_path / "c", "--max-steps", 8, "-q")
+def test_a_fine_tuned_run_resumes_on_its_own_text_and_is_a_parent_itself(cli, tiny_run, new_text, tmp_path):
+    assert cli("train", new_text, "--init-from", tiny_run, "--max-steps", 4, "--out", "c", *CPU).exit_code == 0
+    vocab = checkpoint.load(tmp_path / "c" / "last.pt")["vocab"]
+    r = cli("train", "--resume", tmp_path / "c", "--max-steps", 8, *CPU)
     assert r.exit_code == 0, r.stderr
     ckpt = checkpoint.load(tmp_path / "c" / "last.pt")
-    assert ckpt["step"] == 8 and ckpt["parent"]["chars"] == len(checkpoint.load(tiny_run / "best.pt")["vocab"])
+    assert ckpt["step"] == 8 and ckpt["vocab"] == vocab
+    assert ckpt["parent"]["chars"] == len(checkpoint.load(tiny_run / "best.pt")["vocab"])
+    # on a text with characters still newer, resuming is refused and fine-tuning again is the way
+    newer = tmp_path / "newer.txt"
+    newer.write_text(NEW_TEXT + "Ωμέγα\n" * 20, encoding="utf-8")
+    one_line_error(cli("train", newer, "--resume", tmp_path / "c", "--max-steps", 9), 4, "--init-from")
+    assert checkpoint.load(tmp_path / "c" / "last.pt")["step"] == 8
+    r = cli("train", newer, "--init-from", tmp_path / "c", "--max-steps", 2, "--out", "grandchild", *CPU)
+    assert r.exit_code == 0, r.stderr
+    grandchild = checkpoint.load(tmp_path / "grandchild" / "last.pt")
+    assert grandchild["vocab"][: len(vocab)] == vocab and grandchild["parent"]["new"] == ["Ω", "έ", "α", "γ", "μ"]
 
 
 def test_bad_fine_tuning_requests_are_one_line_errors(cli, tiny_run, new_text, tmp_path):
     one_line_error(cli("train", new_text, "--init-from", tiny_run, "--hidden", 32), 2, "--hidden 32", "16")
+    one_line_error(cli("train", new_text, "--init-from", tiny_run, "--model", "gru"), 2, "--model gru", "lstm")
     one_line_error(cli("train", new_text, "--init-from", tiny_run, "--preset", "small"), 2, "--preset")
     one_line_error(cli("train", new_text, "--init-from", tiny_run, "--resume", tiny_run), 2, "--resume")
     one_line_error(cli("train", new_text, "--init-from", new_text), 4, "new.txt")
