@@ -49,18 +49,22 @@ from charrnn.vocab import Vocab
 
 
 def preprocess(
-    input: Path,
+    input: Path | list[Path],
     *,
     out: Path | None = None,
     val_frac: float = VAL_FRAC,
     test_frac: float = TEST_FRAC,
     text: TextOptions = TextOptions(),
+    doc_sep: str | None = None,
 ) -> Corpus:
-    """Encode a text file (or a bundled corpus, by name) as a corpus directory (default
-    corpora/<input stem>)."""
-    out = (Path(out) if out is not None else runs.CORPORA / Path(input).stem).absolute()  # `--out .` has a name
+    """Encode a text file (or a bundled corpus, by name), or a collection of documents (several
+    files, directories, patterns, or a file split at `doc_sep`), as a corpus directory (default
+    corpora/<name>)."""
+    data.check_fractions(val_frac, test_frac)
+    source = data.Source.of(input, doc_sep, force=text.force)
+    out = (Path(out) if out is not None else runs.CORPORA / source.name).absolute()  # `--out .` has a name
     runs.check_corpus_out(out)
-    return data.preprocess(input, out, val_frac=val_frac, test_frac=test_frac, opts=text)
+    return data.preprocess(source, out, val_frac=val_frac, test_frac=test_frac, opts=text)
 
 
 # --------------------------------------------------------------------------- train
@@ -82,7 +86,7 @@ class TrainPlan:
 
 
 def plan_training(
-    input: Path | None = None,
+    input: Path | list[Path] | None = None,
     *,
     out: Path | None = None,
     preset: str | None = None,
@@ -92,6 +96,7 @@ def plan_training(
     val_frac: float = VAL_FRAC,
     test_frac: float = TEST_FRAC,
     text: TextOptions = TextOptions(),
+    doc_sep: str | None = None,
 ) -> TrainPlan:
     """Check a run's inputs and settle its configs and directory. `settings` are ModelConfig
     and TrainConfig fields; they override the preset, the resumed checkpoint's config, or the
@@ -121,7 +126,7 @@ def plan_training(
         run_dir = Path(out) if out is not None else None
     if main and run_dir is not None:  # before anything is written, the corpus cache included
         runs.check_run_dir(run_dir, ckpt_path, ckpt)
-    corpus = runs.open_corpus(input, val_frac=val_frac, test_frac=test_frac, opts=text)
+    corpus = runs.open_corpus(input, val_frac=val_frac, test_frac=test_frac, opts=text, doc_sep=doc_sep)
     if ckpt is not None:
         return TrainPlan(corpus, None, cfg, run_dir, resumed=ckpt)
 
@@ -165,7 +170,7 @@ def run_training(
 
 
 def train(
-    input: Path | None = None,
+    input: Path | list[Path] | None = None,
     *,
     out: Path | None = None,
     preset: str | None = None,
@@ -176,6 +181,7 @@ def train(
     val_frac: float = VAL_FRAC,
     test_frac: float = TEST_FRAC,
     text: TextOptions = TextOptions(),
+    doc_sep: str | None = None,
     **settings: Any,
 ) -> TrainResult:
     """Train on a text file or corpus directory (or go on with `resume`, or start from the
@@ -191,6 +197,7 @@ def train(
         val_frac=val_frac,
         test_frac=test_frac,
         text=text,
+        doc_sep=doc_sep,
     )
     return run_training(plan, callbacks=callbacks, should_stop=should_stop)
 
@@ -228,6 +235,7 @@ class Model:
     path: Path
     net: CharRNN
     vocab: Vocab
+    eod_text: str = "\n\n"  # how a model of documents writes the end of one (its corpus's --doc-sep)
 
     @property
     def device(self) -> torch.device:
@@ -245,7 +253,7 @@ class Model:
             length=config.length,
             device=self.device,
         )
-        return generate(self.net, self.vocab, config)
+        return generate(self.net, self.vocab, config, eod_text=self.eod_text)
 
     def generate(self, prime: str = "", **options: Any) -> str | list[str]:
         """The prime and the new text, as one string; with `num_samples` > 1, one string per sample."""
@@ -279,8 +287,8 @@ def load(checkpoint_path: Path | str | None = None, *, device: str = "cpu", prec
     path = runs.resolve_checkpoint(checkpoint_path or runs.latest_run())
     dev = pick_device(device)
     pick_precision(precision, dev)
-    net, vocab, _ = checkpoint.load_model(path, dev)
-    return Model(path, net, vocab)
+    net, vocab, ckpt = checkpoint.load_model(path, dev)
+    return Model(path, net, vocab, eod_text=checkpoint.eod_text(ckpt))
 
 
 def sample(
@@ -317,7 +325,7 @@ def evaluate(
         cpath = runs.checkpoint_corpus(ckpt, "use --file to evaluate on a text file")
         corpus = Corpus.load(cpath)
         try:  # a fine-tuned model orders the corpus's characters its own way
-            ids = corpus.split(split, vocab)
+            ids = corpus.split_reader(split, vocab)
         except InputError:
             raise CheckpointError(f"corpus {cpath} has characters the checkpoint's vocabulary lacks") from None
         what = f"{split} split of {corpus.name}"

@@ -96,8 +96,9 @@ class Batcher:
         max_waiting: int,
         dispatch: Callable[[list[tuple[Request, object]]], None] | None = None,
         thread: bool = True,
+        eod_text: str = "\n\n",
     ):
-        self.model, self.vocab = model, vocab
+        self.model, self.vocab, self.eod_text = model, vocab, eod_text
         self.max_streams, self.max_waiting = max_streams, max_waiting
         self.dispatch = dispatch or deliver_each
         self.stepper = FastStepper(model)
@@ -225,7 +226,7 @@ class Batcher:
         by_length: dict[int, list[Request]] = {}
         for request in joining:
             try:
-                request.run = SampleRun(self.vocab, request.config, self.device)
+                request.run = SampleRun(self.vocab, request.config, self.device, self.eod_text)
             except CharRNNError as e:  # a prime outside the vocabulary
                 self._outbox(request, Done("error", error=e))
                 continue

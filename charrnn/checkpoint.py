@@ -299,6 +299,14 @@ def _parse(build, ckpt: dict, key: str):
         raise CheckpointError(f"checkpoint has a malformed {key!r} ({first_line(e)})") from None
 
 
+def eod_text(ckpt: dict) -> str:
+    """How a model of documents writes the end of one: as its corpus separated them
+    (`--doc-sep`), else, a file a document, as a blank line."""
+    corpus = ckpt.get("corpus")
+    sep = corpus.get("doc_sep") if isinstance(corpus, dict) else None
+    return sep if isinstance(sep, str) and sep else "\n\n"
+
+
 def kept(run_dir: Path) -> str:
     """Which checkpoints of a run hold its last good weights, for an error that stops it."""
     saved = [n for n in ("last.pt", "best.pt") if (Path(run_dir) / n).exists()]
@@ -446,11 +454,19 @@ def describe(ckpt: dict) -> list[tuple[str, str]]:
             f"seed {get(tc, 'seed')}, {number(ckpt.get('elapsed_s'), '.1f')} s",
         ),
         ("precision", f"{ckpt.get('precision', '?')} on {ckpt.get('device', '?')}"),
-        ("corpus", f"{corpus.get('name', '?')} ({number(corpus.get('chars'), ',')} characters)"),
+        ("corpus", f"{corpus.get('name', '?')} ({number(corpus.get('chars'), ',')} characters{_documents(corpus)})"),
         ("corpus sha256", str(corpus.get("sha256"))),
         *_parent_rows(ckpt.get("parent")),
         *provenance_rows(ckpt),
     ]
+
+
+def _documents(corpus: dict) -> str:
+    """ ", N documents split at SEP" for a corpus of documents, else ""."""
+    if not is_number(corpus.get("documents")):
+        return ""
+    sep = corpus.get("doc_sep")
+    return f", {number(corpus['documents'], ',')} documents" + (f" split at {sep!r}" if isinstance(sep, str) else "")
 
 
 def _parent_rows(parent) -> list[tuple[str, str]]:

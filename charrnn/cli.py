@@ -30,6 +30,7 @@ from charrnn.config import (
     DEFAULT_MAX_EPOCHS,
     FINETUNE_LR_FRAC,
     FINETUNE_WARMUP_STEPS,
+    MAX_DOCUMENT,
     PRESETS,
     SAMPLE_FIELDS,
     SETTINGS,
@@ -208,6 +209,44 @@ Newline = Annotated[
     Literal["keep", "lf"], typer.Option("--newline", help="keep line endings as they are, or lf to turn CRLF into LF.")
 ]
 Force = Annotated[bool, typer.Option("--force", metavar="", help="Accept a file that looks binary.")]
+
+
+def _unescape(value: str | None) -> str | None:
+    """--doc-sep's backslash escapes: \\n, \\t, \\r and \\\\ (so that '\\n%\\n' works in any shell)."""
+    if value is None:
+        return None
+    out, i = [], 0
+    while i < len(value):
+        pair = value[i : i + 2]
+        if pair in ("\\n", "\\t", "\\r", "\\\\"):
+            out.append({"\\n": "\n", "\\t": "\t", "\\r": "\r", "\\\\": "\\"}[pair])
+            i += 2
+        else:
+            out.append(value[i])
+            i += 1
+    return "".join(out)
+
+
+DocSep = Annotated[
+    str | None,
+    typer.Option(
+        "--doc-sep",
+        callback=_unescape,
+        show_default=False,
+        help="Split each file into documents at this string ('\\n': one a line; '\\n%\\n': fortune files). "
+        "\\n, \\t, \\r and \\\\ are read as escapes.",
+    ),
+]
+Inputs = Annotated[
+    list[Path] | None,
+    typer.Argument(
+        metavar="INPUT...",
+        readable=False,
+        show_default=False,
+        help="A UTF-8 text file (or a bundled corpus by name); or several files, directories (every file inside, "
+        "recursively) or glob patterns, each file a document.",
+    ),
+]
 ValFrac = Annotated[
     float,
     typer.Option(
@@ -224,6 +263,11 @@ TestFrac = Annotated[
         help="Fraction held out for testing, just before the validation split.",
     ),
 ]
+
+
+def _given(ctx: typer.Context, name: str) -> bool:
+    """Whether option `name` was on the command line (or in the environment), not its default."""
+    return getattr(ctx.get_parameter_source(name), "name", "DEFAULT") != "DEFAULT"
 
 
 def _explicit_settings(ctx: typer.Context) -> dict:
@@ -277,37 +321,58 @@ def _root(
 
 @app.command("preprocess", cls=Command)
 def preprocess_cmd(
-    input: Annotated[Path, typer.Argument(help="A UTF-8 text file.", show_default=False, readable=False)],
+    inputs: Inputs = None,
     out: Annotated[
         Path | None, typer.Option("--out", help="Output directory (default: corpora/<input stem>).", show_default=False)
     ] = None,
+    doc_sep: DocSep = None,
     val_frac: ValFrac = VAL_FRAC,
     test_frac: TestFrac = TEST_FRAC,
     encoding_errors: EncodingErrors = "strict",
     newline: Newline = "keep",
     force: Force = False,
 ):
-    """Encode a text file as ids over its vocabulary of code points, with train/val/test splits.
+    """Encode a text, or a collection of documents, as ids over its vocabulary of code points,
+    with train/val/test splits.
 
     Writes DIR/ids.bin (memory-mappable, smallest unsigned dtype), DIR/vocab.json and
-    DIR/meta.json. Splits are contiguous: val is the last --val-frac of the text.
+    DIR/meta.json. Splits are contiguous: val is the last --val-frac of the text. Several
+    inputs, a directory (every file inside, recursively, in sorted order; files that look
+    binary are skipped and listed), a glob pattern, or --doc-sep make a collection of
+    documents: each ends with an end-of-document symbol of the vocabulary (⏎ in pages), and
+    the splits fall between whole documents.
 
     [bold]Examples[/bold]
 
       charrnn preprocess tinyshakespeare            [dim]# the bundled corpus, into corpora/tinyshakespeare[/dim]
 
       charrnn preprocess poems.txt --out corpora/poems --val-frac 0.05 --test-frac 0.05
+
+      charrnn preprocess /usr/share/games/fortunes/de --doc-sep '\\n%\\n'   [dim]# a fortune a document[/dim]
+
+      charrnn preprocess 'names/*.txt' --doc-sep '\\n'                      [dim]# a name a document[/dim]
     """
     from charrnn import api  # see the note on lazy imports at the top
 
+    if not inputs:
+        _fail("name a text file, a directory or a pattern to preprocess", 2)
     corpus = api.preprocess(
-        input, out=out, val_frac=val_frac, test_frac=test_frac, text=TextOptions(encoding_errors, newline, force)
+        inputs,
+        out=out,
+        val_frac=val_frac,
+        test_frac=test_frac,
+        text=TextOptions(encoding_errors, newline, force),
+        doc_sep=doc_sep,
     )
     m = corpus.meta
+    _say_skipped(m)
     t = Table(title=f"corpus {corpus.path}", show_header=False, title_justify="left")
     t.add_row("source", f"{m['source']} ({m['source_bytes']:,} bytes)")
     t.add_row("sha256", m["source_sha256"])
-    t.add_row("characters", f"{m['chars']:,}")
+    t.add_row("characters", f"{m['chars']:,}" + (" (end-of-document symbols included)" if "documents" in m else ""))
+    if "documents" in m:
+        sep = f", split at {m['doc_sep']!r}" if m.get("doc_sep") is not None else ", a file each"
+        t.add_row("documents", f"{m['documents']:,} from {m['files']:,} file(s){sep}")
     t.add_row("vocabulary", f"{m['vocab_size']} code points, stored as {m['dtype']}")
     sizes = m["split_sizes"]
     t.add_row("splits", "  ".join(f"{k} {sizes[k]:,}" for k in ("train", "val", "test") if sizes[k]))
@@ -353,7 +418,7 @@ def _preset_help() -> str:
         "and step 0, starts from RUN's weights. The architecture is RUN's (--model, --hidden and --layers may only "
         "repeat it). Characters RUN knows keep their ids; characters new to it get fresh rows, their output bias "
         "set from their frequency in the new text. The recipe is RUN's own, with the peak --lr at "
-        f"{FINETUNE_LR_FRAC} of RUN's and at most {FINETUNE_WARMUP_STEPS} --warmup-steps, and the model is "
+        f"{FINETUNE_LR_FRAC} of RUN's and {FINETUNE_WARMUP_STEPS} --warmup-steps, and the model is "
         "evaluated before the first step, to show where it starts on the new text. Explicit flags override the recipe."
     )
 
@@ -361,15 +426,18 @@ def _preset_help() -> str:
 @app.command("train", cls=Command, epilog=_preset_help())
 def train_cmd(
     ctx: typer.Context,
-    input: Annotated[
-        Path | None,
+    inputs: Annotated[
+        list[Path] | None,
         typer.Argument(
+            metavar="INPUT...",
             readable=False,
             show_default=False,
-            help="A UTF-8 text file (preprocessed on the fly and cached in corpora/) or a preprocessed directory. "
+            help="A UTF-8 text file (preprocessed on the fly and cached in corpora/), a preprocessed directory, or "
+            "several files, directories or glob patterns (each file a document; see charrnn preprocess --help). "
             "Optional with --resume.",
         ),
     ] = None,
+    doc_sep: DocSep = None,
     out: Annotated[
         Path | None,
         typer.Option(
@@ -517,7 +585,7 @@ def train_cmd(
     is_main = distributed.from_env().is_main  # the other processes of --nproc stay silent
     distributed.die_with_launcher()
     plan = api.plan_training(
-        input,
+        inputs or None,
         out=out,
         preset=preset,
         resume=resume,
@@ -526,7 +594,10 @@ def train_cmd(
         val_frac=val_frac,
         test_frac=test_frac,
         text=TextOptions(encoding_errors, newline, force),
+        doc_sep=doc_sep,
     )
+    if is_main:
+        _say_skipped(plan.corpus.meta)
     if preset == "auto" and is_main:
         err.print(f"preset auto -> {plan.preset}")
     if nproc > 1 and "WORLD_SIZE" not in os.environ:
@@ -564,6 +635,15 @@ def train_cmd(
         f"{val}; checkpoint {plan.run_dir / 'best.pt'}",
         soft_wrap=True,
     )
+
+
+def _say_skipped(meta: dict) -> None:
+    """The one-line summary of the files a collection of documents left out as binary."""
+    count = meta.get("skipped_count") or 0
+    if count:
+        named = ", ".join(meta.get("skipped", []))
+        more = f" and {count - len(meta.get('skipped', []))} more" if count > len(meta.get("skipped", [])) else ""
+        err.print(Text(f"charrnn: warning: skipped {count} file(s) that look binary: {named}{more}"), soft_wrap=True)
 
 
 def _say_stopping() -> None:
@@ -605,7 +685,9 @@ class ConsoleView:
         )
         if run.parent and not run.resumed:
             p = run.parent
-            new = f"{p['new_chars']} character(s) new to the model" + (f": {shown(p['new'])}" if p["new"] else "")
+            new = f"{p['new_chars']} character(s) new to the model" + (
+                f": {shown(p['new'], total=p['new_chars'])}" if p["new"] else ""
+            )
             err.print(f"starting from {p['path']} (step {p['step']}) · {new} · lr {tc.lr:g}", soft_wrap=True)
         self.by_time = run.total_steps is None
         total = tc.time_limit if self.by_time else run.total_steps
@@ -701,8 +783,37 @@ def sample_cmd(
         int, typer.Option("--num-samples", min=1, help="Independent samples, generated together.")
     ] = SampleConfig.num_samples,
     separator: Annotated[
-        str, typer.Option("--separator", show_default=False, help="Printed between samples (default: a blank line).")
+        str,
+        typer.Option(
+            "--separator",
+            show_default=False,
+            help="Printed between samples (default: a blank line), and between --documents (default: as the "
+            "corpus separated them).",
+        ),
     ] = "\n\n",
+    documents: Annotated[
+        int | None,
+        typer.Option(
+            "--documents",
+            min=1,
+            show_default=False,
+            help="A model trained on documents: write N whole ones, each from a document's start (and beginning "
+            "with --prime) to its end; --length does not apply.",
+        ),
+    ] = SampleConfig.documents,
+    min_length: Annotated[
+        int | None,
+        typer.Option("--min-length", min=0, show_default=False, help="With --documents: no document shorter."),
+    ] = SampleConfig.min_length,
+    max_length: Annotated[
+        int | None,
+        typer.Option(
+            "--max-length",
+            min=1,
+            show_default=False,
+            help=f"With --documents: a document is ended at this length (default {MAX_DOCUMENT:,}).",
+        ),
+    ] = SampleConfig.max_length,
     unknown: UnknownOpt = SampleConfig.unknown,
     precision: Annotated[
         Literal["fp32", "bf16"],
@@ -728,11 +839,19 @@ def sample_cmd(
       charrnn sample --num-samples 4 --stop $'\\n\\n'   [dim]# four paragraphs[/dim]
 
       charrnn sample --num-samples 32 --precision bf16 --length 2000 > many.txt
+
+      charrnn sample checkpoints/fortunes --documents 3      [dim]# three whole fortunes[/dim]
+
+      charrnn sample checkpoints/names --documents 10 --prime K --max-length 12
     """
     from charrnn import api  # see the note on lazy imports at the top
 
     model = api.load(checkpoint_path, device=device, precision=precision)  # before stdin is read
     settings = {name: value for name, value in ctx.params.items() if name in SAMPLE_FIELDS}
+    if (min_length is not None or max_length is not None) and documents is None:
+        _fail("--min-length and --max-length go with --documents", 2)
+    if documents is not None and _given(ctx, "separator"):
+        settings["doc_separator"] = separator
     config = SampleConfig(**settings | {"prime": _read_stdin_prime() if prime is None else prime})
     stream = model.pieces(config)
     out = _utf8_stdout()

@@ -88,6 +88,9 @@ class TrainConfig:
         return replace(self, **{k: v for k, v in overrides.items() if k in _names(TrainConfig)})
 
 
+MAX_DOCUMENT = 10_000  # characters a sampled document is ended at when no max_length is given
+
+
 @dataclass(frozen=True)
 class SampleConfig:
     """What `charrnn sample` writes: each field is the option of the same name (the command's
@@ -103,6 +106,13 @@ class SampleConfig:
     num_samples: int = 1
     unknown: str = "error"  # error | skip: prime characters outside the vocabulary
     precision: str = "fp32"  # fp32 | bf16 matrix products
+    # A model trained on documents: write this many whole ones per sample (then `length` does
+    # not apply), each starting with the prime, between these lengths in characters, joined by
+    # `doc_separator` (None: as the corpus separated them).
+    documents: int | None = None
+    min_length: int | None = None
+    max_length: int | None = None
+    doc_separator: str | None = None
 
     def __post_init__(self):  # the CLI checks its options itself; Python callers meet these
         checks = [
@@ -117,6 +127,14 @@ class SampleConfig:
             ("num-samples", is_int(self.num_samples) and self.num_samples >= 1, "a count >= 1"),
             ("unknown", self.unknown in ("error", "skip"), "error or skip"),
             ("precision", self.precision in ("fp32", "bf16"), "fp32 or bf16"),
+            ("documents", self.documents is None or (is_int(self.documents) and self.documents >= 1), "a count >= 1"),
+            ("min-length", self.min_length is None or (is_int(self.min_length) and self.min_length >= 0), "a count"),
+            (
+                "max-length",
+                self.max_length is None
+                or (is_int(self.max_length) and self.max_length >= max(1, self.min_length or 0)),
+                "a count >= 1 and >= --min-length",
+            ),
         ]
         for name, ok, valid in checks:
             if not ok:
@@ -230,8 +248,8 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 
 # Fine-tuning (`charrnn train NEW.txt --init-from RUN`): the parent's own recipe, with a peak
-# learning rate this fraction of the parent's and a warm-up of at most this many steps, so the
-# first steps do not undo what the model knows; explicit flags win over both.
+# learning rate this fraction of the parent's and a warm-up of this many steps, so the first
+# steps do not undo what the model knows; explicit flags win over both.
 FINETUNE_LR_FRAC = 0.3
 FINETUNE_WARMUP_STEPS = 20
 # The parent's settings that a fine-tuning run starts from a clean slate on: its own limits,
@@ -246,7 +264,7 @@ def finetune_config(parent: TrainConfig, settings: dict[str, Any]) -> TrainConfi
     recipe = replace(
         parent,
         lr=parent.lr * FINETUNE_LR_FRAC,
-        warmup_steps=min(parent.warmup_steps, FINETUNE_WARMUP_STEPS),
+        warmup_steps=FINETUNE_WARMUP_STEPS,
         **{name: default(name) for name in FINETUNE_FRESH},
     )
     return recipe.with_overrides(settings)

@@ -10,6 +10,7 @@ read back through a memory map, so training's resident memory does not grow with
 from __future__ import annotations
 
 import codecs
+import glob
 import hashlib
 import json
 import math
@@ -24,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from charrnn import bundled
+from charrnn import bundled, documents
 from charrnn.config import TEST_FRAC, VAL_FRAC
 from charrnn.errors import BadValueError, InputError
 from charrnn.values import is_count
@@ -281,26 +282,90 @@ def split_bounds(n: int, val_frac: float, test_frac: float) -> dict[str, list[in
     return {"train": [0, test_start], "test": [test_start, val_start], "val": [val_start, n]}
 
 
+@dataclass(frozen=True)
+class Source:
+    """What a corpus is made from: one text file, or a collection of documents (several files,
+    a directory, a glob pattern, or a file split at `doc_sep`)."""
+
+    files: list[Path]
+    documents: bool
+    doc_sep: str | None = None
+    skipped: tuple[Path, ...] = ()
+    name: str = ""
+
+    @classmethod
+    def of(cls, inputs: Path | list[Path], doc_sep: str | None = None, force: bool = False) -> Source:
+        """The source that `charrnn preprocess` and `train` read from their inputs."""
+        inputs = [inputs] if isinstance(inputs, (str, Path)) else list(inputs)
+        if not inputs:
+            raise BadValueError("name a text file, a directory or a pattern")
+        doc_sep = documents.check_separator(doc_sep)
+        one = len(inputs) == 1 and Path(inputs[0]).is_file() or len(inputs) == 1 and not Path(inputs[0]).exists()
+        if one and doc_sep is None and not glob.has_magic(str(inputs[0])):
+            return cls([check_text_file(bundled.text_path(inputs[0]))], documents=False, name=Path(inputs[0]).stem)
+        named = [Path(i) if glob.has_magic(str(i)) else bundled.text_path(i) for i in inputs]
+        found = documents.collect(named, lambda p: not force and _head_binary(p))
+        files = [check_text_file(f) for f in found.files]
+        first = Path(inputs[0])
+        name = first.name if first.is_dir() else first.stem.replace("*", "")
+        return cls(files, documents=True, doc_sep=doc_sep, skipped=tuple(found.skipped), name=name or "documents")
+
+    def pieces(self, opts: TextOptions, chunk_bytes: int) -> Iterator[tuple[str, bool]]:
+        """(text, ends a document) pieces of every file in turn (never an end in a plain text)."""
+        for path in self.files:
+            chunks = iter_text(path, opts, chunk_bytes)
+            if self.documents:
+                yield from documents.split_pieces(chunks, self.doc_sep)
+            else:
+                yield from ((text, False) for text in chunks)
+
+    def sha256(self) -> str:
+        """The file's sha256; for documents, one over every file's name and sha256, in order."""
+        if not self.documents:
+            return file_sha256(self.files[0])
+        h = hashlib.sha256()
+        for path in self.files:
+            h.update(f"{_displayable(path.name)}\0{file_sha256(path)}\n".encode())
+        return h.hexdigest()
+
+
+def _head_binary(path: Path) -> str | None:
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8192)
+    except OSError as e:
+        return e.strerror or "unreadable"
+    return _looks_binary(head[len(BOM) :] if head.startswith(BOM) else head)
+
+
+def check_fractions(val_frac: float, test_frac: float) -> None:
+    if not 0 <= val_frac < 1:
+        raise BadValueError(f"--val-frac must be in [0, 1), not {val_frac}")
+    if not 0 <= test_frac < 1 or val_frac + test_frac >= 1:
+        raise BadValueError(f"--test-frac must be in [0, 1) and leave some text for training, not {test_frac}")
+
+
 def preprocess(
-    src: Path,
+    src: Path | list[Path] | Source,
     out_dir: Path,
     *,
     val_frac: float = VAL_FRAC,
     test_frac: float = TEST_FRAC,
     opts: TextOptions = TextOptions(),
+    doc_sep: str | None = None,
     chunk_bytes: int = CHUNK_BYTES,
 ) -> Corpus:
-    """Write `out_dir/` with ids.bin, vocab.json and meta.json; replaces it atomically."""
-    if not 0 <= val_frac < 1:
-        raise BadValueError(f"--val-frac must be in [0, 1), not {val_frac}")
-    if not 0 <= test_frac < 1 or val_frac + test_frac >= 1:
-        raise BadValueError(f"--test-frac must be in [0, 1) and leave some text for training, not {test_frac}")
-    src = check_text_file(bundled.text_path(src))
+    """Write `out_dir/` with ids.bin, vocab.json and meta.json; replaces it atomically. `src`
+    is a text file, or inputs naming a collection of documents (see `Source.of`)."""
+    check_fractions(val_frac, test_frac)
+    source = src if isinstance(src, Source) else Source.of(src, doc_sep, force=opts.force)
     t0 = time.perf_counter()
-    sha = file_sha256(src)
-    vocab, n = _scan(src, opts, chunk_bytes)
+    sha = source.sha256()
+    scan = _scan(source, opts, chunk_bytes)
+    vocab, n = scan.vocab, scan.n
     dtype = vocab.dtype
     table = np.maximum(vocab.lookup_table(), 0).astype(dtype)  # code point -> id, in the file's dtype
+    eod = np.array([vocab.index.get(documents.EOD, 0)], dtype=dtype).tobytes()
 
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -309,21 +374,32 @@ def preprocess(
     os.umask(umask)
     os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; a corpus folder is ordinary
     try:
-        # pass 2: ids, written sequentially
+        # pass 2: ids, written sequentially; a document that is not empty ends with EOD
         with open(tmp / "ids.bin", "wb") as f:
-            for text in iter_text(src, opts, chunk_bytes):
-                f.write(table[_codepoints(text)].tobytes())
+            length = 0
+            for text, end in source.pieces(opts, chunk_bytes):
+                if text:
+                    f.write(table[_codepoints(text)].tobytes())
+                    length += len(text)
+                if end and length:
+                    f.write(eod)
+                if end:
+                    length = 0
             f.flush()
             os.fsync(f.fileno())
         vocab.save(tmp / "vocab.json")
-        splits = split_bounds(n, val_frac, test_frac)
+        if source.documents:
+            splits = documents.document_splits(n, scan.starts, val_frac, test_frac)
+        else:
+            splits = split_bounds(n, val_frac, test_frac)
+        first = source.files[0]
         meta = {
             "format": CORPUS_FORMAT,
             "version": CORPUS_VERSION,
-            "name": _displayable(src.stem),
-            "source": _displayable(src.name),
+            "name": _displayable(source.name if source.documents else first.stem),
+            "source": _displayable(first.name if not source.documents else f"{len(source.files)} file(s)"),
             "source_sha256": sha,
-            "source_bytes": src.stat().st_size,
+            "source_bytes": sum(f.stat().st_size for f in source.files),
             "chars": n,
             "vocab_size": len(vocab),
             "dtype": dtype.name,
@@ -335,6 +411,14 @@ def preprocess(
             "split_sizes": {k: b - a for k, (a, b) in splits.items()},
             "seconds": round(time.perf_counter() - t0, 3),
         }
+        if source.documents:
+            meta.update(
+                documents=len(scan.starts),
+                doc_sep=source.doc_sep,
+                files=len(source.files),
+                skipped=[_displayable(str(p)) for p in source.skipped[: documents.SKIPPED_NAMED]],
+                skipped_count=len(source.skipped),
+            )
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2, ensure_ascii=False), encoding="utf-8")
         _replace_dir(tmp, out_dir)
     except BaseException:
@@ -343,19 +427,42 @@ def preprocess(
     return Corpus.load(out_dir)
 
 
-def _scan(src: Path, opts: TextOptions, chunk_bytes: int) -> tuple[Vocab, int]:
-    """The first pass over the text: its vocabulary and its length in characters."""
+@dataclass
+class _Scan:
+    vocab: Vocab
+    n: int  # symbols, EODs included
+    starts: list[int]  # where each document starts (documents only)
+
+
+def _scan(source: Source, opts: TextOptions, chunk_bytes: int) -> _Scan:
+    """The first pass over the text: its vocabulary, its length, and where documents start."""
     present = np.zeros(MAX_CODEPOINT, dtype=bool)
-    n = 0
-    for text in iter_text(src, opts, chunk_bytes):
-        present[_codepoints(text)] = True
-        n += len(text)
+    n = length = ends = 0
+    starts = [0]
+    for text, end in source.pieces(opts, chunk_bytes):
+        if text:
+            present[_codepoints(text)] = True
+            n += len(text)
+            length += len(text)
+        if end:
+            ends += 1
+            if length:
+                n += 1  # its EOD
+                starts.append(n)
+            length = 0
+    what = source.files[0] if not source.documents else f"{source.name} ({len(source.files)} file(s))"
     if n == 0:
-        raise InputError(f"{src}: is empty")
+        raise InputError(f"{what}: is empty")
+    if source.documents and present[ord(documents.EOD)]:
+        raise InputError(f"{what}: holds U+FDD0, which charrnn keeps for the end of a document")
+    if source.doc_sep is not None and ends == len(source.files):
+        raise InputError(f"{what}: --doc-sep {source.doc_sep!r} never occurs in the text")
+    if source.documents:
+        present[ord(documents.EOD)] = True
     vocab = Vocab.from_codepoints(np.flatnonzero(present))
-    if all(c.isspace() for c in vocab.chars):
-        raise InputError(f"{src}: holds only whitespace")
-    return vocab, n
+    if all(c.isspace() or c == documents.EOD for c in vocab.chars):
+        raise InputError(f"{what}: holds only whitespace")
+    return _Scan(vocab, n, starts[:-1] if source.documents else [])
 
 
 def _replace_dir(new: Path, dest: Path) -> None:
@@ -375,23 +482,26 @@ def _displayable(name: str) -> str:
 
 
 def cached_corpus(
-    src: Path,
+    src: Path | list[Path],
     root: Path,
     *,
     val_frac: float = VAL_FRAC,
     test_frac: float = TEST_FRAC,
     opts: TextOptions = TextOptions(),
+    doc_sep: str | None = None,
 ) -> Corpus:
-    """Preprocess `src` into `root/<stem>-<hash>/` unless an identical cache entry exists."""
-    src = check_text_file(bundled.text_path(src))
-    key = f"{file_sha256(src)}|{val_frac}|{test_frac}|{opts.newline}|{opts.encoding_errors}"
-    out = Path(root) / f"{src.stem}-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
+    """Preprocess `src` into `root/<name>-<hash>/` unless an identical cache entry exists."""
+    source = Source.of(src, doc_sep, force=opts.force)
+    key = f"{source.sha256()}|{val_frac}|{test_frac}|{opts.newline}|{opts.encoding_errors}"
+    if source.documents:
+        key += f"|documents|{source.doc_sep!r}"
+    out = Path(root) / f"{source.name}-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
     if (out / "meta.json").exists():
         try:
             return Corpus.load(out)
         except InputError:
             pass  # a damaged cache entry is rebuilt
-    return preprocess(src, out, val_frac=val_frac, test_frac=test_frac, opts=opts)
+    return preprocess(source, out, val_frac=val_frac, test_frac=test_frac, opts=opts)
 
 
 class StreamBatcher:

@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-import numpy as np
 import torch
 
 from charrnn import checkpoint, distributed, runlog
@@ -219,9 +218,7 @@ class _Trainer:
         seed_everything(cfg.seed)
         self.model = CharRNN(model_cfg)
         if parent is not None:
-            counts = np.zeros(len(self.vocab), dtype=np.int64)
-            counts[corpus.vocab.ids_in(self.vocab)] = corpus.counts("train")
-            parent.load_into(self.model, counts)
+            parent.load_into(self.model, corpus)
         self.model = self.model.to(device)
         if ranks.rank:
             seed_everything(cfg.seed + ranks.rank)  # same initial weights, different dropout masks
@@ -250,6 +247,8 @@ class _Trainer:
             "path": str(corpus.path.resolve()),
             "chars": meta.get("chars"),
             "split_sizes": meta.get("split_sizes"),
+            "documents": meta.get("documents"),  # a collection of documents, each ended by documents.EOD
+            "doc_sep": meta.get("doc_sep"),
         }
         self.meter = _Meter(elapsed0=self.state.elapsed_s)
         self.bad_steps = 0  # non-finite steps in a row
@@ -481,7 +480,12 @@ class _Trainer:
     def _sample(self) -> None:
         cfg, state = self.cfg, self.state
         text = sample_text(
-            self.model, self.vocab, length=cfg.sample_length, temp=cfg.sample_temp, seed=cfg.seed + state.step
+            self.model,
+            self.vocab,
+            eod_text=checkpoint.eod_text({"corpus": self.corpus_info}),
+            length=cfg.sample_length,
+            temp=cfg.sample_temp,
+            seed=cfg.seed + state.step,
         )
         self.log.sample(step=state.step, train_loss=self.meter.train_loss, val_loss=state.val_loss, text=text)
         losses = {"step": state.step, "train_loss": self.meter.train_loss, "val_loss": state.val_loss}

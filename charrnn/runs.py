@@ -89,19 +89,22 @@ def check_corpus_out(out: Path) -> None:
 
 
 def open_corpus(
-    path: Path,
+    inputs: Path | list[Path],
     *,
     val_frac: float = VAL_FRAC,
     test_frac: float = TEST_FRAC,
     opts: TextOptions = TextOptions(),
+    doc_sep: str | None = None,
     root: Path = CORPORA,
 ) -> Corpus:
-    """A preprocessed corpus directory, or a text file (or bundled corpus) preprocessed into
-    the cache (once)."""
-    path = Path(path)
-    if path.is_dir():
-        return Corpus.load(path)
-    return cached_corpus(path, root, val_frac=val_frac, test_frac=test_frac, opts=opts)
+    """A preprocessed corpus directory, or a text file (or bundled corpus), or a collection of
+    documents (files, directories of text, patterns) preprocessed into the cache (once)."""
+    inputs = [inputs] if isinstance(inputs, (str, Path)) else list(inputs)
+    if len(inputs) == 1 and any((Path(inputs[0]) / name).is_file() for name in ("meta.json", "ids.bin")):
+        if doc_sep is not None:
+            raise BadValueError("--doc-sep is for text: a preprocessed corpus has its documents already")
+        return Corpus.load(inputs[0])
+    return cached_corpus(inputs, root, val_frac=val_frac, test_frac=test_frac, opts=opts, doc_sep=doc_sep)
 
 
 def checkpoint_corpus(ckpt: dict, instead: str) -> Path:

@@ -13,7 +13,9 @@ from collections.abc import Iterator
 
 import torch
 
-from charrnn.config import SampleConfig
+from charrnn.config import MAX_DOCUMENT, SampleConfig
+from charrnn.documents import EOD
+from charrnn.errors import BadValueError
 from charrnn.model import CharRNN
 from charrnn.runtime import generator
 from charrnn.stepper import FastStepper
@@ -59,16 +61,17 @@ def tempered(logits: torch.Tensor, temp: float | torch.Tensor) -> torch.Tensor:
 
 def plain(config: SampleConfig) -> bool:
     """Sampled from the tempered distribution itself: no argmax, no top-k or top-p cut."""
-    return config.temp > 0 and config.top_k is None and config.top_p is None
+    return config.temp > 0 and config.top_k is None and config.top_p is None and config.documents is None
 
 
 @torch.no_grad()
 def generate(
-    model: CharRNN, vocab: Vocab, config: SampleConfig = SampleConfig(), *, fast: bool = True
+    model: CharRNN, vocab: Vocab, config: SampleConfig = SampleConfig(), *, fast: bool = True, eod_text: str = "\n\n"
 ) -> Iterator[tuple[str, ...]]:
     """One tuple per step with a piece of text for each of the `config.num_samples` streams:
-    the prime first, then up to `config.length` new characters each. `fast=False` steps
-    through `nn.LSTM` itself (the reference the fast path is tested against)."""
+    the prime first, then up to `config.length` new characters each (or `config.documents`
+    whole documents). `fast=False` steps through `nn.LSTM` itself (the reference the fast
+    path is tested against). A model of documents writes the end of one as `eod_text`."""
     was_training = model.training
     model.eval()
     try:
@@ -77,7 +80,7 @@ def generate(
             step, convert = stepper.step, stepper.convert
         else:
             step, convert = _reference_step(model), None
-        run = SampleRun(vocab, config, next(model.parameters()).device)
+        run = SampleRun(vocab, config, next(model.parameters()).device, eod_text)
         read_primes(model, [run], convert)
         yield run.first
         while not run.finished:
@@ -102,7 +105,7 @@ class SampleRun:
     the model with the ids in between and setting `logits` and `state` from it. `rest` is then
     the text still held back, if any."""
 
-    def __init__(self, vocab: Vocab, config: SampleConfig, device: torch.device):
+    def __init__(self, vocab: Vocab, config: SampleConfig, device: torch.device, eod_text: str = "\n\n"):
         self.vocab, self.config = vocab, config
         self.g = generator(config.seed, device)
         self.prime_ids, shown = _prime(vocab, config.prime, unknown=config.unknown, g=self.g)
@@ -111,10 +114,18 @@ class SampleRun:
         self.picked = 0  # characters picked for each stream so far
         self.logits: torch.Tensor | None = None  # (B, V)
         self.state = None  # in the stepper's form
+        # a model of documents: its end-of-document symbol, and how the text shows it
+        self.eod = vocab.index.get(EOD)
+        self.chars = list(vocab.chars)
+        if self.eod is not None:
+            self.chars[self.eod] = eod_text if config.doc_separator is None else config.doc_separator
+        self.docs = _Documents(self, config) if config.documents is not None else None
         self.noise: torch.Tensor | None = None  # (B, S, V): noise drawn for the next steps (batching.py)
 
     @property
     def finished(self) -> bool:
+        if self.docs is not None:  # whole documents: `length` does not apply
+            return self.streams.all_done
         return self.picked >= self.config.length or self.streams.all_done
 
     def pick(self) -> tuple[torch.Tensor, tuple[str, ...]]:
@@ -125,12 +136,17 @@ class SampleRun:
     def ids(self, logits: torch.Tensor) -> torch.Tensor:
         """Next ids (B,) drawn from `logits` (B, V) with this run's options and generator."""
         c = self.config
-        return pick(logits, self.g, temp=c.temp, top_k=c.top_k, top_p=c.top_p)
+        if self.docs is not None:
+            logits = self.docs.masked(logits)
+        ids = pick(logits, self.g, temp=c.temp, top_k=c.top_k, top_p=c.top_p)
+        return ids if self.docs is None else self.docs.forced(ids)
 
     def take(self, ids: list[int]) -> tuple[str, ...]:
         """The pieces ready to print once each stream has taken its next id."""
         self.picked += 1
-        return self.streams.add([self.vocab.chars[j] for j in ids])
+        if self.docs is not None:
+            return self.docs.take(ids)
+        return self.streams.add([self.chars[j] for j in ids])
 
     @property
     def rest(self) -> tuple[str, ...] | None:
@@ -159,15 +175,86 @@ def read_primes(model: CharRNN, runs: list[SampleRun], convert=None) -> None:
 
 
 def _prime(vocab: Vocab, prime: str, *, unknown: str, g: torch.Generator) -> tuple[list[int], str]:
-    """The ids the model reads first, and the text they stand for. No prime: start as a
-    document starts, after a newline; else from a random character."""
+    """The ids the model reads first, and the text they stand for. A model of documents
+    starts as a document starts, after the end of one. Otherwise, no prime: start after a
+    newline; else from a random character."""
     ids = vocab.encode(prime, unknown=unknown, context="the prime text")
+    if EOD in vocab:
+        if EOD in prime:
+            raise BadValueError("the prime text holds U+FDD0, which charrnn keeps for the end of a document")
+        return [vocab.index[EOD], *ids], vocab.decode(ids)
     if ids:
         return ids, vocab.decode(ids)
     if "\n" in vocab:
         return [vocab.index["\n"]], ""
     ids = [int(torch.randint(len(vocab), (1,), generator=g, device=g.device))]
     return ids, vocab.decode(ids)
+
+
+class _Documents:
+    """Whole documents, `config.documents` of them per stream: a document ends where the model
+    writes the end-of-document symbol (not before `min_length` characters; at `max_length`,
+    or MAX_DOCUMENT without one, it is ended there), and the next begins with the prime, fed
+    to the model a character a step. A stream is done after its last document."""
+
+    def __init__(self, run: SampleRun, config: SampleConfig):
+        if run.eod is None:
+            raise BadValueError(
+                "--documents needs a model trained on documents (several files, a directory, --doc-sep)"
+            )
+        n = config.num_samples
+        self.run, self.want = run, config.documents
+        self.min = config.min_length or 0
+        self.max = config.max_length or MAX_DOCUMENT
+        self.prime = run.prime_ids[1:]  # after the end-of-document symbol
+        self.length = [len(self.prime)] * n  # characters of each stream's current document
+        self.written = [0] * n  # documents each stream has finished
+        self.queue: list[list[int]] = [[] for _ in range(n)]  # ids each stream is fed next, instead of a draw
+
+    def masked(self, logits: torch.Tensor) -> torch.Tensor:
+        """No end of a document shorter than `min_length`."""
+        short = [s for s, length in enumerate(self.length) if length < self.min]
+        if not short:
+            return logits
+        logits = logits.clone()
+        logits[short, self.run.eod] = float("-inf")
+        return logits
+
+    def forced(self, ids: torch.Tensor) -> torch.Tensor:
+        """The drawn ids, with the fed ones in their place."""
+        for s, queue in enumerate(self.queue):
+            if queue:
+                ids[s] = queue[0]
+        return ids
+
+    def take(self, ids: list[int]) -> tuple[str, ...]:
+        eod, chars, pieces, ending = self.run.eod, self.run.chars, [], []
+        for s, j in enumerate(ids):
+            fed = bool(self.queue[s]) and self.queue[s][0] == j
+            if fed:
+                self.queue[s].pop(0)
+            if self.written[s] >= self.want:
+                pieces.append("")
+                continue
+            if j == eod:
+                self.written[s] += 1
+                self.length[s] = len(self.prime)
+                if self.written[s] >= self.want:
+                    ending.append(s)
+                    pieces.append("")
+                    continue
+                self.queue[s] = list(self.prime)  # the next document begins with it: shown as it is fed
+                pieces.append(chars[eod])
+                continue
+            if not fed:  # the prime is counted in the length already
+                self.length[s] += 1
+            if self.length[s] >= self.max and not self.queue[s]:
+                self.queue[s] = [eod]
+            pieces.append(chars[j])
+        out = list(self.run.streams.add(pieces))
+        for s in ending:
+            out[s] += self.run.streams.end(s)
+        return tuple(out)
 
 
 class _Streams:
@@ -188,27 +275,33 @@ class _Streams:
     def held(self) -> bool:
         return any(self.pending)
 
-    def add(self, chars: list[str]) -> tuple[str, ...]:
-        """The pieces ready to print once each stream has taken its next character."""
+    def add(self, pieces: list[str]) -> tuple[str, ...]:
+        """The text ready to print once each stream has taken its next piece (a character; for
+        documents, also a separator and the prime)."""
         if not self.stop:
-            return tuple(chars)
-        out = []
-        for s, ch in enumerate(chars):
-            if self.done[s]:
-                out.append("")
-                continue
-            self.pending[s] += ch
-            if self.stop and self.pending[s].endswith(self.stop):
-                self.done[s] = True
-                out.append(self.pending[s][: -len(self.stop)])
-                self.pending[s] = ""
-            elif len(self.pending[s]) > self.hold:
-                cut = len(self.pending[s]) - self.hold
-                out.append(self.pending[s][:cut])
-                self.pending[s] = self.pending[s][cut:]
-            else:
-                out.append("")
-        return tuple(out)
+            return tuple("" if done else piece for piece, done in zip(pieces, self.done, strict=True))
+        return tuple(self._add(s, piece) for s, piece in enumerate(pieces))
+
+    def _add(self, s: int, piece: str) -> str:
+        if self.done[s]:
+            return ""
+        self.pending[s] += piece
+        at = self.pending[s].find(self.stop)
+        if at >= 0:
+            self.done[s] = True
+            out, self.pending[s] = self.pending[s][:at], ""
+            return out
+        cut = len(self.pending[s]) - self.hold
+        if cut <= 0:
+            return ""
+        out, self.pending[s] = self.pending[s][:cut], self.pending[s][cut:]
+        return out
+
+    def end(self, s: int) -> str:
+        """Stream `s` is done (its last document is written): what it held back."""
+        self.done[s] = True
+        out, self.pending[s] = self.pending[s], ""
+        return out
 
     def rest(self) -> tuple[str, ...]:
         """What is still held back when the length runs out."""
@@ -225,7 +318,7 @@ def _reference_step(model: CharRNN):
     return step
 
 
-def sample_text(model: CharRNN, vocab: Vocab, **settings) -> str:
+def sample_text(model: CharRNN, vocab: Vocab, eod_text: str = "\n\n", **settings) -> str:
     """The first stream's whole text (prime included) as one string; `settings` are
     SampleConfig fields."""
-    return "".join(pieces[0] for pieces in generate(model, vocab, SampleConfig(**settings)))
+    return "".join(pieces[0] for pieces in generate(model, vocab, SampleConfig(**settings), eod_text=eod_text))

@@ -81,7 +81,13 @@ def create_app(model: api.Model, limits: ServeLimits = ServeLimits(), batcher: B
     async def lifespan(app: FastAPI):
         nonlocal batcher
         if given is None:
-            batcher = Batcher(model.net, model.vocab, max_streams=limits.max_streams, max_waiting=limits.max_waiting)
+            batcher = Batcher(
+                model.net,
+                model.vocab,
+                max_streams=limits.max_streams,
+                max_waiting=limits.max_waiting,
+                eod_text=model.eod_text,
+            )
         # what a step writes reaches the requests' queues in one call to the event loop
         loop = asyncio.get_running_loop()
 
@@ -273,7 +279,12 @@ def serve(checkpoint_path: Path | None, *, host: str, port: int, limits: ServeLi
 
     model = api.load(checkpoint_path, device=device)
     batcher = Batcher(
-        model.net, model.vocab, max_streams=limits.max_streams, max_waiting=limits.max_waiting, thread=False
+        model.net,
+        model.vocab,
+        max_streams=limits.max_streams,
+        max_waiting=limits.max_waiting,
+        thread=False,
+        eod_text=model.eod_text,
     )
     app = create_app(model, limits, batcher)  # before listening: a checkpoint it cannot describe fails here
     sock = _listen(host, port)

@@ -166,7 +166,7 @@ def test_bad_files(cli, tmp_path):
         (["preprocess", "empty.txt"], 3, "is empty"),
         (["preprocess", "space.txt"], 3, "only whitespace"),
         (["preprocess", "latin1.txt"], 3, "byte 13 (line 2)"),
-        (["preprocess", tmp_path], 3, "is a directory"),
+        (["preprocess", tmp_path], 3, "latin1.txt: invalid UTF-8"),  # a directory is a collection of documents
         (["sample", "bad.pt"], 4, "corrupt"),
         (["info", "bad.pt"], 4, "corrupt"),
     ]:

@@ -81,7 +81,7 @@ def test_bad_input_file_is_refused_and_nothing_is_written(cli, tmp_path, case):
 
 
 def test_directory_and_unreadable_input(cli, tmp_path, monkeypatch):
-    one_line_error(cli("preprocess", tmp_path), 3, "is a directory")
+    one_line_error(cli("preprocess", tmp_path), 3, "holds no files")  # a directory is a collection of documents
     src = tmp_path / "secret.txt"
     src.write_text(MIXED_TEXT, encoding="utf-8")
     src.chmod(0)

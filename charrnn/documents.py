@@ -1,0 +1,135 @@
+"""Collections of documents: which files a set of inputs names, how a file splits into
+documents, and where the splits of a corpus of documents fall.
+
+    charrnn train names/ --doc-sep '\\n'            # every file under names/, one document a line
+    charrnn train fortunes/ --doc-sep '\\n%\\n'     # fortune files: documents between % lines
+
+Each file is a document, or with a separator each stretch between two separators (empty ones
+are dropped). In the corpus, every document ends with EOD, a symbol of the vocabulary that is
+never a character of the text (a Unicode noncharacter, which no text exchanged between programs
+holds), so a model learns where documents end, and how they begin after one.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from charrnn.errors import BadValueError, InputError
+
+EOD = "\ufdd0"  # the end of a document
+EOD_SHOWN = "⏎"  # how pages show it
+SKIPPED_NAMED = 10  # skipped files a summary names
+
+
+@dataclass(frozen=True)
+class Collection:
+    """The text files that some inputs name, in order, and those left out as binary."""
+
+    files: list[Path]
+    skipped: list[Path]
+
+    def summary(self) -> str | None:
+        """One line about the files left out, or None."""
+        if not self.skipped:
+            return None
+        named = ", ".join(str(p) for p in self.skipped[:SKIPPED_NAMED])
+        more = f" and {len(self.skipped) - SKIPPED_NAMED} more" if len(self.skipped) > SKIPPED_NAMED else ""
+        return f"skipped {len(self.skipped)} file(s) that look binary: {named}{more}"
+
+
+def collect(inputs: list[Path], looks_binary) -> Collection:
+    """Files named, every file under a directory named (recursively, in sorted order, hidden
+    names and files seen already left out), and files matching a glob pattern. A file found
+    in a directory or by a pattern that `looks_binary` (path -> reason or None) is skipped; one
+    named on its own is not (it fails later with the reason, unless forced)."""
+    files, skipped, seen = [], [], set()
+
+    def add(path: Path, named: bool) -> None:
+        key = path.resolve()
+        if key in seen:
+            return
+        seen.add(key)
+        if not named and looks_binary(path):
+            skipped.append(path)
+        else:
+            files.append(path)
+
+    for given in inputs:
+        given = Path(given)
+        if given.is_dir():
+            found = sorted(_files_under(given), key=lambda p: p.relative_to(given).parts)
+            if not found:
+                raise InputError(f"{given}: the directory holds no files")
+            for path in found:
+                add(path, named=False)
+        elif given.exists() or not glob.has_magic(str(given)):
+            add(given, named=True)
+        else:
+            matched = sorted(Path(p) for p in glob.glob(str(given), recursive=True) if Path(p).is_file())
+            if not matched:
+                raise InputError(f"{given}: no file matches the pattern")
+            for path in matched:
+                add(path, named=False)
+    if not files:
+        raise InputError(f"no text files among the inputs ({len(skipped)} look binary)")
+    return Collection(files, skipped)
+
+
+def _files_under(root: Path) -> Iterator[Path]:
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        for name in filenames:
+            path = Path(dirpath) / name
+            if not name.startswith(".") and path.is_file():
+                yield path
+
+
+def check_separator(sep: str | None) -> str | None:
+    if sep is None:
+        return None
+    if sep == "":
+        raise BadValueError("--doc-sep must not be empty")
+    if EOD in sep:
+        raise BadValueError("--doc-sep must not hold U+FDD0, which charrnn keeps for the end of a document")
+    return sep
+
+
+def split_pieces(chunks: Iterator[str], sep: str | None) -> Iterator[tuple[str, bool]]:
+    """(text, ends a document) pieces of one file's text, read chunk by chunk: the whole file
+    is one document, or with `sep` each stretch between separators. Memory stays within a
+    chunk or so, however long a document is."""
+    if sep is None:
+        for text in chunks:
+            yield text, False
+        yield "", True
+        return
+    held = ""
+    for text in chunks:
+        *done, held = (held + text).split(sep)
+        for part in done:
+            yield part, True
+        if len(held) >= len(sep):  # keep back only what may be the start of a separator
+            cut = len(held) - (len(sep) - 1)
+            yield held[:cut], False
+            held = held[cut:]
+    yield held, True
+
+
+def document_splits(n: int, starts: list[int], val_frac: float, test_frac: float) -> dict[str, list[int]]:
+    """Splits of `n` symbols that fall where documents start (`starts`, ascending, 0 first):
+    val is the last documents, about `val_frac` of the text, test the ones before them; each
+    boundary is the document start nearest its share, and train keeps at least one document."""
+
+    def nearest(target: float, low: int) -> int:
+        candidates = [s for s in starts if s >= low] or [n]
+        return min(candidates + [n], key=lambda s: (abs(s - target), s))
+
+    first = starts[1] if len(starts) > 1 else n  # train keeps the first document at least
+    val_start = nearest(n * (1 - val_frac), first) if val_frac else n
+    test_start = nearest(n * (1 - val_frac - test_frac), first) if test_frac else val_start
+    test_start = min(test_start, val_start)
+    return {"train": [0, test_start], "test": [test_start, val_start], "val": [val_start, n]}
