@@ -307,7 +307,10 @@ class Source:
         found = documents.collect(named, lambda p: not force and _head_binary(p))
         files = [check_text_file(f) for f in found.files]
         first = Path(inputs[0])
-        name = first.name if first.is_dir() else first.stem.replace("*", "")
+        if glob.has_magic(str(first)):  # a pattern is named after the folder it looks in
+            first = next((p for p in first.parents if not glob.has_magic(str(p))), Path("."))
+            first = first.resolve() if first == Path(".") else first
+        name = first.name if first.is_dir() else first.stem
         return cls(files, documents=True, doc_sep=doc_sep, skipped=tuple(found.skipped), name=name or "documents")
 
     def pieces(self, opts: TextOptions, chunk_bytes: int) -> Iterator[tuple[str, bool]]:

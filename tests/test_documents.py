@@ -188,3 +188,10 @@ def test_preprocessing_thousands_of_files_stays_within_bounded_memory(tmp_path):
 
     small, large = peak_kib(tree(300)), peak_kib(tree(3000))
     assert large - small < 32 * 1024, (small, large)  # 10x the files, 5.4 MB more text: not 10x the memory
+
+
+def test_visualize_shows_where_documents_end(cli, names_run, tmp_path):
+    r = cli("visualize", names_run, "--out", tmp_path / "page.html")
+    assert r.exit_code == 0, r.stderr
+    page = (tmp_path / "page.html").read_text(encoding="utf-8")
+    assert "\\ufdd0" in page and '"\\ufdd0": "⏎\\n"' in page  # the val split's document ends, drawn as ⏎
