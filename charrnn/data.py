@@ -303,6 +303,9 @@ class Source:
         one = len(inputs) == 1 and Path(inputs[0]).is_file() or len(inputs) == 1 and not Path(inputs[0]).exists()
         if one and doc_sep is None and not glob.has_magic(str(inputs[0])):
             return cls([check_text_file(bundled.text_path(inputs[0]))], documents=False, name=Path(inputs[0]).stem)
+        for given in map(Path, inputs):
+            if (given / "meta.json").is_file() and (given / "ids.bin").is_file():
+                raise InputError(f"{given}: is a preprocessed corpus already; train on it as it is")
         named = [Path(i) if glob.has_magic(str(i)) else bundled.text_path(i) for i in inputs]
         found = documents.collect(named, lambda p: not force and _head_binary(p))
         files = [check_text_file(f) for f in found.files]

@@ -92,6 +92,8 @@ def test_bad_collections_are_one_line_errors(cli, names, tmp_path):
     one_line_error(cli("preprocess", names, "--doc-sep", "%%"), 3, "never occurs")
     one_line_error(cli("preprocess", names, "--doc-sep", ""), 2, "--doc-sep")
     one_line_error(cli("preprocess", str(tmp_path / "nothing-*.txt")), 3, "no file matches")
+    assert cli("preprocess", names, "--doc-sep", "\\n", "--out", "done").exit_code == 0
+    one_line_error(cli("preprocess", tmp_path / "done"), 3, "preprocessed corpus already")
     (names / "Odd.txt").write_text(f"Ab{EOD}cd\n", encoding="utf-8")
     one_line_error(cli("preprocess", names), 3, "U+FDD0")
     binary = tmp_path / "bin"
