@@ -300,8 +300,10 @@ class Source:
         if not inputs:
             raise BadValueError("name a text file, a directory or a pattern")
         doc_sep = documents.check_separator(doc_sep)
-        one = len(inputs) == 1 and Path(inputs[0]).is_file() or len(inputs) == 1 and not Path(inputs[0]).exists()
-        if one and doc_sep is None and not glob.has_magic(str(inputs[0])):
+        only = Path(inputs[0]) if len(inputs) == 1 else None
+        # one file (a name with [ or * in it too), or a bundled corpus's name, is a plain text
+        plain = only is not None and (only.is_file() or not only.exists() and not glob.has_magic(str(only)))
+        if plain and doc_sep is None:
             return cls([check_text_file(bundled.text_path(inputs[0]))], documents=False, name=Path(inputs[0]).stem)
         for given in map(Path, inputs):
             if (given / "meta.json").is_file() and (given / "ids.bin").is_file():
@@ -310,7 +312,7 @@ class Source:
         found = documents.collect(named, lambda p: not force and _head_binary(p))
         files = [check_text_file(f) for f in found.files]
         first = Path(inputs[0])
-        if glob.has_magic(str(first)):  # a pattern is named after the folder it looks in
+        if not first.exists() and glob.has_magic(str(first)):  # a pattern is named after the folder it looks in
             first = next((p for p in first.parents if not glob.has_magic(str(p))), Path("."))
             first = first.resolve() if first == Path(".") else first
         name = first.name if first.is_dir() else first.stem
@@ -339,8 +341,8 @@ def _head_binary(path: Path) -> str | None:
     try:
         with open(path, "rb") as f:
             head = f.read(8192)
-    except OSError as e:
-        return e.strerror or "unreadable"
+    except OSError:
+        return None  # not binary: unreadable, which reading it says in one line
     return _looks_binary(head[len(BOM) :] if head.startswith(BOM) else head)
 
 
@@ -381,21 +383,26 @@ def preprocess(
     os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; a corpus folder is ordinary
     try:
         # pass 2: ids, written sequentially; a document that is not empty ends with EOD
+        points = documents.SplitPoints(n, val_frac, test_frac)
         with open(tmp / "ids.bin", "wb") as f:
-            length = 0
+            length = written = 0
             for text, end in source.pieces(opts, chunk_bytes):
                 if text:
+                    if length == 0 and written:
+                        points.add(written)  # a document starts here
                     f.write(table[_codepoints(text)].tobytes())
                     length += len(text)
+                    written += len(text)
                 if end and length:
                     f.write(eod)
+                    written += 1
                 if end:
                     length = 0
             f.flush()
             os.fsync(f.fileno())
         vocab.save(tmp / "vocab.json")
         if source.documents:
-            splits = documents.document_splits(n, scan.starts, val_frac, test_frac)
+            splits = points.splits()
         else:
             splits = split_bounds(n, val_frac, test_frac)
         first = source.files[0]
@@ -419,7 +426,7 @@ def preprocess(
         }
         if source.documents:
             meta.update(
-                documents=len(scan.starts),
+                documents=scan.documents,
                 doc_sep=source.doc_sep,
                 files=len(source.files),
                 skipped=[_displayable(str(p)) for p in source.skipped[: documents.SKIPPED_NAMED]],
@@ -437,14 +444,13 @@ def preprocess(
 class _Scan:
     vocab: Vocab
     n: int  # symbols, EODs included
-    starts: list[int]  # where each document starts (documents only)
+    documents: int
 
 
 def _scan(source: Source, opts: TextOptions, chunk_bytes: int) -> _Scan:
     """The first pass over the text: its vocabulary, its length, and where documents start."""
     present = np.zeros(MAX_CODEPOINT, dtype=bool)
-    n = length = ends = 0
-    starts = [0]
+    n = length = ends = docs = 0
     for text, end in source.pieces(opts, chunk_bytes):
         if text:
             present[_codepoints(text)] = True
@@ -454,7 +460,7 @@ def _scan(source: Source, opts: TextOptions, chunk_bytes: int) -> _Scan:
             ends += 1
             if length:
                 n += 1  # its EOD
-                starts.append(n)
+                docs += 1
             length = 0
     what = source.files[0] if not source.documents else f"{source.name} ({len(source.files)} file(s))"
     if n == 0:
@@ -468,7 +474,7 @@ def _scan(source: Source, opts: TextOptions, chunk_bytes: int) -> _Scan:
     vocab = Vocab.from_codepoints(np.flatnonzero(present))
     if all(c.isspace() or c == documents.EOD for c in vocab.chars):
         raise InputError(f"{what}: holds only whitespace")
-    return _Scan(vocab, n, starts[:-1] if source.documents else [])
+    return _Scan(vocab, n, docs)
 
 
 def _replace_dir(new: Path, dest: Path) -> None:

@@ -67,7 +67,7 @@ def collect(inputs: list[Path], looks_binary) -> Collection:
             for path in found:
                 add(path, named=False)
         elif given.exists() or not glob.has_magic(str(given)):
-            add(given, named=True)
+            add(given, named=True)  # a file (or what is not one: reading it says so in one line)
         else:
             matched = sorted(Path(p) for p in glob.glob(str(given), recursive=True) if Path(p).is_file())
             if not matched:
@@ -80,7 +80,10 @@ def collect(inputs: list[Path], looks_binary) -> Collection:
 
 
 def _files_under(root: Path) -> Iterator[Path]:
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+    def unreadable(e: OSError):
+        raise InputError(f"{e.filename}: cannot be read ({e.strerror})")
+
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False, onerror=unreadable):
         dirnames[:] = [d for d in dirnames if not d.startswith(".")]
         for name in filenames:
             path = Path(dirpath) / name
@@ -119,17 +122,35 @@ def split_pieces(chunks: Iterator[str], sep: str | None) -> Iterator[tuple[str, 
     yield held, True
 
 
+class SplitPoints:
+    """Where the splits of `n` symbols fall in a corpus of documents, found in one pass over
+    the document starts (nothing is kept per document): val is the last documents, about
+    `val_frac` of the text, and test the ones before them, each boundary at the document start
+    nearest its share. Train keeps the first document; val, when asked for and there are two
+    documents or more, keeps the last."""
+
+    def __init__(self, n: int, val_frac: float, test_frac: float):
+        self.n, self.val_frac, self.test_frac = n, val_frac, test_frac
+        self.targets = {"val": n * (1 - val_frac), "test": n * (1 - val_frac - test_frac)}
+        self.nearest: dict[str, int | None] = {"val": None, "test": None}
+
+    def add(self, start: int) -> None:
+        """The start of a document after the first; starts come in ascending order."""
+        for name, target in self.targets.items():
+            best = self.nearest[name]
+            if best is None or abs(start - target) < abs(best - target):
+                self.nearest[name] = start
+
+    def splits(self) -> dict[str, list[int]]:
+        n = self.n
+        val = n if not self.val_frac or self.nearest["val"] is None else self.nearest["val"]
+        test = val if not self.test_frac or self.nearest["test"] is None else min(self.nearest["test"], val)
+        return {"train": [0, test], "test": [test, val], "val": [val, n]}
+
+
 def document_splits(n: int, starts: list[int], val_frac: float, test_frac: float) -> dict[str, list[int]]:
-    """Splits of `n` symbols that fall where documents start (`starts`, ascending, 0 first):
-    val is the last documents, about `val_frac` of the text, test the ones before them; each
-    boundary is the document start nearest its share, and train keeps at least one document."""
-
-    def nearest(target: float, low: int) -> int:
-        candidates = [s for s in starts if s >= low] or [n]
-        return min(candidates + [n], key=lambda s: (abs(s - target), s))
-
-    first = starts[1] if len(starts) > 1 else n  # train keeps the first document at least
-    val_start = nearest(n * (1 - val_frac), first) if val_frac else n
-    test_start = nearest(n * (1 - val_frac - test_frac), first) if test_frac else val_start
-    test_start = min(test_start, val_start)
-    return {"train": [0, test_start], "test": [test_start, val_start], "val": [val_start, n]}
+    """`SplitPoints` over a list of document starts (ascending, 0 first)."""
+    points = SplitPoints(n, val_frac, test_frac)
+    for start in starts[1:]:
+        points.add(start)
+    return points.splits()

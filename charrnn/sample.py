@@ -205,8 +205,10 @@ class _Documents:
         n = config.num_samples
         self.run, self.want = run, config.documents
         self.min = config.min_length or 0
-        self.max = config.max_length or MAX_DOCUMENT
+        self.max = config.max_length or max(MAX_DOCUMENT, self.min)
         self.prime = run.prime_ids[1:]  # after the end-of-document symbol
+        if self.max <= len(self.prime):
+            raise BadValueError(f"--max-length {self.max} leaves no room after the {len(self.prime)}-character prime")
         self.length = [len(self.prime)] * n  # characters of each stream's current document
         self.written = [0] * n  # documents each stream has finished
         self.queue: list[list[int]] = [[] for _ in range(n)]  # ids each stream is fed next, instead of a draw

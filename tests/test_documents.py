@@ -50,8 +50,10 @@ def test_splits_fall_between_whole_documents():
     starts = [0, 40, 75, 90]  # four documents in 100 symbols
     splits = document_splits(100, starts, 0.1, 0.0)
     assert splits == {"train": [0, 90], "test": [90, 90], "val": [90, 100]}
-    assert document_splits(100, starts, 0.3, 0.2)["val"][0] in starts
+    assert document_splits(100, starts, 0.3, 0.2) == {"train": [0, 40], "test": [40, 75], "val": [75, 100]}
     assert document_splits(100, [0], 0.1, 0.0)["train"] == [0, 100]  # one document: all of it trains
+    # three equal documents and a tenth each: val still holds the last one, test is what is left
+    assert document_splits(300, [0, 100, 200], 0.1, 0.1) == {"train": [0, 200], "test": [200, 200], "val": [200, 300]}
 
 
 def test_a_directory_is_its_files_in_order_binary_and_hidden_ones_left_out(tmp_path, capsys):
@@ -145,6 +147,7 @@ def test_sampling_without_documents_writes_the_separator_at_document_ends(cli, n
     r = cli("sample", names_run, "--length", 300, "--seed", 5)
     assert r.exit_code == 0 and EOD not in r.stdout and r.stdout.count("\n") > 10
     one_line_error(cli("sample", names_run, "--min-length", 3), 2, "--documents")
+    one_line_error(cli("sample", names_run, "--documents", 2, "--prime", "Mor", "--max-length", 3), 2, "no room")
     info = cli("info", names_run)
     assert "documents split at '\\n'" in info.stdout
 
@@ -197,3 +200,11 @@ def test_visualize_shows_where_documents_end(cli, names_run, tmp_path):
     assert r.exit_code == 0, r.stderr
     page = (tmp_path / "page.html").read_text(encoding="utf-8")
     assert "\\ufdd0" in page and '"\\ufdd0": "⏎\\n"' in page  # the val split's document ends, drawn as ⏎
+
+
+def test_one_file_is_a_plain_text_whatever_its_name(tmp_path):
+    odd = tmp_path / "notes[1]*.txt"
+    odd.write_text("plain text, no documents\n", encoding="utf-8")
+    source = Source.of(odd)
+    assert not source.documents and source.name == "notes[1]*"
+    assert Source.of("tinyshakespeare").files[0].name == "tinyshakespeare.txt"
