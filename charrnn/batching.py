@@ -58,7 +58,7 @@ class Done:
     """The last thing delivered for a request: why it ended; `error` is set when the run could
     not start (a prime outside the vocabulary, say)."""
 
-    stopped: str  # length | stop | cancelled | error
+    stopped: str  # length | stop | documents | cancelled | error
     error: CharRNNError | None = None
 
 
@@ -332,7 +332,7 @@ class Batcher:
                 continue
             if run.rest is not None:
                 self._outbox(request, run.rest)
-            self._finish(request, "stop" if run.streams.all_done else "length")
+            self._finish(request, "length" if not run.streams.all_done else "documents" if run.docs else "stop")
         if len(going_on) < len(self.batch):
             ids = ids[kept]
             self._gather(going_on)

@@ -5,7 +5,7 @@
 
 - `POST /v1/generate`: JSON with the options of `charrnn sample` (prime, length, temp, top_k,
   top_p, stop, seed, num_samples, unknown). Answers `{"text": ...}` (or `{"texts": [...]}` for
-  num_samples > 1) and `"stopped"` (length or stop). With `"stream": true` the answer is
+  num_samples > 1) and `"stopped"` (length, stop, or documents). With `"stream": true` the answer is
   newline-delimited JSON (application/x-ndjson), one object per line as the text is written:
   `{"text": piece}` (with `"sample": i` when num_samples > 1), then `{"done": true, "stopped": ...}`.
 - `POST /v1/score`: `{"text": ...}` -> nats and bits per character, and each character's log-probability.
@@ -56,6 +56,9 @@ class GenerateBody(BaseModel):
     seed: int | None = Field(SampleConfig.seed, ge=0, le=MAX_SEED)
     num_samples: int = Field(SampleConfig.num_samples, ge=1)
     unknown: Literal["error", "skip"] = SampleConfig.unknown
+    documents: int | None = Field(SampleConfig.documents, ge=1)
+    min_length: int | None = Field(SampleConfig.min_length, ge=0)
+    max_length: int | None = Field(SampleConfig.max_length, ge=1)
     stream: bool = False
 
 
@@ -124,12 +127,13 @@ def create_app(model: api.Model, limits: ServeLimits = ServeLimits(), batcher: B
     async def generate(request: Request) -> Response:
         # the body is JSON whatever its declared type: `curl -d` declares a form
         body = GenerateBody.model_validate_json(await request.body())
-        if body.length > limits.max_length:
+        if body.documents is None and body.length > limits.max_length:  # documents: see _within_limits
             raise HTTPError(400, f"length {body.length} is more than this server's --max-length {limits.max_length}")
         if len(body.prime) > limits.max_length:  # read in one pass that every stream waits for
             too_long = f"the prime is {len(body.prime)} characters, more than this server's --max-length"
             raise HTTPError(400, f"{too_long} {limits.max_length}")
         model.vocab.encode(body.prime, unknown=body.unknown, context="the prime text")  # a 400 before any text
+        body = _within_limits(body, limits)
         config = SampleConfig(**body.model_dump(exclude={"stream"}))
         queue: asyncio.Queue = asyncio.Queue()
         handle = batcher.submit(config, queue.put_nowait, queue.qsize)
@@ -211,6 +215,21 @@ async def _whole(queue: asyncio.Queue, handle, samples: int, request: Request) -
     joined = ["".join(t) for t in texts]
     answer = {"text": joined[0]} if samples == 1 else {"texts": joined}
     return JSONResponse({**answer, "stopped": item.stopped})
+
+
+def _within_limits(body: GenerateBody, limits: ServeLimits) -> GenerateBody:
+    """Whole documents (a model of documents) are bounded by --max-length too: all of them
+    together, so each is at most its share unless the request asks for less."""
+    if body.documents is None:
+        if body.min_length is not None or body.max_length is not None:
+            raise HTTPError(400, "min_length and max_length go with documents")
+        return body
+    if body.max_length is None:
+        return body.model_copy(update={"max_length": max(1, limits.max_length // body.documents)})
+    if body.documents * body.max_length > limits.max_length:
+        asked = f"{body.documents} documents of max_length {body.max_length}"
+        raise HTTPError(400, f"{asked} is more than this server's --max-length {limits.max_length}")
+    return body
 
 
 def _error(status: int, message: str) -> JSONResponse:

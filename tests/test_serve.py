@@ -444,3 +444,25 @@ def test_runs_that_join_and_leave_mid_batch_write_what_they_write_alone(tiny_run
             **{k: getattr(config, k) for k in ("prime", "length", "seed", "temp", "top_k", "num_samples")}
         )
         assert ["".join(t) for t in texts[name]] == (alone if config.num_samples > 1 else [alone]), name
+
+
+def test_a_model_of_documents_serves_whole_documents(tmp_path):
+    # names, one a line: the server writes whole ones, as `charrnn sample --documents` does
+    folder = tmp_path / "names"
+    folder.mkdir()
+    (folder / "names.txt").write_text("\n".join("Moreau Morozov Dubois Popov Laurent Volkov".split() * 40) + "\n")
+    result = charrnn.train(
+        folder, doc_sep="\n", out=tmp_path / "run", hidden=16, layers=1, batch_size=4, seq_len=16,
+        max_steps=30, eval_every=0, device="cpu", precision="fp32",
+    )  # fmt: skip
+    model = charrnn.load(result.run_dir)
+    with running(result.run_dir, "--max-length", 100, cwd=tmp_path) as (url, _, _):
+        body = {"prime": "Mo", "documents": 3, "max_length": 12, "seed": 2}
+        r = httpx.post(f"{url}/v1/generate", json=body)
+        assert r.status_code == 200 and r.json()["stopped"] == "documents"
+        assert r.json()["text"] == model.generate("Mo", documents=3, max_length=12, seed=2)
+        assert r.json()["text"].count("\n") == 2 and all(d.startswith("Mo") for d in r.json()["text"].split("\n"))
+        too_many = httpx.post(f"{url}/v1/generate", json={"documents": 20, "max_length": 10})
+        assert too_many.status_code == 400 and "--max-length 100" in too_many.json()["error"]
+        alone = httpx.post(f"{url}/v1/generate", json={"min_length": 3, "length": 50})
+        assert alone.status_code == 400 and "go with documents" in alone.json()["error"]
