@@ -240,7 +240,7 @@ DocSep = Annotated[
 Inputs = Annotated[
     list[Path] | None,
     typer.Argument(
-        metavar="INPUT...",
+        metavar="INPUT",
         readable=False,
         show_default=False,
         help="A UTF-8 text file (or a bundled corpus by name); or several files, directories (every file inside, "
@@ -429,7 +429,7 @@ def train_cmd(
     inputs: Annotated[
         list[Path] | None,
         typer.Argument(
-            metavar="INPUT...",
+            metavar="INPUT",
             readable=False,
             show_default=False,
             help="A UTF-8 text file (preprocessed on the fly and cached in corpora/), a preprocessed directory, or "
