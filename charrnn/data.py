@@ -318,14 +318,37 @@ class Source:
         name = first.name if first.is_dir() else first.stem
         return cls(files, documents=True, doc_sep=doc_sep, skipped=tuple(found.skipped), name=name or "documents")
 
-    def pieces(self, opts: TextOptions, chunk_bytes: int) -> Iterator[tuple[str, bool]]:
-        """(text, ends a document) pieces of every file in turn (never an end in a plain text)."""
+    def texts(self, opts: TextOptions, chunk_bytes: int, ends: list[int] | None = None) -> Iterator[str]:
+        """The text of every file in turn, in chunks; in a collection each document that is not
+        empty is followed by EOD (empty ones are dropped). `ends`, if given, gets the number
+        of document ends met, the empty documents' too."""
+        if not self.documents:
+            for path in self.files:
+                yield from iter_text(path, opts, chunk_bytes)
+            return
+        buf: list[str] = []
+        size = length = count = 0  # characters in buf; in the current document; ends met
         for path in self.files:
-            chunks = iter_text(path, opts, chunk_bytes)
-            if self.documents:
-                yield from documents.split_pieces(chunks, self.doc_sep)
-            else:
-                yield from ((text, False) for text in chunks)
+            for text, end in documents.split_pieces(iter_text(path, opts, chunk_bytes), self.doc_sep):
+                if text:
+                    if documents.EOD in text:
+                        raise InputError(f"{path}: holds U+FDD0, which charrnn keeps for the end of a document")
+                    buf.append(text)
+                    length += len(text)
+                    size += len(text)
+                if end:
+                    count += 1
+                    if length:
+                        buf.append(documents.EOD)
+                        size += 1
+                    length = 0
+                if size >= chunk_bytes:
+                    yield "".join(buf)
+                    buf, size = [], 0
+        if buf:
+            yield "".join(buf)
+        if ends is not None:
+            ends.append(count)
 
     def sha256(self) -> str:
         """The file's sha256; for documents, one over every file's name and sha256, in order."""
@@ -373,7 +396,6 @@ def preprocess(
     vocab, n = scan.vocab, scan.n
     dtype = vocab.dtype
     table = np.maximum(vocab.lookup_table(), 0).astype(dtype)  # code point -> id, in the file's dtype
-    eod = np.array([vocab.index.get(documents.EOD, 0)], dtype=dtype).tobytes()
 
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -382,22 +404,17 @@ def preprocess(
     os.umask(umask)
     os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; a corpus folder is ordinary
     try:
-        # pass 2: ids, written sequentially; a document that is not empty ends with EOD
+        # pass 2: ids, written sequentially; a document starts after each EOD but the last
         points = documents.SplitPoints(n, val_frac, test_frac)
+        eod = vocab.index.get(documents.EOD)
         with open(tmp / "ids.bin", "wb") as f:
-            length = written = 0
-            for text, end in source.pieces(opts, chunk_bytes):
-                if text:
-                    if length == 0 and written:
-                        points.add(written)  # a document starts here
-                    f.write(table[_codepoints(text)].tobytes())
-                    length += len(text)
-                    written += len(text)
-                if end and length:
-                    f.write(eod)
-                    written += 1
-                if end:
-                    length = 0
+            written = 0
+            for text in source.texts(opts, chunk_bytes):
+                ids = table[_codepoints(text)]
+                f.write(ids.tobytes())
+                if eod is not None:
+                    points.add(written + np.flatnonzero(ids == eod) + 1)
+                written += len(ids)
             f.flush()
             os.fsync(f.fileno())
         vocab.save(tmp / "vocab.json")
@@ -450,27 +467,17 @@ class _Scan:
 def _scan(source: Source, opts: TextOptions, chunk_bytes: int) -> _Scan:
     """The first pass over the text: its vocabulary, its length, and where documents start."""
     present = np.zeros(MAX_CODEPOINT, dtype=bool)
-    n = length = ends = docs = 0
-    for text, end in source.pieces(opts, chunk_bytes):
-        if text:
-            present[_codepoints(text)] = True
-            n += len(text)
-            length += len(text)
-        if end:
-            ends += 1
-            if length:
-                n += 1  # its EOD
-                docs += 1
-            length = 0
+    n = docs = 0
+    ends: list[int] = []
+    for text in source.texts(opts, chunk_bytes, ends):
+        present[_codepoints(text)] = True
+        n += len(text)
+        docs += text.count(documents.EOD) if source.documents else 0
     what = source.files[0] if not source.documents else f"{source.name} ({len(source.files)} file(s))"
     if n == 0:
         raise InputError(f"{what}: is empty")
-    if source.documents and present[ord(documents.EOD)]:
-        raise InputError(f"{what}: holds U+FDD0, which charrnn keeps for the end of a document")
-    if source.doc_sep is not None and ends == len(source.files):
+    if source.doc_sep is not None and ends[0] == len(source.files):
         raise InputError(f"{what}: --doc-sep {source.doc_sep!r} never occurs in the text")
-    if source.documents:
-        present[ord(documents.EOD)] = True
     vocab = Vocab.from_codepoints(np.flatnonzero(present))
     if all(c.isspace() or c == documents.EOD for c in vocab.chars):
         raise InputError(f"{what}: holds only whitespace")

@@ -18,6 +18,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from charrnn.errors import BadValueError, InputError
 
 EOD = "\ufdd0"  # the end of a document
@@ -134,9 +136,14 @@ class SplitPoints:
         self.targets = {"val": n * (1 - val_frac), "test": n * (1 - val_frac - test_frac)}
         self.nearest: dict[str, int | None] = {"val": None, "test": None}
 
-    def add(self, start: int) -> None:
-        """The start of a document after the first; starts come in ascending order."""
+    def add(self, starts: np.ndarray) -> None:
+        """Starts of documents after the first, ascending, and after those given before; a
+        start at the end of the text (after the last document) is not one."""
+        starts = starts[starts < self.n]
+        if not len(starts):
+            return
         for name, target in self.targets.items():
+            start = int(starts[np.argmin(np.abs(starts - target))])  # the first of two as near
             best = self.nearest[name]
             if best is None or abs(start - target) < abs(best - target):
                 self.nearest[name] = start
@@ -151,6 +158,5 @@ class SplitPoints:
 def document_splits(n: int, starts: list[int], val_frac: float, test_frac: float) -> dict[str, list[int]]:
     """`SplitPoints` over a list of document starts (ascending, 0 first)."""
     points = SplitPoints(n, val_frac, test_frac)
-    for start in starts[1:]:
-        points.add(start)
+    points.add(np.asarray(starts[1:], dtype=np.int64))
     return points.splits()
