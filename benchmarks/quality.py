@@ -4,11 +4,14 @@ print the val loss (nats and bits per character) beside the nanoGPT reference fi
     python benchmarks/quality.py                              # small, medium for 60 s; auto for 60 and 600 s
     python benchmarks/quality.py --presets tiny,small --budgets 60
     python benchmarks/quality.py --presets auto --budgets 600 --samples 4
+    python benchmarks/quality.py --presets auto --budgets 60,600 --baseline   # beside a transformer
 
 Each run is `charrnn train CORPUS --preset P --time-limit B` in a child process (so runs do
 not share a process), on nanoGPT's split (the last 10% is val), by default on the bundled
 tiny-shakespeare. Run on an otherwise idle machine: it measures what a user gets in the
-time they give.
+time they give. --baseline also trains `transformer_baseline.py` (nanoGPT's CPU recipe,
+written here) for each budget, in a child process of its own, on the same split, and prints
+it beside charrnn with the difference.
 """
 
 from __future__ import annotations
@@ -62,6 +65,16 @@ def run(corpus: str, preset: str, budget: float, out: Path, extra: list[str]) ->
     }
 
 
+def baseline(corpus: str, budget: float) -> dict:
+    """The transformer baseline's steps and val loss after `budget` seconds, in a child process."""
+    script = Path(__file__).with_name("transformer_baseline.py")
+    cmd = [sys.executable, str(script), "--corpus", str(corpus), "--time-limit", str(budget)]
+    p = subprocess.run(cmd, capture_output=True, text=True)
+    if p.returncode != 0:
+        raise SystemExit(f"failed: {' '.join(cmd)}\n{p.stderr}")
+    return json.loads(p.stdout.splitlines()[-1])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--presets", default="small,medium,auto")
@@ -69,11 +82,19 @@ def main() -> None:
     ap.add_argument("--corpus", default="tinyshakespeare", help="a text file, or a bundled corpus by name")
     ap.add_argument("--samples", type=int, default=0, help="print this many lines of a sample per run")
     ap.add_argument("--keep", type=Path, help="keep the run directories here")
+    ap.add_argument("--baseline", action="store_true", help="also train the transformer baseline for each budget")
     ap.add_argument("extra", nargs="*", help="more charrnn train flags, after --")
     args = ap.parse_args()
     root = args.keep or Path(tempfile.mkdtemp(prefix="charrnn-quality-"))
-    results = []
+    results, baselines = [], {}
     for budget in (float(b) for b in args.budgets.split(",")):
+        if args.baseline:
+            baselines[budget] = baseline(args.corpus, budget)
+            print(
+                f"  transformer baseline {budget:.0f} s: val {baselines[budget]['val']:.4f}",
+                file=sys.stderr,
+                flush=True,
+            )
         for preset in args.presets.split(","):
             out = root / f"{preset}-{int(budget)}s"
             r = run(args.corpus, preset, budget, out, args.extra)
@@ -102,6 +123,13 @@ def main() -> None:
     for r in results:
         name = f"charrnn --preset {r['preset']}" + (f" ({r['chosen']})" if r["chosen"] != r["preset"] else "")
         print(f"{name:<58} {r['budget']:>10.0f} s {r['val']:>14.4f} {r['val'] / math.log(2):>10.4f} {r['steps']:>7}")
+    for budget, b in baselines.items():
+        name = "transformer baseline (nanoGPT's CPU recipe, side by side)"
+        print(f"{name:<58} {budget:>10.0f} s {b['val']:>14.4f} {b['val'] / math.log(2):>10.4f} {b['steps']:>7}")
+    for r in results:
+        if r["budget"] in baselines:
+            gap = baselines[r["budget"]]["val"] - r["val"]
+            print(f"charrnn --preset {r['preset']} at {r['budget']:.0f} s is {gap:.4f} nats/char below the baseline")
     for name, budget, val in REFERENCES:
         print(f"{name:<58} {budget:>12} {val:>14.4f} {val / math.log(2):>10.4f} {'':>7}")
     for r in results:
