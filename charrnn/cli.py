@@ -237,16 +237,17 @@ DocSep = Annotated[
         "\\n, \\t, \\r and \\\\ are read as escapes.",
     ),
 ]
-Inputs = Annotated[
-    list[Path] | None,
-    typer.Argument(
-        metavar="INPUT",
-        readable=False,
-        show_default=False,
-        help="A UTF-8 text file (or a bundled corpus by name); or several files, directories (every file inside, "
-        "recursively) or glob patterns, each file a document.",
-    ),
-]
+
+
+def _inputs(help: str):
+    """The INPUT... argument of preprocess and train: files, directories or patterns."""
+    return Annotated[list[Path] | None, typer.Argument(metavar="INPUT", readable=False, show_default=False, help=help)]
+
+
+Inputs = _inputs(
+    "A UTF-8 text file (or a bundled corpus by name); or several files, directories (every file inside, "
+    "recursively) or glob patterns, each file a document."
+)
 ValFrac = Annotated[
     float,
     typer.Option(
@@ -426,17 +427,11 @@ def _preset_help() -> str:
 @app.command("train", cls=Command, epilog=_preset_help())
 def train_cmd(
     ctx: typer.Context,
-    inputs: Annotated[
-        list[Path] | None,
-        typer.Argument(
-            metavar="INPUT",
-            readable=False,
-            show_default=False,
-            help="A UTF-8 text file (preprocessed on the fly and cached in corpora/), a preprocessed directory, or "
-            "several files, directories or glob patterns (each file a document; see charrnn preprocess --help). "
-            "Optional with --resume.",
-        ),
-    ] = None,
+    inputs: _inputs(
+        "A UTF-8 text file (preprocessed on the fly and cached in corpora/), a preprocessed directory, or "
+        "several files, directories or glob patterns (each file a document; see charrnn preprocess --help). "
+        "Optional with --resume."
+    ) = None,
     doc_sep: DocSep = None,
     out: Annotated[
         Path | None,
