@@ -36,6 +36,7 @@ from charrnn.config import (
     finetune_config,
 )
 from charrnn.data import Corpus, TextOptions
+from charrnn.documents import EOD_TEXT
 from charrnn.errors import BadValueError, CheckpointError, InputError
 from charrnn.finetune import Parent
 from charrnn.loop import Callbacks, TrainResult
@@ -235,7 +236,7 @@ class Model:
     path: Path
     net: CharRNN
     vocab: Vocab
-    eod_text: str = "\n\n"  # how a model of documents writes the end of one (its corpus's --doc-sep)
+    eod_text: str = EOD_TEXT  # how a model of documents writes the end of one (its corpus's --doc-sep)
 
     @property
     def device(self) -> torch.device:

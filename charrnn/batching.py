@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 import torch
 
 from charrnn.config import SampleConfig
+from charrnn.documents import EOD_TEXT
 from charrnn.errors import BadValueError, CharRNNError
 from charrnn.model import CharRNN
 from charrnn.sample import SampleRun, draw, plain, read_primes, tempered
@@ -96,7 +97,7 @@ class Batcher:
         max_waiting: int,
         dispatch: Callable[[list[tuple[Request, object]]], None] | None = None,
         thread: bool = True,
-        eod_text: str = "\n\n",
+        eod_text: str = EOD_TEXT,
     ):
         self.model, self.vocab, self.eod_text = model, vocab, eod_text
         self.max_streams, self.max_waiting = max_streams, max_waiting

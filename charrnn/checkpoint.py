@@ -27,6 +27,7 @@ import torch
 
 from charrnn import __version__
 from charrnn.config import MODEL_FIELDS, ModelConfig, TrainConfig
+from charrnn.documents import EOD_TEXT
 from charrnn.errors import BadValueError, CheckpointError, TrainingError, first_line, os_reason
 from charrnn.values import as_dict, bits, is_number, number
 from charrnn.vocab import Vocab
@@ -304,7 +305,7 @@ def eod_text(ckpt: dict) -> str:
     (`--doc-sep`), else, a file a document, as a blank line."""
     corpus = ckpt.get("corpus")
     sep = corpus.get("doc_sep") if isinstance(corpus, dict) else None
-    return sep if isinstance(sep, str) and sep else "\n\n"
+    return sep if isinstance(sep, str) and sep else EOD_TEXT
 
 
 def kept(run_dir: Path) -> str:

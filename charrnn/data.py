@@ -165,17 +165,14 @@ class Corpus:
     def name(self) -> str:
         return self.meta.get("name", self.path.name)
 
-    def split(self, name: str, vocab: Vocab | None = None) -> np.ndarray:
-        """A split's ids; with `vocab` (a model's, holding every character of the corpus), its
-        ids in that vocabulary."""
+    def split(self, name: str) -> np.ndarray:
         a, b = self._bounds(name)
-        table = self._table(vocab)
-        return self.ids[a:b] if table is None else table[self.ids[a:b]]
+        return self.ids[a:b]
 
     def split_reader(self, name: str, vocab: Vocab | None = None) -> IdReader | Remapped:
         """The split read through pread, for training: the page cache it goes through is not
         mapped into the process, so resident memory stays flat however large the corpus. With
-        `vocab`, as in `split`."""
+        `vocab` (a model's, holding every character of the corpus), the ids are that vocabulary's."""
         a, b = self._bounds(name)
         reader = IdReader(self.path / "ids.bin", self.ids.dtype, start=a, stop=b)
         table = self._table(vocab)

@@ -23,7 +23,7 @@ import numpy as np
 from charrnn.errors import BadValueError, InputError
 
 EOD = "\ufdd0"  # the end of a document
-EOD_SHOWN = "⏎"  # how pages show it
+EOD_TEXT = "\n\n"  # how sampled text writes a document end when the corpus had no --doc-sep
 SKIPPED_NAMED = 10  # skipped files a summary names
 
 
@@ -33,14 +33,6 @@ class Collection:
 
     files: list[Path]
     skipped: list[Path]
-
-    def summary(self) -> str | None:
-        """One line about the files left out, or None."""
-        if not self.skipped:
-            return None
-        named = ", ".join(str(p) for p in self.skipped[:SKIPPED_NAMED])
-        more = f" and {len(self.skipped) - SKIPPED_NAMED} more" if len(self.skipped) > SKIPPED_NAMED else ""
-        return f"skipped {len(self.skipped)} file(s) that look binary: {named}{more}"
 
 
 def collect(inputs: list[Path], looks_binary) -> Collection:

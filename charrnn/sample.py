@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import torch
 
 from charrnn.config import MAX_DOCUMENT, SampleConfig
-from charrnn.documents import EOD
+from charrnn.documents import EOD, EOD_TEXT
 from charrnn.errors import BadValueError
 from charrnn.model import CharRNN
 from charrnn.runtime import generator
@@ -66,7 +66,7 @@ def plain(config: SampleConfig) -> bool:
 
 @torch.no_grad()
 def generate(
-    model: CharRNN, vocab: Vocab, config: SampleConfig = SampleConfig(), *, fast: bool = True, eod_text: str = "\n\n"
+    model: CharRNN, vocab: Vocab, config: SampleConfig = SampleConfig(), *, fast: bool = True, eod_text: str = EOD_TEXT
 ) -> Iterator[tuple[str, ...]]:
     """One tuple per step with a piece of text for each of the `config.num_samples` streams:
     the prime first, then up to `config.length` new characters each (or `config.documents`
@@ -105,7 +105,7 @@ class SampleRun:
     the model with the ids in between and setting `logits` and `state` from it. `rest` is then
     the text still held back, if any."""
 
-    def __init__(self, vocab: Vocab, config: SampleConfig, device: torch.device, eod_text: str = "\n\n"):
+    def __init__(self, vocab: Vocab, config: SampleConfig, device: torch.device, eod_text: str = EOD_TEXT):
         self.vocab, self.config = vocab, config
         self.g = generator(config.seed, device)
         self.prime_ids, shown = _prime(vocab, config.prime, unknown=config.unknown, g=self.g)
@@ -320,7 +320,7 @@ def _reference_step(model: CharRNN):
     return step
 
 
-def sample_text(model: CharRNN, vocab: Vocab, eod_text: str = "\n\n", **settings) -> str:
+def sample_text(model: CharRNN, vocab: Vocab, eod_text: str = EOD_TEXT, **settings) -> str:
     """The first stream's whole text (prime included) as one string; `settings` are
     SampleConfig fields."""
     return "".join(pieces[0] for pieces in generate(model, vocab, SampleConfig(**settings), eod_text=eod_text))
