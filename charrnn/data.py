@@ -9,6 +9,7 @@ read back through a memory map, so training's resident memory does not grow with
 
 from __future__ import annotations
 
+import array
 import codecs
 import glob
 import hashlib
@@ -157,6 +158,8 @@ class Corpus:
             if top >= len(vocab):
                 raise ValueError(f"ids.bin holds id {top} but the vocabulary has {len(vocab)} characters")
             ids = np.memmap(path / "ids.bin", dtype=dtype, mode="r", shape=(n,)) if n else np.zeros(0, dtype)
+            if "labels" in meta:
+                _check_labels(path, meta["labels"], n)
         except (OSError, ValueError, KeyError, TypeError) as e:
             raise InputError(f"{path}: not a usable preprocessed corpus ({e}); run charrnn preprocess again") from None
         return cls(path, meta, vocab, ids)
@@ -164,6 +167,24 @@ class Corpus:
     @property
     def name(self) -> str:
         return self.meta.get("name", self.path.name)
+
+    @property
+    def labels(self) -> list[str]:
+        """The label names of a labelled collection (ids in this order), else []."""
+        return list(self.meta["labels"]["names"]) if "labels" in self.meta else []
+
+    @property
+    def label_counts(self) -> list[int]:
+        """Each label's documents, in the order of `labels`."""
+        return list(self.meta["labels"]["documents"]) if "labels" in self.meta else []
+
+    def label_reader(self, name: str) -> IdReader | None:
+        """A labelled collection's split as the label id of each symbol's document (read like
+        `split_reader`); None for a corpus without labels."""
+        if "labels" not in self.meta:
+            return None
+        a, b = self._bounds(name)
+        return IdReader(self.path / "labels.bin", np.dtype(self.meta["labels"]["dtype"]), start=a, stop=b)
 
     def split(self, name: str) -> np.ndarray:
         a, b = self._bounds(name)
@@ -264,6 +285,30 @@ def _check_meta(meta) -> tuple[int, np.dtype]:
     return n, np.dtype(meta["dtype"])
 
 
+def _check_labels(path: Path, labels, n: int) -> None:
+    """A labelled corpus's label set and labels.bin, as loading and training rely on them;
+    ValueError names what is wrong."""
+    names, counts = labels.get("names"), labels.get("documents")
+    if (
+        not isinstance(names, list)
+        or not all(isinstance(x, str) and x for x in names)
+        or len(set(names)) != len(names)
+        or not isinstance(counts, list)
+        or len(counts) != len(names)
+        or not all(is_count(c) and c > 0 for c in counts)
+    ):
+        raise ValueError("meta.json: 'labels' is not a set of label names with their document counts")
+    dtype = labels.get("dtype")
+    if dtype not in ("uint8", "uint16"):
+        raise ValueError("meta.json: the labels' 'dtype' is not uint8 or uint16")
+    dtype = np.dtype(dtype)
+    if (path / "labels.bin").stat().st_size != n * dtype.itemsize:
+        raise ValueError("labels.bin has the wrong size")
+    top = _max_id(path / "labels.bin", dtype, n)
+    if top >= len(names):
+        raise ValueError(f"labels.bin holds label {top} but there are {len(names)} labels")
+
+
 def _max_id(path: Path, dtype: np.dtype, n: int) -> int:
     """The largest id of an id file (-1 if empty), read in chunks through pread rather than the
     memory map, so the pass leaves nothing resident; about 0.05 s per 100 MB."""
@@ -289,18 +334,25 @@ class Source:
     doc_sep: str | None = None
     skipped: tuple[Path, ...] = ()
     name: str = ""
+    labels: str | None = None  # where documents' labels come from: from-dir, from-file, or tsv (the file)
 
     @classmethod
-    def of(cls, inputs: Path | list[Path], doc_sep: str | None = None, force: bool = False) -> Source:
-        """The source that `charrnn preprocess` and `train` read from their inputs."""
-        inputs = [inputs] if isinstance(inputs, (str, Path)) else list(inputs)
+    def of(
+        cls, inputs: Path | list[Path] | None, doc_sep: str | None = None, force: bool = False, labels=None
+    ) -> Source:
+        """The source that `charrnn preprocess` and `train` read from their inputs. `labels` is
+        from-dir or from-file (a label for each file), or the path of a text<TAB>label file,
+        which is then the source itself (the inputs may only name it again)."""
+        inputs = [] if inputs is None else [inputs] if isinstance(inputs, (str, Path)) else list(inputs)
+        doc_sep = documents.check_separator(doc_sep)
+        if labels is not None and str(labels) not in documents.LABEL_SOURCES:
+            return cls._table(Path(labels), inputs, doc_sep)
         if not inputs:
             raise BadValueError("name a text file, a directory or a pattern")
-        doc_sep = documents.check_separator(doc_sep)
         only = Path(inputs[0]) if len(inputs) == 1 else None
         # one file (a name with [ or * in it too), or a bundled corpus's name, is a plain text
         plain = only is not None and (only.is_file() or not only.exists() and not glob.has_magic(str(only)))
-        if plain and doc_sep is None:
+        if plain and doc_sep is None and labels is None:
             return cls([check_text_file(bundled.text_path(inputs[0]))], documents=False, name=Path(inputs[0]).stem)
         for given in map(Path, inputs):
             if (given / "meta.json").is_file() and (given / "ids.bin").is_file():
@@ -313,7 +365,40 @@ class Source:
             first = next((p for p in first.parents if not glob.has_magic(str(p))), Path("."))
             first = first.resolve() if first == Path(".") else first
         name = first.name if first.is_dir() else first.stem
-        return cls(files, documents=True, doc_sep=doc_sep, skipped=tuple(found.skipped), name=name or "documents")
+        return cls(
+            files,
+            documents=True,
+            doc_sep=doc_sep,
+            skipped=tuple(found.skipped),
+            name=name or "documents",
+            labels=None if labels is None else str(labels),
+        )
+
+    @classmethod
+    def _table(cls, path: Path, inputs: list[Path], doc_sep: str | None) -> Source:
+        """A text<TAB>label file: each line a document of the label after its last tab."""
+        if path.suffix.lower() not in (".tsv", ".tab", ".txt"):
+            raise BadValueError(
+                f"--labels must be from-dir, from-file, or a .tsv file of text<TAB>label lines, not {str(path)!r}"
+            )
+        check_text_file(path)
+        if any(Path(i).absolute() != path.absolute() for i in inputs):
+            raise BadValueError(f"with --labels {path} the documents are that file's lines: name no other input")
+        if doc_sep is not None:
+            raise BadValueError(f"--doc-sep does not apply to --labels {path}: each of its lines is a document")
+        return cls([path], documents=True, doc_sep="\n", name=path.stem, labels="tsv")
+
+    def pieces(self, opts: TextOptions, chunk_bytes: int) -> Iterator[tuple[str, str, bool]]:
+        """(label, text, ends a document) pieces of a labelled collection, in order; a document
+        may come in several pieces, and an empty one as ("", True) alone."""
+        if self.labels == "tsv":
+            for text, label in documents.tsv_documents(self.files[0], iter_text(self.files[0], opts, chunk_bytes)):
+                yield label, text, True
+            return
+        for path in self.files:
+            label = _displayable(documents.label_of(path, self.labels))
+            for text, end in documents.split_pieces(iter_text(path, opts, chunk_bytes), self.doc_sep):
+                yield label, text, end
 
     def texts(self, opts: TextOptions, chunk_bytes: int, ends: list[int] | None = None) -> Iterator[str]:
         """The text of every file in turn, in chunks; in a collection each document that is not
@@ -353,7 +438,10 @@ class Source:
             return file_sha256(self.files[0])
         h = hashlib.sha256()
         for path in self.files:
-            h.update(f"{_displayable(path.name)}\0{file_sha256(path)}\n".encode())
+            name = _displayable(path.name)
+            if self.labels == "from-dir":  # the label is the directory's name
+                name = f"{_displayable(documents.label_of(path, self.labels))}/{name}"
+            h.update(f"{name}\0{file_sha256(path)}\n".encode())
         return h.hexdigest()
 
 
@@ -381,15 +469,17 @@ def preprocess(
     test_frac: float = TEST_FRAC,
     opts: TextOptions = TextOptions(),
     doc_sep: str | None = None,
+    labels: str | Path | None = None,
     chunk_bytes: int = CHUNK_BYTES,
 ) -> Corpus:
-    """Write `out_dir/` with ids.bin, vocab.json and meta.json; replaces it atomically. `src`
-    is a text file, or inputs naming a collection of documents (see `Source.of`)."""
+    """Write `out_dir/` with ids.bin, vocab.json and meta.json (and a labelled collection's
+    labels.bin); replaces it atomically. `src` is a text file, or inputs naming a collection
+    of documents, and `labels` where their labels come from (see `Source.of`)."""
     check_fractions(val_frac, test_frac)
-    source = src if isinstance(src, Source) else Source.of(src, doc_sep, force=opts.force)
+    source = src if isinstance(src, Source) else Source.of(src, doc_sep, force=opts.force, labels=labels)
     t0 = time.perf_counter()
     sha = source.sha256()
-    scan = _scan(source, opts, chunk_bytes)
+    scan = _scan_labelled(source, opts, chunk_bytes) if source.labels else _scan(source, opts, chunk_bytes)
     vocab, n = scan.vocab, scan.n
     dtype = vocab.dtype
     table = np.maximum(vocab.lookup_table(), 0).astype(dtype)  # code point -> id, in the file's dtype
@@ -401,24 +491,11 @@ def preprocess(
     os.umask(umask)
     os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; a corpus folder is ordinary
     try:
-        # pass 2: ids, written sequentially; a document starts after each EOD but the last
-        points = documents.SplitPoints(n, val_frac, test_frac)
-        eod = vocab.index.get(documents.EOD)
-        with open(tmp / "ids.bin", "wb") as f:
-            written = 0
-            for text in source.texts(opts, chunk_bytes):
-                ids = table[_codepoints(text)]
-                f.write(ids.tobytes())
-                if eod is not None:
-                    points.add(written + np.flatnonzero(ids == eod) + 1)
-                written += len(ids)
-            f.flush()
-            os.fsync(f.fileno())
-        vocab.save(tmp / "vocab.json")
-        if source.documents:
-            splits = points.splits()
+        if source.labels:
+            splits = _write_labelled(source, scan, tmp, table, opts, chunk_bytes, val_frac, test_frac)
         else:
-            splits = split_bounds(n, val_frac, test_frac)
+            splits = _write_ids(source, tmp / "ids.bin", table, vocab, n, opts, chunk_bytes, val_frac, test_frac)
+        vocab.save(tmp / "vocab.json")
         first = source.files[0]
         meta = {
             "format": CORPUS_FORMAT,
@@ -446,6 +523,14 @@ def preprocess(
                 skipped=[_displayable(str(p)) for p in source.skipped[: documents.SKIPPED_NAMED]],
                 skipped_count=len(source.skipped),
             )
+        if source.labels:
+            meta["labels"] = {
+                "source": source.labels,
+                "names": scan.labels,
+                "documents": scan.label_docs,
+                "chars": scan.label_chars,
+                "dtype": _label_dtype(len(scan.labels)).name,
+            }
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2, ensure_ascii=False), encoding="utf-8")
         _replace_dir(tmp, out_dir)
     except BaseException:
@@ -454,11 +539,50 @@ def preprocess(
     return Corpus.load(out_dir)
 
 
+def _write_ids(
+    source: Source,
+    path: Path,
+    table: np.ndarray,
+    vocab: Vocab,
+    n: int,
+    opts: TextOptions,
+    chunk_bytes: int,
+    val_frac: float,
+    test_frac: float,
+) -> dict[str, list[int]]:
+    """The second pass over a text or an unlabelled collection: its ids, written in order, and
+    its splits (between documents, for a collection: a document starts after each EOD)."""
+    points = documents.SplitPoints(n, val_frac, test_frac)
+    eod = vocab.index.get(documents.EOD)
+    with open(path, "wb") as f:
+        written = 0
+        for text in source.texts(opts, chunk_bytes):
+            ids = table[_codepoints(text)]
+            f.write(ids.tobytes())
+            if eod is not None:
+                points.add(written + np.flatnonzero(ids == eod) + 1)
+            written += len(ids)
+        f.flush()
+        os.fsync(f.fileno())
+    return points.splits() if source.documents else split_bounds(n, val_frac, test_frac)
+
+
 @dataclass
 class _Scan:
     vocab: Vocab
     n: int  # symbols, EODs included
     documents: int
+    # a labelled collection: the label names (sorted; their ids), each label's documents and
+    # symbols, and each document's label id and length (its EOD included), in order
+    labels: list[str] | None = None
+    label_docs: list[int] | None = None
+    label_chars: list[int] | None = None
+    doc_labels: np.ndarray | None = None
+    doc_lengths: np.ndarray | None = None
+
+
+def _label_dtype(count: int) -> np.dtype:
+    return np.dtype(np.uint8 if count <= 256 else np.uint16)
 
 
 def _scan(source: Source, opts: TextOptions, chunk_bytes: int) -> _Scan:
@@ -479,6 +603,143 @@ def _scan(source: Source, opts: TextOptions, chunk_bytes: int) -> _Scan:
     if all(c.isspace() or c == documents.EOD for c in vocab.chars):
         raise InputError(f"{what}: holds only whitespace")
     return _Scan(vocab, n, docs)
+
+
+def _scan_labelled(source: Source, opts: TextOptions, chunk_bytes: int) -> _Scan:
+    """The first pass over a labelled collection: its vocabulary, its documents' labels and
+    lengths (12 bytes a document are kept), and the checks that need the whole of it."""
+    present = np.zeros(MAX_CODEPOINT, dtype=bool)
+    present[ord(documents.EOD)] = True
+    seen: dict[str, int] = {}  # label -> id in order of first sight
+    doc_labels, doc_lengths = array.array("i"), array.array("q")
+    length = ends = 0
+    for label, text, end in source.pieces(opts, chunk_bytes):
+        if label not in seen:
+            if len(seen) >= documents.MAX_LABELS:
+                raise InputError(f"{source.name}: more than {documents.MAX_LABELS:,} labels")
+            seen[label] = len(seen)
+        if text:
+            if documents.EOD in text:
+                raise InputError(f"{source.name}: holds U+FDD0, which charrnn keeps for the end of a document")
+            present[_codepoints(text)] = True
+            length += len(text)
+        if end:
+            ends += 1
+            if length:
+                doc_labels.append(seen[label])
+                doc_lengths.append(length + 1)
+            length = 0
+    what = f"{source.name} ({len(source.files)} file(s))"
+    if not doc_labels:
+        raise InputError(f"{what}: is empty")
+    if source.labels != "tsv" and source.doc_sep is not None and ends == len(source.files):
+        raise InputError(f"{what}: --doc-sep {source.doc_sep!r} never occurs in the text")
+    names = sorted(seen)
+    to_sorted = np.empty(len(seen), dtype=np.int32)
+    to_sorted[[seen[name] for name in names]] = np.arange(len(names), dtype=np.int32)
+    labels = to_sorted[np.frombuffer(doc_labels, dtype=np.int32)]
+    lengths = np.frombuffer(doc_lengths, dtype=np.int64)
+    docs = np.bincount(labels, minlength=len(names))
+    if not docs.all():
+        empty = [names[i] for i in np.flatnonzero(docs == 0)]
+        raise InputError(f"{what}: label {empty[0]!r} has no documents (its text is empty)" + (
+            f", nor have {len(empty) - 1} other label(s)" if len(empty) > 1 else ""))  # fmt: skip
+    if len(names) < 2:
+        how = {"from-dir": "directory", "from-file": "file", "tsv": "label column"}[source.labels]
+        raise InputError(f"{what}: every document has the label {names[0]!r}; labels need two or more (one {how} each)")
+    vocab = Vocab.from_codepoints(np.flatnonzero(present))
+    if all(c.isspace() or c == documents.EOD for c in vocab.chars):
+        raise InputError(f"{what}: holds only whitespace")
+    chars = np.bincount(labels, weights=lengths, minlength=len(names)).astype(np.int64)
+    return _Scan(vocab, int(lengths.sum()), len(labels), names, docs.tolist(), chars.tolist(), labels, lengths)
+
+
+def _label_parts(scan: _Scan, val_frac: float, test_frac: float) -> np.ndarray:
+    """Which split each document of a labelled collection goes to (0 train, 1 test, 2 val): of
+    each label's documents, val takes the last, about `val_frac` of the label's text, and test
+    the ones before them, as `SplitPoints` places them; so every label is in every split it
+    has documents enough for."""
+    parts = np.zeros(len(scan.doc_labels), dtype=np.uint8)
+    order = np.argsort(scan.doc_labels, kind="stable")  # each label's documents, in order
+    bounds = np.cumsum([0, *scan.label_docs])
+    for label in range(len(scan.labels)):
+        docs = order[bounds[label] : bounds[label + 1]]
+        lengths = scan.doc_lengths[docs]
+        starts = np.cumsum(lengths) - lengths
+        points = documents.SplitPoints(int(lengths.sum()), val_frac, test_frac)
+        points.add(starts[1:])
+        splits = points.splits()
+        parts[docs] = np.where(starts < splits["test"][0], 0, np.where(starts < splits["val"][0], 1, 2))
+    return parts
+
+
+SHUFFLE_SEED = 0  # the fixed order a labelled collection's documents are laid out in
+
+
+def _write_labelled(
+    source: Source,
+    scan: _Scan,
+    tmp: Path,
+    table: np.ndarray,
+    opts: TextOptions,
+    chunk_bytes: int,
+    val_frac: float,
+    test_frac: float,
+) -> dict[str, list[int]]:
+    """The second pass over a labelled collection: ids.bin, and labels.bin (the label id of
+    each symbol's document). The documents are laid out split by split (train, test, val; see
+    `_label_parts`), and within a split in a fixed shuffled order, so the documents before one
+    do not tell its label: the model must learn it from the label. The text is first written
+    in its own order, then copied document by document (memory stays at what the scan keeps)."""
+    staged = tmp / "ids.staged"
+    written = 0
+    with open(staged, "wb") as f:
+        buf, size, open_doc = [], 0, False
+        for _, text, end in source.pieces(opts, chunk_bytes):
+            if text:
+                buf.append(text)
+                size += len(text)
+                open_doc = True
+            if end and open_doc:
+                buf.append(documents.EOD)
+                size += 1
+                open_doc = False
+            if size >= chunk_bytes:
+                written += f.write(table[_codepoints("".join(buf))].tobytes())
+                buf, size = [], 0
+        written += f.write(table[_codepoints("".join(buf))].tobytes())
+    itemsize = table.dtype.itemsize
+    if written != scan.n * itemsize:
+        raise InputError(f"{source.name}: the files changed while they were read; run the command again")
+
+    parts = _label_parts(scan, val_frac, test_frac)
+    rng = np.random.default_rng(SHUFFLE_SEED)
+    by_part = [rng.permutation(np.flatnonzero(parts == k)) for k in range(3)]  # train, test, val
+    starts = np.cumsum(scan.doc_lengths) - scan.doc_lengths
+    label_dtype = _label_dtype(len(scan.labels))
+    fd = os.open(staged, os.O_RDONLY)
+    try:
+        with open(tmp / "ids.bin", "wb") as ids_out, open(tmp / "labels.bin", "wb") as labels_out:
+            for docs in by_part:
+                for a in range(0, len(docs), 4096):
+                    chunk = docs[a : a + 4096]
+                    ids_out.write(
+                        b"".join(
+                            os.pread(fd, int(n) * itemsize, int(s) * itemsize)
+                            for s, n in zip(starts[chunk], scan.doc_lengths[chunk], strict=True)
+                        )
+                    )
+                    labels = scan.doc_labels[chunk].astype(label_dtype)
+                    labels_out.write(np.repeat(labels, scan.doc_lengths[chunk]).tobytes())
+            for f in (ids_out, labels_out):
+                f.flush()
+                os.fsync(f.fileno())
+    finally:
+        os.close(fd)
+        staged.unlink()
+    sizes = [int(scan.doc_lengths[docs].sum()) for docs in by_part]
+    train, test = sizes[0], sizes[0] + sizes[1]
+    return {"train": [0, train], "test": [train, test], "val": [test, scan.n]}
 
 
 def _replace_dir(new: Path, dest: Path) -> None:
@@ -505,12 +766,15 @@ def cached_corpus(
     test_frac: float = TEST_FRAC,
     opts: TextOptions = TextOptions(),
     doc_sep: str | None = None,
+    labels: str | Path | None = None,
 ) -> Corpus:
     """Preprocess `src` into `root/<name>-<hash>/` unless an identical cache entry exists."""
-    source = Source.of(src, doc_sep, force=opts.force)
+    source = Source.of(src, doc_sep, force=opts.force, labels=labels)
     key = f"{source.sha256()}|{val_frac}|{test_frac}|{opts.newline}|{opts.encoding_errors}"
     if source.documents:
         key += f"|documents|{source.doc_sep!r}"
+    if source.labels:
+        key += f"|labels|{source.labels}"
     out = Path(root) / f"{source.name}-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
     if (out / "meta.json").exists():
         try:

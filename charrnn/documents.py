@@ -3,11 +3,15 @@ documents, and where the splits of a corpus of documents fall.
 
     charrnn train names/ --doc-sep '\\n'            # every file under names/, one document a line
     charrnn train fortunes/ --doc-sep '\\n%\\n'     # fortune files: documents between % lines
+    charrnn train names/ --doc-sep '\\n' --labels from-file   # names/French.txt: label French
 
 Each file is a document, or with a separator each stretch between two separators (empty ones
 are dropped). In the corpus, every document ends with EOD, a symbol of the vocabulary that is
 never a character of the text (a Unicode noncharacter, which no text exchanged between programs
 holds), so a model learns where documents end, and how they begin after one.
+
+Documents may have labels: their directory's name (`--labels from-dir`), their file's stem
+(`--labels from-file`), or the second column of a `text<TAB>label` file (`--labels PATH.tsv`).
 """
 
 from __future__ import annotations
@@ -25,6 +29,9 @@ from charrnn.errors import BadValueError, InputError
 EOD = "\ufdd0"  # the end of a document
 EOD_TEXT = "\n\n"  # how sampled text writes a document end when the corpus had no --doc-sep
 SKIPPED_NAMED = 10  # skipped files a summary names
+LABEL_SOURCES = ("from-dir", "from-file")  # --labels, besides the path of a text<TAB>label file
+MAX_LABELS = 65_535  # label ids are stored as uint16 at most
+ESCAPES = {"\\n": "\n", "\\t": "\t", "\\r": "\r", "\\\\": "\\"}
 
 
 @dataclass(frozen=True)
@@ -152,3 +159,46 @@ def document_splits(n: int, starts: list[int], val_frac: float, test_frac: float
     points = SplitPoints(n, val_frac, test_frac)
     points.add(np.asarray(starts[1:], dtype=np.int64))
     return points.splits()
+
+
+def unescape(value: str) -> str:
+    """Backslash escapes \\n, \\t, \\r and \\\\ read as the characters they stand for (in
+    --doc-sep, so that '\\n%\\n' works in any shell, and in the text of a .tsv file's lines)."""
+    out, i = [], 0
+    while i < len(value):
+        pair = value[i : i + 2]
+        if pair in ESCAPES:
+            out.append(ESCAPES[pair])
+            i += 2
+        else:
+            out.append(value[i])
+            i += 1
+    return "".join(out)
+
+
+def label_of(path: Path, how: str) -> str:
+    """A file's label: the name of the directory it is in (from-dir), or its stem (from-file)."""
+    if how == "from-dir":
+        return Path(os.path.abspath(path)).parent.name
+    return path.stem
+
+
+def tsv_documents(path: Path, chunks: Iterator[str]) -> Iterator[tuple[str, str]]:
+    """(text, label) of each line of a `text<TAB>label` file, read chunk by chunk; the label is
+    after the last tab, and the text's escapes are read (`unescape`). Blank lines are skipped;
+    a line without a tab or with an empty label is a one-line InputError."""
+    number, line = 0, []
+    for text, end in split_pieces(chunks, "\n"):
+        line.append(text)
+        if not end:
+            continue
+        number += 1
+        whole, line = "".join(line).removesuffix("\r"), []
+        if not whole.strip():
+            continue
+        body, tab, label = whole.rpartition("\t")
+        if not tab:
+            raise InputError(f"{path}: line {number} has no tab (each line is text<TAB>label)")
+        if not label.strip():
+            raise InputError(f"{path}: line {number} has an empty label")
+        yield unescape(body), label.strip()

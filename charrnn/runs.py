@@ -95,16 +95,21 @@ def open_corpus(
     test_frac: float = TEST_FRAC,
     opts: TextOptions = TextOptions(),
     doc_sep: str | None = None,
+    labels: str | Path | None = None,
     root: Path = CORPORA,
 ) -> Corpus:
     """A preprocessed corpus directory, or a text file (or bundled corpus), or a collection of
-    documents (files, directories of text, patterns) preprocessed into the cache (once)."""
-    inputs = [inputs] if isinstance(inputs, (str, Path)) else list(inputs)
+    documents (files, directories of text, patterns; labelled by `labels`) preprocessed into
+    the cache (once)."""
+    inputs = [] if inputs is None else [inputs] if isinstance(inputs, (str, Path)) else list(inputs)
     if len(inputs) == 1 and any((Path(inputs[0]) / name).is_file() for name in ("meta.json", "ids.bin")):
-        if doc_sep is not None:
-            raise BadValueError("--doc-sep is for text: a preprocessed corpus has its documents already")
+        for given, option in ((doc_sep, "--doc-sep"), (labels, "--labels")):
+            if given is not None:
+                raise BadValueError(f"{option} is for text: a preprocessed corpus has its documents already")
         return Corpus.load(inputs[0])
-    return cached_corpus(inputs, root, val_frac=val_frac, test_frac=test_frac, opts=opts, doc_sep=doc_sep)
+    return cached_corpus(
+        inputs, root, val_frac=val_frac, test_frac=test_frac, opts=opts, doc_sep=doc_sep, labels=labels
+    )
 
 
 def checkpoint_corpus(ckpt: dict, instead: str) -> Path:
