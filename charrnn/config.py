@@ -30,6 +30,11 @@ class ModelConfig:
     hidden: int = 512
     layers: int = 3
     dropout: float = 0.0  # between recurrent layers and before the output layer
+    # A model trained with labels (`charrnn train DIR --labels from-dir`): their names, in id
+    # order, and how many documents of each it was trained on (sampling without a label draws
+    # one by these counts). The corpus sets both; they are not settings.
+    labels: tuple[str, ...] = ()
+    label_counts: tuple[int, ...] = ()
 
     def __post_init__(self):  # a checkpoint's config is not checked by the CLI's options
         if self.model not in MODEL_TYPES:
@@ -37,9 +42,31 @@ class ModelConfig:
         _positive(self, "vocab_size", "hidden", "layers")
         if not 0 <= self.dropout < 1:
             raise ValueError(f"dropout must be in [0, 1), not {self.dropout!r}")
+        # stored as lists in a checkpoint: kept as tuples, so the config stays hashable
+        object.__setattr__(self, "labels", tuple(self.labels))
+        object.__setattr__(self, "label_counts", tuple(self.label_counts))
+        if not all(isinstance(n, str) and n for n in self.labels) or len(set(self.labels)) != len(self.labels):
+            raise ValueError("labels must be distinct names")
+        if len(self.label_counts) != len(self.labels) or not all(is_int(c) and c >= 1 for c in self.label_counts):
+            raise ValueError("label_counts must be a count >= 1 for each label")
+
+    def label_id(self, label: str | None) -> int | None:
+        """The id of `label` in a labelled model (which needs one to read text), None for a model
+        without labels (which takes none)."""
+        if not self.labels:
+            if label is not None:
+                raise BadValueError("--label needs a model trained with labels (charrnn train ... --labels)")
+            return None
+        shown = ", ".join(self.labels[:20]) + (", …" if len(self.labels) > 20 else "")
+        if label is None:
+            raise BadValueError(f"the model was trained with labels: name one with --label ({shown})")
+        if label not in self.labels:
+            raise BadValueError(f"--label {label!r} is not one of the model's labels: {shown}")
+        return self.labels.index(label)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        return {**d, "labels": list(self.labels), "label_counts": list(self.label_counts)}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
@@ -113,6 +140,9 @@ class SampleConfig:
     min_length: int | None = None
     max_length: int | None = None
     doc_separator: str | None = None
+    # A model trained with labels: write documents of this label (None: each document's label
+    # is drawn by how many documents of each the model was trained on).
+    label: str | None = None
 
     def __post_init__(self):  # the CLI checks its options itself; Python callers meet these
         checks = [
@@ -128,6 +158,7 @@ class SampleConfig:
             ("unknown", self.unknown in ("error", "skip"), "error or skip"),
             ("precision", self.precision in ("fp32", "bf16"), "fp32 or bf16"),
             ("documents", self.documents is None or (is_int(self.documents) and self.documents >= 1), "a count >= 1"),
+            ("label", self.label is None or (isinstance(self.label, str) and self.label != ""), "a label's name"),
             ("min-length", self.min_length is None or (is_int(self.min_length) and self.min_length >= 0), "a count"),
             (
                 "max-length",
@@ -215,8 +246,8 @@ def _from_dict(cls, d: dict[str, Any]):
     return cls(**{k: v for k, v in d.items() if k in _names(cls)})
 
 
-# The settings a user chooses: every field but the vocabulary's size, which the corpus sets.
-MODEL_FIELDS = tuple(sorted(_names(ModelConfig) - {"vocab_size"}))
+# The settings a user chooses: every field but the vocabulary and the labels, which the corpus sets.
+MODEL_FIELDS = tuple(sorted(_names(ModelConfig) - {"vocab_size", "labels", "label_counts"}))
 SETTINGS = frozenset(MODEL_FIELDS) | _names(TrainConfig)
 SAMPLE_FIELDS = frozenset(_names(SampleConfig))
 

@@ -1,5 +1,8 @@
 """`CharRNN`: embedding -> multilayer LSTM/GRU/RNN -> linear over the vocabulary.
 
+A model trained with labels adds a learned embedding of the document's label to the
+character's at every step, so `forward` then takes a label id for every position.
+
 Pure `nn.Module` code: no I/O, no printing. Training runs whole sequences through
 `nn.LSTM` (cuDNN's fused kernel on CUDA); sampling steps one character at a time with
 `charrnn.stepper.FastStepper`, over the same weights.
@@ -24,6 +27,7 @@ class CharRNN(nn.Module):
         self.config = config
         v, h = config.vocab_size, config.hidden
         self.embed = nn.Embedding(v, h)
+        self.label_embed = nn.Embedding(len(config.labels), h) if config.labels else None
         self.rnn = _RNNS[config.model](
             h,
             h,
@@ -34,8 +38,16 @@ class CharRNN(nn.Module):
         self.drop = nn.Dropout(config.dropout)
         self.head = nn.Linear(h, v)
 
-    def forward(self, ids: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
+    def forward(
+        self, ids: torch.Tensor, state: State | None = None, labels: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, State]:
+        """ids (B, T) -> logits (B, T, V); `labels` (B, T) are a labelled model's label ids, the
+        label of the document each position's next character belongs to."""
         x = self.embed(ids)  # (B, T, H)
+        if self.label_embed is not None:
+            if labels is None:
+                raise ValueError("a model trained with labels needs a label for every position")
+            x = x + self.label_embed(labels)
         if self.config.model == "lstm":
             out, (h, c) = self.rnn(x, state)
             new_state: State = (h, c)

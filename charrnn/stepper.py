@@ -60,6 +60,10 @@ class FastStepper:
                     self.b.append(b_ih + b_hh)
             emb_in = model.embed.weight.detach() @ p["weight_ih_l0"][order].T + p["bias_ih_l0"][order]
             self.table = emb_in if self.kind == "gru" else emb_in + p["bias_hh_l0"][order]  # (V, G*H)
+            # a labelled model's input is the sum of two embeddings: its projection is the sum of theirs
+            self.label_table = None  # (L, G*H)
+            if model.label_embed is not None:
+                self.label_table = model.label_embed.weight.detach() @ p["weight_ih_l0"][order].T
             self.head_w = model.head.weight.detach().T.contiguous()  # (H, V)
             self.head_b = model.head.bias.detach()
             if dtype != torch.float32:
@@ -78,21 +82,29 @@ class FastStepper:
         return [[s[i].contiguous() for s in state] for i in range(self.layers)]
 
     @torch.no_grad()
-    def step(self, ids: torch.Tensor, state: list[list[torch.Tensor]]) -> tuple[torch.Tensor, list]:
-        """ids (B,) -> logits (B, V); `state` is updated in place and returned."""
+    def step(
+        self, ids: torch.Tensor, state: list[list[torch.Tensor]], labels: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, list]:
+        """ids (B,) -> logits (B, V); `state` is updated in place and returned. A labelled
+        model takes each row's label id too (`labels`, (B,))."""
         sigmoid_rows = 3 * self.hidden  # the LSTM's i, f and o gates; g follows
         x = None
+        first = self.table[ids]  # (B, G*H): layer 0's input projection
+        if self.label_table is not None:
+            if labels is None:
+                raise ValueError("a model trained with labels needs a label for every row")
+            first = first + self.label_table[labels]
         for i, layer in enumerate(state):
             h = layer[0]
             if self.kind == "gru":
                 w_ih, w_hh = self.w[i]
                 b_ih, b_hh = self.b[i]
-                gi = self.table[ids] if i == 0 else self._mm(b_ih, x, w_ih)
+                gi = first if i == 0 else self._mm(b_ih, x, w_ih)
                 gh = self._mm(b_hh, h, w_hh)
                 layer[0] = x = _gru_pointwise(gi, gh, h)
                 continue
             if i == 0:
-                gates = self._mm(self.table[ids], h, self.w[0])  # (B, G*H)
+                gates = self._mm(first, h, self.w[0])  # (B, G*H)
             else:
                 gates = self._mm(self.b[i], torch.cat([x, h], dim=1), self.w[i])
             if self.kind == "lstm":
