@@ -16,7 +16,7 @@ of `--nproc`): `plan_training` checks everything and names the run directory,
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +36,7 @@ from charrnn.config import (
     finetune_config,
 )
 from charrnn.data import Corpus, TextOptions
-from charrnn.documents import EOD_TEXT
+from charrnn.documents import EOD_TEXT, LABEL_SOURCES
 from charrnn.errors import BadValueError, CheckpointError, InputError
 from charrnn.finetune import Parent
 from charrnn.loop import Callbacks, TrainResult
@@ -57,12 +57,14 @@ def preprocess(
     test_frac: float = TEST_FRAC,
     text: TextOptions = TextOptions(),
     doc_sep: str | None = None,
+    labels: str | Path | None = None,
 ) -> Corpus:
     """Encode a text file (or a bundled corpus, by name), or a collection of documents (several
     files, directories, patterns, or a file split at `doc_sep`), as a corpus directory (default
-    corpora/<name>)."""
+    corpora/<name>). `labels` gives the documents labels: "from-dir" (their directory's name),
+    "from-file" (their file's stem), or the path of a text<TAB>label file (then the input)."""
     data.check_fractions(val_frac, test_frac)
-    source = data.Source.of(input, doc_sep, force=text.force)
+    source = data.Source.of(input, doc_sep, force=text.force, labels=labels)
     out = (Path(out) if out is not None else runs.CORPORA / source.name).absolute()  # `--out .` has a name
     runs.check_corpus_out(out)
     return data.preprocess(source, out, val_frac=val_frac, test_frac=test_frac, opts=text)
@@ -98,6 +100,7 @@ def plan_training(
     test_frac: float = TEST_FRAC,
     text: TextOptions = TextOptions(),
     doc_sep: str | None = None,
+    labels: str | Path | None = None,
 ) -> TrainPlan:
     """Check a run's inputs and settle its configs and directory. `settings` are ModelConfig
     and TrainConfig fields; they override the preset, the resumed checkpoint's config, or the
@@ -111,6 +114,8 @@ def plan_training(
         raise BadValueError("--init-from starts a new run and --resume goes on with one: give one of them")
     if init_from is not None and preset is not None:
         raise BadValueError("--preset cannot be used with --init-from: the model comes from the checkpoint")
+    if input is None and labels is not None and str(labels) not in LABEL_SOURCES:
+        input = [Path(labels)]  # a text<TAB>label file is the corpus
     if init_from is not None and input is None:
         raise BadValueError("name the text file or preprocessed corpus to fine-tune on")
     ckpt = ckpt_path = None
@@ -127,7 +132,7 @@ def plan_training(
         run_dir = Path(out) if out is not None else None
     if main and run_dir is not None:  # before anything is written, the corpus cache included
         runs.check_run_dir(run_dir, ckpt_path, ckpt)
-    corpus = runs.open_corpus(input, val_frac=val_frac, test_frac=test_frac, opts=text, doc_sep=doc_sep)
+    corpus = runs.open_corpus(input, val_frac=val_frac, test_frac=test_frac, opts=text, doc_sep=doc_sep, labels=labels)
     if ckpt is not None:
         return TrainPlan(corpus, None, cfg, run_dir, resumed=ckpt)
 
@@ -135,11 +140,18 @@ def plan_training(
     if init_from is not None:
         parent = Parent.open(init_from, corpus.vocab)
         model_cfg = _checked(parent.model_config, settings)
+        if model_cfg.labels != tuple(corpus.labels):
+            raise BadValueError(
+                f"--init-from {init_from} was trained with {len(model_cfg.labels) or 'no'} labels and the corpus has "
+                f"{len(corpus.labels) or 'none'}: fine-tuning keeps the model's labels, so the new documents "
+                "need the same ones"
+            )
         cfg = _checked(finetune_config, parent.train_config, settings)
     else:
         if preset == "auto":
             preset = auto_preset(settings.get("time_limit"), pick_device(settings.get("device", "auto")).type)
         model_cfg, cfg = _checked(configs, len(corpus.vocab), preset, settings)
+    model_cfg = replace(model_cfg, labels=tuple(corpus.labels), label_counts=tuple(corpus.label_counts))
     if main and pick_device(cfg.device).type == "cpu":  # a GPU's own out-of-memory error is one line
         memory.check_training_memory(model_cfg, cfg)
     run_dir = run_dir or runs.new_run_dir(corpus.name)
@@ -183,6 +195,7 @@ def train(
     test_frac: float = TEST_FRAC,
     text: TextOptions = TextOptions(),
     doc_sep: str | None = None,
+    labels: str | Path | None = None,
     **settings: Any,
 ) -> TrainResult:
     """Train on a text file or corpus directory (or go on with `resume`, or start from the
@@ -199,6 +212,7 @@ def train(
         test_frac=test_frac,
         text=text,
         doc_sep=doc_sep,
+        labels=labels,
     )
     return run_training(plan, callbacks=callbacks, should_stop=should_stop)
 
@@ -271,13 +285,20 @@ class Model:
             if piece:
                 yield piece
 
-    def score(self, text: str, *, unknown: str = "error") -> Score:
-        """Log-probabilities of `text`'s characters, read as one stream from the start. Characters
-        outside the vocabulary raise UnknownCharacterError, or are left out with unknown="skip"."""
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """The labels of a model trained with them (`generate(label=...)`), else ()."""
+        return self.net.config.labels
+
+    def score(self, text: str, *, unknown: str = "error", label: str | None = None) -> Score:
+        """Log-probabilities of `text`'s characters, read as one stream from the start (as text
+        of `label`, which a labelled model needs). Characters outside the vocabulary raise
+        UnknownCharacterError, or are left out with unknown="skip"."""
+        label_id = self.net.config.label_id(label)
         ids = self.vocab.encode(text, unknown=unknown, context="the text to score")
         if len(ids) < 2:
             raise InputError("the text to score needs at least 2 characters (the first is only read)")
-        logprobs = char_logprobs(self.net, torch.tensor(ids, device=self.device))
+        logprobs = char_logprobs(self.net, torch.tensor(ids, device=self.device), label=label_id)
         return Score(self.vocab.decode(ids), logprobs.tolist())
 
 
@@ -311,16 +332,26 @@ class Evaluation:
 
 
 def evaluate(
-    checkpoint_path: Path, *, split: str = "val", file: Path | None = None, unknown: str = "error", device: str = "auto"
+    checkpoint_path: Path,
+    *,
+    split: str = "val",
+    file: Path | None = None,
+    unknown: str = "error",
+    device: str = "auto",
+    label: str | None = None,
 ) -> Evaluation:
-    """A model's loss on a split of its corpus, or on any UTF-8 file, as `charrnn eval`."""
+    """A model's loss on a split of its corpus, or on any UTF-8 file, as `charrnn eval`. A
+    labelled model reads its corpus's labels, and a file as text of `label`."""
     path = runs.resolve_checkpoint(checkpoint_path)
     dev = pick_device(device)
     model, vocab, ckpt = checkpoint.load_model(path, dev)
     tc = checkpoint.train_config(ckpt)
+    labels = None
     if file is not None:
+        label_id = model.config.label_id(label)
         content = "".join(data.iter_text(data.check_text_file(file)))
         ids = np.asarray(vocab.encode(content, unknown=unknown, context=str(file)), dtype=np.int64)
+        labels = None if label_id is None else np.full(len(ids), label_id, dtype=np.int64)
         what = str(file)
     else:
         cpath = runs.checkpoint_corpus(ckpt, "use --file to evaluate on a text file")
@@ -329,11 +360,22 @@ def evaluate(
             ids = corpus.split_reader(split, vocab)
         except InputError:
             raise CheckpointError(f"corpus {cpath} has characters the checkpoint's vocabulary lacks") from None
+        if label is not None:
+            raise BadValueError("--label is for --file: a split is read with its own documents' labels")
+        if tuple(corpus.labels) != model.config.labels:
+            raise CheckpointError(f"corpus {cpath} has other labels than the checkpoint's")
+        labels = corpus.label_reader(split)
         what = f"{split} split of {corpus.name}"
     if len(ids) < 2:
         raise InputError(f"{what} has fewer than 2 characters: nothing to evaluate")
     loss = mean_loss(
-        model, ids, batch_size=tc.eval_batch_size, seq_len=tc.seq_len, device=dev, precision=pick_precision("fp32", dev)
+        model,
+        ids,
+        batch_size=tc.eval_batch_size,
+        seq_len=tc.seq_len,
+        device=dev,
+        precision=pick_precision("fp32", dev),
+        labels=labels,
     )
     return Evaluation(what, loss, len(ids) - 1)
 

@@ -227,7 +227,7 @@ class Batcher:
         by_length: dict[int, list[Request]] = {}
         for request in joining:
             try:
-                request.run = SampleRun(self.vocab, request.config, self.device, self.eod_text)
+                request.run = SampleRun(self.vocab, request.config, self.device, self.eod_text, self.model.config)
             except CharRNNError as e:  # a prime outside the vocabulary
                 self._outbox(request, Done("error", error=e))
                 continue
@@ -342,7 +342,10 @@ class Batcher:
     def _step(self, ids: torch.Tensor) -> None:
         """One step of the model for every row of the batch."""
         if self.batch:
-            self.logits, self.state = self.stepper.step(ids, self.state)
+            labels = None
+            if self.model.config.labels:  # a labelled model: each row's label, which changes between documents
+                labels = torch.cat([r.run.label_ids for r in self.batch])
+            self.logits, self.state = self.stepper.step(ids, self.state, labels)
 
     def _finish(self, request: Request, stopped: str) -> None:
         with self.wake:

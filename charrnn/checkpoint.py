@@ -357,9 +357,11 @@ def resume_config(ckpt: dict, path: Path, *, settings: dict[str, Any], preset: s
     return train_config(ckpt).with_overrides(settings)
 
 
-def check_resumes_on(ckpt: dict, *, corpus_vocab: Vocab, corpus_name: str, cfg: TrainConfig) -> None:
-    """Refuse to resume on a corpus of another vocabulary, or with another batch size. A
-    fine-tuned run's vocabulary is its parent's characters, then its corpus's new ones."""
+def check_resumes_on(
+    ckpt: dict, *, corpus_vocab: Vocab, corpus_name: str, cfg: TrainConfig, corpus_labels: list[str] = ()
+) -> None:
+    """Refuse to resume on a corpus of another vocabulary or other labels, or with another
+    batch size. A fine-tuned run's vocabulary is its parent's characters, then its corpus's new ones."""
     own = vocab(ckpt)
     parent = ckpt.get("parent")
     known = parent.get("chars") if isinstance(parent, dict) else None
@@ -370,12 +372,25 @@ def check_resumes_on(ckpt: dict, *, corpus_vocab: Vocab, corpus_name: str, cfg: 
             f"than corpus {corpus_name} ({len(corpus_vocab)} characters); it cannot be resumed on this corpus. "
             "To train the model on another text, start a new run from it: charrnn train FILE --init-from RUN"
         )
+    labels = model_config(ckpt).labels
+    if labels != tuple(corpus_labels):
+        raise CheckpointError(
+            f"the checkpoint was trained with {_label_list(labels)} and corpus {corpus_name} has "
+            f"{_label_list(corpus_labels)}; it cannot be resumed on this corpus"
+        )
     old = train_config(ckpt)
     if old.batch_size != cfg.batch_size:
         raise CheckpointError(
             f"--batch-size cannot change on resume ({old.batch_size} -> {cfg.batch_size}): "
             "the data position is defined by it"
         )
+
+
+def _label_list(labels) -> str:
+    if not labels:
+        return "no labels"
+    shown = ", ".join(labels[:5]) + (", …" if len(labels) > 5 else "")
+    return f"{len(labels)} labels ({shown})"
 
 
 def carried_state(ckpt: dict, cfg: ModelConfig, *, batch_size: int, rows: slice) -> tuple[torch.Tensor, ...] | None:
@@ -457,9 +472,24 @@ def describe(ckpt: dict) -> list[tuple[str, str]]:
         ("precision", f"{ckpt.get('precision', '?')} on {ckpt.get('device', '?')}"),
         ("corpus", f"{corpus.get('name', '?')} ({number(corpus.get('chars'), ',')} characters{_documents(corpus)})"),
         ("corpus sha256", str(corpus.get("sha256"))),
+        *_label_rows(mc),
         *_parent_rows(ckpt.get("parent")),
         *provenance_rows(ckpt),
     ]
+
+
+LABELS_SHOWN = 30  # labels `info` lists
+
+
+def _label_rows(mc: dict) -> list[tuple[str, str]]:
+    """A labelled model's labels with the documents of each it was trained on."""
+    names, counts = mc.get("labels"), mc.get("label_counts")
+    if not isinstance(names, (list, tuple)) or not names:
+        return []
+    counts = counts if isinstance(counts, (list, tuple)) and len(counts) == len(names) else ["?"] * len(names)
+    listed = ", ".join(f"{name} {number(c, ',')}" for name, c in list(zip(names, counts, strict=True))[:LABELS_SHOWN])
+    more = f", and {len(names) - LABELS_SHOWN} more" if len(names) > LABELS_SHOWN else ""
+    return [("labels", f"{len(names)} (documents each: {listed}{more})")]
 
 
 def _documents(corpus: dict) -> str:

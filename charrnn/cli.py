@@ -25,7 +25,7 @@ from rich.table import Table
 from rich.text import Text
 from typer.core import TyperCommand, TyperGroup
 
-from charrnn import __version__
+from charrnn import __version__, documents
 from charrnn.config import (
     DEFAULT_MAX_EPOCHS,
     FINETUNE_LR_FRAC,
@@ -212,19 +212,7 @@ Force = Annotated[bool, typer.Option("--force", metavar="", help="Accept a file 
 
 
 def _unescape(value: str | None) -> str | None:
-    """--doc-sep's backslash escapes: \\n, \\t, \\r and \\\\ (so that '\\n%\\n' works in any shell)."""
-    if value is None:
-        return None
-    out, i = [], 0
-    while i < len(value):
-        pair = value[i : i + 2]
-        if pair in ("\\n", "\\t", "\\r", "\\\\"):
-            out.append({"\\n": "\n", "\\t": "\t", "\\r": "\r", "\\\\": "\\"}[pair])
-            i += 2
-        else:
-            out.append(value[i])
-            i += 1
-    return "".join(out)
+    return None if value is None else documents.unescape(value)
 
 
 DocSep = Annotated[
@@ -236,6 +224,30 @@ DocSep = Annotated[
         help="Split each file into documents at this string ('\\n': one a line; '\\n%\\n': fortune files). "
         "\\n, \\t, \\r and \\\\ are read as escapes.",
     ),
+]
+
+
+def _labels_option(value: str | None) -> str | None:
+    if value is not None and value not in documents.LABEL_SOURCES and not Path(value).suffix:
+        raise typer.BadParameter(f"must be from-dir, from-file, or the path of a .tsv file, not {value!r}")
+    return value
+
+
+Labels = Annotated[
+    str | None,
+    typer.Option(
+        "--labels",
+        callback=_labels_option,
+        show_default=False,
+        metavar="from-dir|from-file|FILE.tsv",
+        help="Label each document: from-dir (its directory's name), from-file (its file's stem, as in "
+        "names/French.txt), or FILE.tsv (text<TAB>label lines, each a document; then INPUT may be left out). "
+        "The model learns a label embedding, and samples take --label.",
+    ),
+]
+LabelOpt = Annotated[
+    str | None,
+    typer.Option("--label", show_default=False, help="A labelled model: the label of the text (see charrnn info)."),
 ]
 
 
@@ -327,6 +339,7 @@ def preprocess_cmd(
         Path | None, typer.Option("--out", help="Output directory (default: corpora/<input stem>).", show_default=False)
     ] = None,
     doc_sep: DocSep = None,
+    labels: Labels = None,
     val_frac: ValFrac = VAL_FRAC,
     test_frac: TestFrac = TEST_FRAC,
     encoding_errors: EncodingErrors = "strict",
@@ -341,7 +354,9 @@ def preprocess_cmd(
     inputs, a directory (every file inside, recursively, in sorted order; files that look
     binary are skipped and listed), a glob pattern, or --doc-sep make a collection of
     documents: each ends with an end-of-document symbol of the vocabulary (⏎ in pages), and
-    the splits fall between whole documents.
+    the splits fall between whole documents. With --labels each document has a label (written
+    to DIR/labels.bin): val and test then take the last documents of every label, and each
+    split's documents are laid out in a fixed shuffled order.
 
     [bold]Examples[/bold]
 
@@ -352,18 +367,23 @@ def preprocess_cmd(
       charrnn preprocess /usr/share/games/fortunes/de --doc-sep '\\n%\\n'   [dim]# a fortune a document[/dim]
 
       charrnn preprocess 'names/*.txt' --doc-sep '\\n'                      [dim]# a name a document[/dim]
+
+      charrnn preprocess names/ --doc-sep '\\n' --labels from-file   [dim]# names/French.txt: label French[/dim]
+
+      charrnn preprocess --labels reviews.tsv                            [dim]# text<TAB>label lines[/dim]
     """
     from charrnn import api  # see the note on lazy imports at the top
 
-    if not inputs:
+    if not inputs and (labels is None or labels in documents.LABEL_SOURCES):
         _fail("name a text file, a directory or a pattern to preprocess", 2)
     corpus = api.preprocess(
-        inputs,
+        inputs or None,
         out=out,
         val_frac=val_frac,
         test_frac=test_frac,
         text=TextOptions(encoding_errors, newline, force),
         doc_sep=doc_sep,
+        labels=labels,
     )
     m = corpus.meta
     _say_skipped(m)
@@ -374,6 +394,10 @@ def preprocess_cmd(
     if "documents" in m:
         sep = f", split at {m['doc_sep']!r}" if m.get("doc_sep") is not None else ", a file each"
         t.add_row("documents", f"{m['documents']:,} from {m['files']:,} file(s){sep}")
+    if "labels" in m:
+        pairs = list(zip(m["labels"]["names"], m["labels"]["documents"], strict=True))
+        listed = ", ".join(f"{name} {count:,}" for name, count in pairs[:20])
+        t.add_row("labels", f"{len(pairs)} ({listed}{', …' if len(pairs) > 20 else ''})")
     t.add_row("vocabulary", f"{m['vocab_size']} code points, stored as {m['dtype']}")
     sizes = m["split_sizes"]
     t.add_row("splits", "  ".join(f"{k} {sizes[k]:,}" for k in ("train", "val", "test") if sizes[k]))
@@ -433,6 +457,7 @@ def train_cmd(
         "Optional with --resume."
     ) = None,
     doc_sep: DocSep = None,
+    labels: Labels = None,
     out: Annotated[
         Path | None,
         typer.Option(
@@ -573,6 +598,8 @@ def train_cmd(
       charrnn train --resume checkpoints/tinyshakespeare-20261128-101500 --max-steps 5000
 
       charrnn train fortunes.txt --init-from checkpoints/tinyshakespeare-20261128-101500 --time-limit 120
+
+      charrnn train names/ --doc-sep '\\n' --labels from-file --out checkpoints/names   [dim]# then sample --label[/dim]
     """
     from charrnn import api, distributed  # see the note on lazy imports at the top
     from charrnn.interrupt import StopFlag
@@ -590,6 +617,7 @@ def train_cmd(
         test_frac=test_frac,
         text=TextOptions(encoding_errors, newline, force),
         doc_sep=doc_sep,
+        labels=labels,
     )
     if is_main:
         _say_skipped(plan.corpus.meta)
@@ -809,6 +837,15 @@ def sample_cmd(
             help=f"With --documents: a document is ended at this length (default {MAX_DOCUMENT:,}).",
         ),
     ] = SampleConfig.max_length,
+    label: Annotated[
+        str | None,
+        typer.Option(
+            "--label",
+            show_default=False,
+            help="A model trained with --labels: write text of this label (default: each document's label is "
+            "drawn by how many documents of each the model learnt from).",
+        ),
+    ] = SampleConfig.label,
     unknown: UnknownOpt = SampleConfig.unknown,
     precision: Annotated[
         Literal["fp32", "bf16"],
@@ -838,6 +875,8 @@ def sample_cmd(
       charrnn sample checkpoints/fortunes --documents 3      [dim]# three whole fortunes[/dim]
 
       charrnn sample checkpoints/names --documents 10 --prime K --max-length 12
+
+      charrnn sample checkpoints/names --label French --documents 10 --separator $'\\n'
     """
     from charrnn import api  # see the note on lazy imports at the top
 
@@ -909,19 +948,24 @@ def eval_cmd(
         Path | None, typer.Option("--file", readable=False, help="Evaluate on this UTF-8 file instead.")
     ] = None,
     unknown: UnknownOpt = "error",
+    label: LabelOpt = None,
     device: DeviceOpt = "auto",
 ):
     """Loss of a model on a split of its corpus, or on any UTF-8 file, in nats and bits per character.
+
+    A model trained with labels reads a split with its documents' labels, and --file as text of --label.
 
     [bold]Examples[/bold]
 
       charrnn eval checkpoints/my-run
 
       charrnn eval checkpoints/my-run/best.pt --file holdout.txt
+
+      charrnn eval checkpoints/names --file more-french-names.txt --label French
     """
     from charrnn import api  # see the note on lazy imports at the top
 
-    ev = api.evaluate(checkpoint_path, split=split, file=file, unknown=unknown, device=device)
+    ev = api.evaluate(checkpoint_path, split=split, file=file, unknown=unknown, device=device, label=label)
     typer.echo(f"{ev.what}: {ev.loss:.4f} nats/char, {ev.bits:.4f} bits/char over {ev.predictions:,} predictions")
 
 
@@ -975,6 +1019,7 @@ def visualize_cmd(
         int, typer.Option("--max-chars", min=2, help="Characters of the text to show (the page grows with it).")
     ] = 3000,
     unknown: UnknownOpt = "error",
+    label: LabelOpt = None,
 ):
     """Write one self-contained HTML page showing what the model sees in a text.
 
@@ -994,7 +1039,7 @@ def visualize_cmd(
     from charrnn.visualize import visualize_checkpoint  # see the note on lazy imports at the top
 
     page, shown = visualize_checkpoint(
-        checkpoint_path, text=text, prime=prime, out=out, max_chars=max_chars, unknown=unknown
+        checkpoint_path, text=text, prime=prime, out=out, max_chars=max_chars, unknown=unknown, label=label
     )
     err.print(f"wrote {page} ({page.stat().st_size / 1e6:.1f} MB, {shown:,} characters)", soft_wrap=True)
 

@@ -156,10 +156,10 @@ def train(
 
 
 def _param_groups(model: CharRNN, weight_decay: float) -> list[dict]:
-    # Decay weight matrices only; biases and the embedding table stay free.
+    # Decay weight matrices only; biases and the embedding tables (characters, labels) stay free.
     decay, free = [], []
     for name, p in model.named_parameters():
-        (decay if p.dim() >= 2 and not name.startswith("embed") else free).append(p)
+        (decay if p.dim() >= 2 and not name.startswith(("embed.", "label_embed.")) else free).append(p)
     return [{"params": decay, "weight_decay": weight_decay}, {"params": free, "weight_decay": 0.0}]
 
 
@@ -204,12 +204,15 @@ class _Trainer:
         self.parent_record = None if parent is None else parent.record()
         if resume is not None:
             model_cfg = checkpoint.model_config(resume)
-            checkpoint.check_resumes_on(resume, corpus_vocab=corpus.vocab, corpus_name=corpus.name, cfg=cfg)
+            checkpoint.check_resumes_on(
+                resume, corpus_vocab=corpus.vocab, corpus_name=corpus.name, cfg=cfg, corpus_labels=corpus.labels
+            )
             self.vocab = checkpoint.vocab(resume)
             self.parent_record = resume.get("parent")
         elif parent is not None:
             self.vocab = parent.vocab
         assert model_cfg is not None and model_cfg.vocab_size == len(self.vocab)
+        assert model_cfg.labels == tuple(corpus.labels)
         self.precision = training_precision(cfg.precision, device, model_cfg.model)
         self.corpus, self.model_cfg, self.cfg = corpus, model_cfg, cfg
         self.ranks, self.device, self.rows = ranks, device, rows
@@ -234,6 +237,12 @@ class _Trainer:
         self.scaler = torch.amp.GradScaler(device.type, enabled=needs_loss_scaling(device, self.precision))
         self.batcher = StreamBatcher(corpus.split_reader("train", self.vocab), cfg.batch_size, cfg.seq_len, rows=rows)
         self.val_ids = corpus.split_reader("val", self.vocab)
+        # a labelled model's labels: the same windows over each symbol's label id (the targets' are the inputs')
+        self.label_batcher = self.val_labels = None
+        if model_cfg.labels:
+            train_labels = corpus.label_reader("train")
+            self.label_batcher = StreamBatcher(train_labels, cfg.batch_size, cfg.seq_len, rows=rows)
+            self.val_labels = corpus.label_reader("val")
 
         self.state = TrainState()
         self.hidden: State | None = None  # carried from batch to batch, float32
@@ -379,11 +388,14 @@ class _Trainer:
         xb, yb = self.batcher.batch_at(state.offset)
         x = torch.from_numpy(xb).to(self.device, non_blocking=True)
         y = torch.from_numpy(yb).to(self.device, non_blocking=True)
+        labels = None
+        if self.label_batcher is not None:
+            labels = torch.from_numpy(self.label_batcher.batch_at(state.offset)[1]).to(self.device, non_blocking=True)
         lr = lr_at(cfg, state.step, self._progress()) * state.lr_scale
         for param_group in self.opt.param_groups:
             param_group["lr"] = lr
         with autocast(self.device, self.precision):
-            logits, new_state = self.net(x, self.hidden)
+            logits, new_state = self.net(x, self.hidden, labels)
         loss = cross_entropy(logits, y)
         self.opt.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
@@ -454,6 +466,7 @@ class _Trainer:
             device=self.device,
             precision=self.precision,
             ranks=self.ranks,
+            labels=self.val_labels,
         )
         improved = math.isfinite(state.val_loss) and state.val_loss < state.best_val_loss
         if improved:

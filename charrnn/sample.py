@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import torch
 
-from charrnn.config import MAX_DOCUMENT, SampleConfig
+from charrnn.config import MAX_DOCUMENT, ModelConfig, SampleConfig
 from charrnn.documents import EOD, EOD_TEXT
 from charrnn.errors import BadValueError
 from charrnn.model import CharRNN
@@ -80,14 +80,14 @@ def generate(
             step, convert = stepper.step, stepper.convert
         else:
             step, convert = _reference_step(model), None
-        run = SampleRun(vocab, config, next(model.parameters()).device, eod_text)
+        run = SampleRun(vocab, config, next(model.parameters()).device, eod_text, model.config)
         read_primes(model, [run], convert)
         yield run.first
         while not run.finished:
             ids, pieces = run.pick()
             yield pieces
             if not run.finished:
-                run.logits, run.state = step(ids, run.state)
+                run.logits, run.state = step(ids, run.state, run.label_ids)
         if run.rest is not None:
             yield run.rest
     finally:
@@ -103,12 +103,22 @@ class SampleRun:
     `read_primes` reads the prime and sets `logits` and `state`; after `first` (the prime as
     shown), call `pick` (or draw the ids elsewhere and `take` them) until `finished`, stepping
     the model with the ids in between and setting `logits` and `state` from it. `rest` is then
-    the text still held back, if any."""
+    the text still held back, if any.
 
-    def __init__(self, vocab: Vocab, config: SampleConfig, device: torch.device, eod_text: str = EOD_TEXT):
+    A labelled model (`model_config.labels`) is stepped with `label_ids` beside the ids."""
+
+    def __init__(
+        self,
+        vocab: Vocab,
+        config: SampleConfig,
+        device: torch.device,
+        eod_text: str = EOD_TEXT,
+        model_config: ModelConfig | None = None,
+    ):
         self.vocab, self.config = vocab, config
         self.g = generator(config.seed, device)
         self.prime_ids, shown = _prime(vocab, config.prime, unknown=config.unknown, g=self.g)
+        self.labels = _Labels.of(model_config, config, self.g, device)
         self.first = (shown,) * config.num_samples
         self.streams = _Streams(config.num_samples, config.stop)
         self.picked = 0  # characters picked for each stream so far
@@ -141,9 +151,16 @@ class SampleRun:
         ids = pick(logits, self.g, temp=c.temp, top_k=c.top_k, top_p=c.top_p)
         return ids if self.docs is None else self.docs.forced(ids)
 
+    @property
+    def label_ids(self) -> torch.Tensor | None:
+        """(B,): each stream's label id, for a labelled model's next step; else None."""
+        return None if self.labels is None else self.labels.ids
+
     def take(self, ids: list[int]) -> tuple[str, ...]:
         """The pieces ready to print once each stream has taken its next id."""
         self.picked += 1
+        if self.labels is not None:
+            self.labels.after(ids, self.eod)
         if self.docs is not None:
             return self.docs.take(ids)
         return self.streams.add([self.chars[j] for j in ids])
@@ -164,7 +181,10 @@ def read_primes(model: CharRNN, runs: list[SampleRun], convert=None) -> None:
     x = torch.cat(
         [torch.tensor(r.prime_ids, device=device).unsqueeze(0).expand(r.config.num_samples, -1) for r in runs]
     )  # (B, P)
-    logits, state = model(x)
+    labels = None
+    if runs[0].labels is not None:  # the stream's label at every position of its prime
+        labels = torch.cat([r.labels.ids for r in runs]).unsqueeze(1).expand(-1, x.size(1))
+    logits, state = model(x, None, labels)
     row = 0
     for r in runs:
         rows = slice(row, row + r.config.num_samples)
@@ -189,6 +209,41 @@ def _prime(vocab: Vocab, prime: str, *, unknown: str, g: torch.Generator) -> tup
         return [vocab.index["\n"]], ""
     ids = [int(torch.randint(len(vocab), (1,), generator=g, device=g.device))]
     return ids, vocab.decode(ids)
+
+
+class _Labels:
+    """The label of each stream of a labelled model's run: the one asked for, or for each
+    document one drawn by the label counts (from a generator of its own, seeded from the run's,
+    so the characters' draws are the same whichever labels are drawn)."""
+
+    def __init__(self, model_config: ModelConfig, config: SampleConfig, g, device):
+        self.fixed = None if config.label is None else model_config.label_id(config.label)
+        self.weights = torch.tensor(model_config.label_counts, dtype=torch.float64)
+        self.g = None
+        if self.fixed is None:
+            seed = int(torch.randint(2**62, (1,), generator=g, device=g.device))
+            self.g = torch.Generator().manual_seed(seed)
+        self.ids = torch.tensor([self.draw() for _ in range(config.num_samples)], dtype=torch.long, device=device)
+
+    @classmethod
+    def of(cls, model_config: ModelConfig | None, config: SampleConfig, g, device) -> _Labels | None:
+        if model_config is None or not model_config.labels:
+            if config.label is not None:
+                raise BadValueError("--label needs a model trained with labels (charrnn train ... --labels)")
+            return None
+        return cls(model_config, config, g, device)
+
+    def draw(self) -> int:
+        if self.fixed is not None:
+            return self.fixed
+        return int(torch.multinomial(self.weights, 1, generator=self.g))
+
+    def after(self, ids: list[int], eod: int | None) -> None:
+        """The streams that took the end of a document write the next one with a new label."""
+        if self.fixed is None:
+            for s, j in enumerate(ids):
+                if j == eod:
+                    self.ids[s] = self.draw()
 
 
 class _Documents:
@@ -313,8 +368,8 @@ class _Streams:
 def _reference_step(model: CharRNN):
     """The plain path: one `nn.LSTM` call per character."""
 
-    def step(ids, state):
-        logits, state = model(ids.unsqueeze(1), state)
+    def step(ids, state, labels=None):
+        logits, state = model(ids.unsqueeze(1), state, None if labels is None else labels.unsqueeze(1))
         return logits[:, -1], state
 
     return step

@@ -4,11 +4,13 @@
     curl -N localhost:8000/v1/generate -d '{"prime": "ROMEO:", "length": 200, "stream": true}'
 
 - `POST /v1/generate`: JSON with the options of `charrnn sample` (prime, length, temp, top_k,
-  top_p, stop, seed, num_samples, unknown). Answers `{"text": ...}` (or `{"texts": [...]}` for
-  num_samples > 1) and `"stopped"` (length, stop, or documents). With `"stream": true` the answer is
+  top_p, stop, seed, num_samples, unknown, documents, min_length, max_length, label). Answers
+  `{"text": ...}` (or `{"texts": [...]}` for num_samples > 1) and `"stopped"` (length, stop,
+  or documents). With `"stream": true` the answer is
   newline-delimited JSON (application/x-ndjson), one object per line as the text is written:
   `{"text": piece}` (with `"sample": i` when num_samples > 1), then `{"done": true, "stopped": ...}`.
-- `POST /v1/score`: `{"text": ...}` -> nats and bits per character, and each character's log-probability.
+- `POST /v1/score`: `{"text": ...}` (and `"label"` for a labelled model) -> nats and bits per
+  character, and each character's log-probability.
 - `GET /v1/info`: what `charrnn info` shows. `GET /healthz`: streams being written and requests waiting.
 - `GET /`: a page to write from in a browser (no network needed beyond this server).
 
@@ -59,6 +61,7 @@ class GenerateBody(BaseModel):
     documents: int | None = Field(SampleConfig.documents, ge=1)
     min_length: int | None = Field(SampleConfig.min_length, ge=0)
     max_length: int | None = Field(SampleConfig.max_length, ge=1)
+    label: str | None = Field(SampleConfig.label, min_length=1)
     stream: bool = False
 
 
@@ -67,6 +70,7 @@ class ScoreBody(BaseModel):
 
     text: str
     unknown: Literal["error", "skip"] = "error"
+    label: str | None = None
 
 
 class HTTPError(Exception):
@@ -133,6 +137,8 @@ def create_app(model: api.Model, limits: ServeLimits = ServeLimits(), batcher: B
             too_long = f"the prime is {len(body.prime)} characters, more than this server's --max-length"
             raise HTTPError(400, f"{too_long} {limits.max_length}")
         model.vocab.encode(body.prime, unknown=body.unknown, context="the prime text")  # a 400 before any text
+        if body.label is not None:
+            model.net.config.label_id(body.label)
         body = _within_limits(body, limits)
         config = SampleConfig(**body.model_dump(exclude={"stream"}))
         queue: asyncio.Queue = asyncio.Queue()
@@ -144,7 +150,7 @@ def create_app(model: api.Model, limits: ServeLimits = ServeLimits(), batcher: B
     @app.post("/v1/score")
     async def score(request: Request) -> dict:
         body = ScoreBody.model_validate_json(await request.body())
-        s = await asyncio.to_thread(model.score, body.text, unknown=body.unknown)
+        s = await asyncio.to_thread(model.score, body.text, unknown=body.unknown, label=body.label)
         return {"nats": s.nats, "bits": s.bits, "chars": len(s.text), "logprobs": s.logprobs}
 
     @app.get("/v1/info")

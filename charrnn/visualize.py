@@ -55,16 +55,20 @@ class Trace:
 
 
 @torch.no_grad()
-def trace(model: CharRNN, vocab: Vocab, text: str, *, top_k: int = TOP_K) -> Trace:
-    """Run `text` through `model` one character at a time, keeping every layer's state."""
+def trace(model: CharRNN, vocab: Vocab, text: str, *, top_k: int = TOP_K, labels: np.ndarray | None = None) -> Trace:
+    """Run `text` through `model` one character at a time, keeping every layer's state. A
+    labelled model reads each character with a label id (`labels`, one per character: the
+    label of the document the next character belongs to)."""
     if len(text) < 2:
         raise InputError("the text to visualise needs at least 2 characters")
     ids = torch.tensor(vocab.encode(text, context="the text to visualise"), dtype=torch.long)
     stepper = FastStepper(model)
     state = stepper.convert(model.init_state(1))  # per layer [h] or [h, c], each (1, H)
+    label_ids = None if labels is None else torch.as_tensor(np.asarray(labels, dtype=np.int64))
     logps, steps = [], []
     for t in range(len(ids)):
-        logits, state = stepper.step(ids[t : t + 1], state)  # logits (1, V)
+        label = None if label_ids is None else label_ids[t : t + 1]
+        logits, state = stepper.step(ids[t : t + 1], state, label)  # logits (1, V)
         logps.append(torch.log_softmax(logits[0], dim=-1))
         steps.append(torch.stack([torch.stack([s[0] for s in layer]) for layer in state]))  # (L, S, H)
     logp = torch.stack(logps)  # (N, V): prediction for the character after each one
@@ -176,8 +180,16 @@ def interesting_cells(
 # --------------------------------------------------------------------------- page
 
 
-def build_page(model: CharRNN, vocab: Vocab, text: str, *, title: str = "charrnn", max_stored: int = MAX_STORED) -> str:
-    t = trace(model, vocab, text)
+def build_page(
+    model: CharRNN,
+    vocab: Vocab,
+    text: str,
+    *,
+    title: str = "charrnn",
+    max_stored: int = MAX_STORED,
+    labels: np.ndarray | None = None,
+) -> str:
+    t = trace(model, vocab, text, labels=labels)
     feats = text_features(text)
     acts, labels = unit_matrix(t)
     r = correlations(np.stack([feats[n] for n in FEATURES]), acts)
@@ -229,8 +241,10 @@ def script_json(obj) -> str:
     return s.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
-def write_page(model: CharRNN, vocab: Vocab, text: str, *, out: Path, title: str = "charrnn") -> Path:
-    return write_html(out, build_page(model, vocab, text, title=title))
+def write_page(
+    model: CharRNN, vocab: Vocab, text: str, *, out: Path, title: str = "charrnn", labels: np.ndarray | None = None
+) -> Path:
+    return write_html(out, build_page(model, vocab, text, title=title, labels=labels))
 
 
 def visualize_checkpoint(
@@ -241,22 +255,36 @@ def visualize_checkpoint(
     out: Path | None = None,
     max_chars: int = 3000,
     unknown: str = "error",
+    label: str | None = None,
 ) -> tuple[Path, int]:
     """`charrnn visualize`: the page of a checkpoint on a file, on `prime`, or on the start of
     its corpus's validation split (default: visualize.html beside the checkpoint). Returns the
-    page and the number of characters it shows."""
+    page and the number of characters it shows. A labelled model reads a file or `prime` as
+    text of `label`, and the split with its documents' labels."""
     if text is not None and prime is not None:
         raise BadValueError("give --text or --prime, not both")
     path = runs.resolve_checkpoint(checkpoint_path)
     model, vocab, ckpt = checkpoint.load_model(path)
-    if prime is not None:
-        content, what = prime, "--prime"
-    elif text is not None:
-        content, what = "".join(iter_text(check_text_file(text))), str(text)
+    labels = None
+    if prime is not None or text is not None:
+        label_id = model.config.label_id(label)
+        if prime is not None:
+            content, what = prime, "--prime"
+        else:
+            content, what = "".join(iter_text(check_text_file(text))), str(text)
     else:
         corpus = Corpus.load(runs.checkpoint_corpus(ckpt, "give --text FILE or --prime TEXT"))
         content, what = corpus.vocab.decode(corpus.split("val")[:max_chars]), f"val split of {corpus.name}"
+        if label is not None:
+            raise BadValueError("--label is for --text and --prime: a split is read with its documents' labels")
+        label_id = None
+        if model.config.labels:  # each character with the label of the next one's document
+            own = corpus.label_reader("val")[0 : max_chars + 1]
+            labels = np.append(own[1:], own[-1:])[: len(content)]
     ids = vocab.encode(content, unknown=unknown, context=what)
     content = vocab.decode(ids[:max_chars])
+    if label_id is not None:
+        labels = np.full(len(content), label_id)
     title = f"{path.parent.name}/{path.name} on {what}"
-    return write_page(model, vocab, content, out=out or path.parent / "visualize.html", title=title), len(content)
+    page = write_page(model, vocab, content, out=out or path.parent / "visualize.html", title=title, labels=labels)
+    return page, len(content)
