@@ -362,9 +362,7 @@ def evaluate(
             raise CheckpointError(f"corpus {cpath} has characters the checkpoint's vocabulary lacks") from None
         if label is not None:
             raise BadValueError("--label is for --file: a split is read with its own documents' labels")
-        if tuple(corpus.labels) != model.config.labels:
-            raise CheckpointError(f"corpus {cpath} has other labels than the checkpoint's")
-        labels = corpus.label_reader(split)
+        labels = runs.split_labels(corpus, model.config.labels, split)
         what = f"{split} split of {corpus.name}"
     if len(ids) < 2:
         raise InputError(f"{what} has fewer than 2 characters: nothing to evaluate")

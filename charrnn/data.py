@@ -288,6 +288,8 @@ def _check_meta(meta) -> tuple[int, np.dtype]:
 def _check_labels(path: Path, labels, n: int) -> None:
     """A labelled corpus's label set and labels.bin, as loading and training rely on them;
     ValueError names what is wrong."""
+    if not isinstance(labels, dict):
+        raise ValueError("meta.json: 'labels' is not an object")
     names, counts = labels.get("names"), labels.get("documents")
     if (
         not isinstance(names, list)
@@ -335,6 +337,7 @@ class Source:
     skipped: tuple[Path, ...] = ()
     name: str = ""
     labels: str | None = None  # where documents' labels come from: from-dir, from-file, or tsv (the file)
+    roots: tuple[Path | None, ...] = ()  # for from-dir: the directory named that each file was found under
 
     @classmethod
     def of(
@@ -372,6 +375,7 @@ class Source:
             skipped=tuple(found.skipped),
             name=name or "documents",
             labels=None if labels is None else str(labels),
+            roots=tuple(found.roots),
         )
 
     @classmethod
@@ -395,8 +399,8 @@ class Source:
             for text, label in documents.tsv_documents(self.files[0], iter_text(self.files[0], opts, chunk_bytes)):
                 yield label, text, True
             return
-        for path in self.files:
-            label = _displayable(documents.label_of(path, self.labels))
+        for path, root in zip(self.files, self.roots, strict=True):
+            label = _displayable(documents.label_of(path, self.labels, root))
             for text, end in documents.split_pieces(iter_text(path, opts, chunk_bytes), self.doc_sep):
                 yield label, text, end
 
@@ -437,10 +441,10 @@ class Source:
         if not self.documents:
             return file_sha256(self.files[0])
         h = hashlib.sha256()
-        for path in self.files:
+        for i, path in enumerate(self.files):
             name = _displayable(path.name)
-            if self.labels == "from-dir":  # the label is the directory's name
-                name = f"{_displayable(documents.label_of(path, self.labels))}/{name}"
+            if self.labels == "from-dir":  # the label is a directory's name
+                name = f"{_displayable(documents.label_of(path, self.labels, self.roots[i]))}/{name}"
             h.update(f"{name}\0{file_sha256(path)}\n".encode())
         return h.hexdigest()
 
@@ -674,6 +678,7 @@ def _label_parts(scan: _Scan, val_frac: float, test_frac: float) -> np.ndarray:
 
 
 SHUFFLE_SEED = 0  # the fixed order a labelled collection's documents are laid out in
+LABELLED_LAYOUT = 1  # how labelled collections are laid out (`_write_labelled`): part of the cache key
 
 
 def _write_labelled(
@@ -690,7 +695,8 @@ def _write_labelled(
     each symbol's document). The documents are laid out split by split (train, test, val; see
     `_label_parts`), and within a split in a fixed shuffled order, so the documents before one
     do not tell its label: the model must learn it from the label. The text is first written
-    in its own order, then copied document by document (memory stays at what the scan keeps)."""
+    in its own order, then copied document by document, a chunk at most at a time (memory
+    stays at what the scan keeps; the disk briefly holds the ids twice)."""
     staged = tmp / "ids.staged"
     written = 0
     with open(staged, "wb") as f:
@@ -717,20 +723,28 @@ def _write_labelled(
     by_part = [rng.permutation(np.flatnonzero(parts == k)) for k in range(3)]  # train, test, val
     starts = np.cumsum(scan.doc_lengths) - scan.doc_lengths
     label_dtype = _label_dtype(len(scan.labels))
+    block = max(1, chunk_bytes // itemsize)  # symbols read at once, and held before a write
     fd = os.open(staged, os.O_RDONLY)
     try:
         with open(tmp / "ids.bin", "wb") as ids_out, open(tmp / "labels.bin", "wb") as labels_out:
+            held_ids: list[bytes] = []
+            held_labels: list[np.ndarray] = []
+            size = 0
             for docs in by_part:
-                for a in range(0, len(docs), 4096):
-                    chunk = docs[a : a + 4096]
-                    ids_out.write(
-                        b"".join(
-                            os.pread(fd, int(n) * itemsize, int(s) * itemsize)
-                            for s, n in zip(starts[chunk], scan.doc_lengths[chunk], strict=True)
-                        )
-                    )
-                    labels = scan.doc_labels[chunk].astype(label_dtype)
-                    labels_out.write(np.repeat(labels, scan.doc_lengths[chunk]).tobytes())
+                for doc in docs:
+                    start, length, label = int(starts[doc]), int(scan.doc_lengths[doc]), scan.doc_labels[doc]
+                    for a in range(0, length, block):  # a long document in bounded pieces
+                        n = min(block, length - a)
+                        held_ids.append(_pread_all(fd, n * itemsize, (start + a) * itemsize))
+                        held_labels.append(np.full(n, label, dtype=label_dtype))
+                        size += n
+                        if size >= block:
+                            ids_out.write(b"".join(held_ids))
+                            labels_out.write(np.concatenate(held_labels).tobytes())
+                            held_ids, held_labels, size = [], [], 0
+            if held_ids:
+                ids_out.write(b"".join(held_ids))
+                labels_out.write(np.concatenate(held_labels).tobytes())
             for f in (ids_out, labels_out):
                 f.flush()
                 os.fsync(f.fileno())
@@ -740,6 +754,18 @@ def _write_labelled(
     sizes = [int(scan.doc_lengths[docs].sum()) for docs in by_part]
     train, test = sizes[0], sizes[0] + sizes[1]
     return {"train": [0, train], "test": [train, test], "val": [test, scan.n]}
+
+
+def _pread_all(fd: int, n: int, offset: int) -> bytes:
+    """`n` bytes at `offset`, however many reads that takes (a read returns 2 GiB at most)."""
+    parts = []
+    while n > 0:
+        data = os.pread(fd, n, offset)
+        if not data:
+            raise OSError(f"unexpected end of file at byte {offset}")
+        parts.append(data)
+        n, offset = n - len(data), offset + len(data)
+    return b"".join(parts)
 
 
 def _replace_dir(new: Path, dest: Path) -> None:
@@ -774,7 +800,7 @@ def cached_corpus(
     if source.documents:
         key += f"|documents|{source.doc_sep!r}"
     if source.labels:
-        key += f"|labels|{source.labels}"
+        key += f"|labels|{source.labels}|layout {LABELLED_LAYOUT}"
     out = Path(root) / f"{source.name}-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
     if (out / "meta.json").exists():
         try:

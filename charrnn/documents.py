@@ -40,6 +40,7 @@ class Collection:
 
     files: list[Path]
     skipped: list[Path]
+    roots: list[Path | None]  # for each file, the directory named that it was found under (None: not in one)
 
 
 def collect(inputs: list[Path], looks_binary) -> Collection:
@@ -47,9 +48,9 @@ def collect(inputs: list[Path], looks_binary) -> Collection:
     names and files seen already left out), and files matching a glob pattern. A file found
     in a directory or by a pattern that `looks_binary` (path -> reason or None) is skipped; one
     named on its own is not (it fails later with the reason, unless forced)."""
-    files, skipped, seen = [], [], set()
+    files, skipped, roots, seen = [], [], [], set()
 
-    def add(path: Path, named: bool) -> None:
+    def add(path: Path, named: bool, root: Path | None = None) -> None:
         key = path.resolve()
         if key in seen:
             return
@@ -58,6 +59,7 @@ def collect(inputs: list[Path], looks_binary) -> Collection:
             skipped.append(path)
         else:
             files.append(path)
+            roots.append(root)
 
     for given in inputs:
         given = Path(given)
@@ -66,7 +68,7 @@ def collect(inputs: list[Path], looks_binary) -> Collection:
             if not found:
                 raise InputError(f"{given}: the directory holds no files")
             for path in found:
-                add(path, named=False)
+                add(path, named=False, root=given)
         elif given.exists() or not glob.has_magic(str(given)):
             add(given, named=True)  # a file (or what is not one: reading it says so in one line)
         else:
@@ -77,7 +79,7 @@ def collect(inputs: list[Path], looks_binary) -> Collection:
                 add(path, named=False)
     if not files:
         raise InputError(f"no text files among the inputs ({len(skipped)} look binary)")
-    return Collection(files, skipped)
+    return Collection(files, skipped, roots)
 
 
 def _files_under(root: Path) -> Iterator[Path]:
@@ -176,11 +178,22 @@ def unescape(value: str) -> str:
     return "".join(out)
 
 
-def label_of(path: Path, how: str) -> str:
-    """A file's label: the name of the directory it is in (from-dir), or its stem (from-file)."""
-    if how == "from-dir":
+def label_of(path: Path, how: str, root: Path | None = None) -> str:
+    """A file's label: its stem (from-file), or (from-dir) the name of the folder it is in
+    below `root`, the directory named that it was found under, at whatever depth
+    (names/French/old/a.txt: French); a file named alone or by a pattern takes the name of
+    the folder it is in."""
+    if how == "from-file":
+        return path.stem
+    if root is None:
         return Path(os.path.abspath(path)).parent.name
-    return path.stem
+    parts = path.relative_to(root).parts
+    if len(parts) < 2:
+        raise InputError(
+            f"{path}: is directly in {root}; with --labels from-dir each document is in a folder named "
+            f"after its label, inside {root}"
+        )
+    return parts[0]
 
 
 def tsv_documents(path: Path, chunks: Iterator[str]) -> Iterator[tuple[str, str]]:

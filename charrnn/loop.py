@@ -29,7 +29,7 @@ from charrnn.checkpoint import TrainState
 from charrnn.config import DEFAULT_MAX_EPOCHS, ModelConfig, TrainConfig
 from charrnn.data import Corpus, StreamBatcher
 from charrnn.distributed import Ranks
-from charrnn.errors import PeerLostError, TrainingError, first_line
+from charrnn.errors import BadValueError, PeerLostError, TrainingError, first_line
 from charrnn.finetune import Parent
 from charrnn.model import CharRNN, State, cross_entropy
 from charrnn.runtime import (
@@ -212,7 +212,8 @@ class _Trainer:
         elif parent is not None:
             self.vocab = parent.vocab
         assert model_cfg is not None and model_cfg.vocab_size == len(self.vocab)
-        assert model_cfg.labels == tuple(corpus.labels)
+        if model_cfg.labels != tuple(corpus.labels):
+            raise BadValueError("the model's labels are not the corpus's: build its config from the corpus")
         self.precision = training_precision(cfg.precision, device, model_cfg.model)
         self.corpus, self.model_cfg, self.cfg = corpus, model_cfg, cfg
         self.ranks, self.device, self.rows = ranks, device, rows

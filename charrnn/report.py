@@ -252,7 +252,11 @@ def _config_table(run: Run) -> str:
     if c is None:
         return '<p class="empty">No readable last.pt or best.pt in the run directory.</p>'
     rows: list[tuple[str, object]] = list(checkpoint.describe(c))
-    rows += [(f"model.{k}", v) for k, v in checkpoint.config_fields(c, "model_config").items()]
+    rows += [
+        (f"model.{k}", v)
+        for k, v in checkpoint.config_fields(c, "model_config").items()
+        if k not in ("labels", "label_counts")  # the labels row of `describe` shows them
+    ]
     rows += [(f"train.{k}", v) for k, v in checkpoint.config_fields(c, "train_config").items()]
     body = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in rows)
     return f"<table>{body}</table>"

@@ -118,3 +118,11 @@ def checkpoint_corpus(ckpt: dict, instead: str) -> Path:
     if not path or not (Path(path) / "meta.json").is_file():
         raise InputError(f"the checkpoint's corpus is not on this machine; {instead}")
     return Path(path)
+
+
+def split_labels(corpus: Corpus, labels: tuple[str, ...], split: str):
+    """The label ids of a split of the corpus a model with `labels` was trained on (None for a
+    model without labels), refused where the corpus's labels are no longer the model's."""
+    if tuple(corpus.labels) != tuple(labels):
+        raise CheckpointError(f"corpus {corpus.path} has other labels than the checkpoint's; preprocess it again")
+    return corpus.label_reader(split) if labels else None

@@ -70,7 +70,7 @@ class ScoreBody(BaseModel):
 
     text: str
     unknown: Literal["error", "skip"] = "error"
-    label: str | None = None
+    label: str | None = Field(None, min_length=1)
 
 
 class HTTPError(Exception):

@@ -278,8 +278,9 @@ def visualize_checkpoint(
         if label is not None:
             raise BadValueError("--label is for --text and --prime: a split is read with its documents' labels")
         label_id = None
-        if model.config.labels:  # each character with the label of the next one's document
-            own = corpus.label_reader("val")[0 : max_chars + 1]
+        reader = runs.split_labels(corpus, model.config.labels, "val")
+        if reader is not None:  # each character with the label of the next one's document
+            own = reader[0 : max_chars + 1]
             labels = np.append(own[1:], own[-1:])[: len(content)]
     ids = vocab.encode(content, unknown=unknown, context=what)
     content = vocab.decode(ids[:max_chars])

@@ -91,6 +91,10 @@ def test_from_file_gives_each_document_its_files_label_and_every_label_a_val_sha
     again = preprocess([words], tmp_path / "again", doc_sep="\n", labels="from-file", val_frac=0.2)
     assert (again.path / "ids.bin").read_bytes() == (corpus.path / "ids.bin").read_bytes()  # deterministic
     assert (again.path / "labels.bin").read_bytes() == (corpus.path / "labels.bin").read_bytes()
+    # read and copied in chunks of a few symbols, long documents and all: the same corpus
+    small = preprocess([words], tmp_path / "small", doc_sep="\n", labels="from-file", val_frac=0.2, chunk_bytes=5)
+    assert (small.path / "ids.bin").read_bytes() == (corpus.path / "ids.bin").read_bytes()
+    assert (small.path / "labels.bin").read_bytes() == (corpus.path / "labels.bin").read_bytes()
 
 
 def test_from_dir_and_a_tsv_file_label_documents_too(cli, tmp_path):
@@ -99,7 +103,11 @@ def test_from_dir_and_a_tsv_file_label_documents_too(cli, tmp_path):
         for i, word in enumerate(_words(letters, 6, 1)):
             (tmp_path / "tree" / label / ("deep" if i % 2 else ".") / f"{i}.txt").write_text(word, encoding="utf-8")
     corpus = preprocess([tmp_path / "tree"], tmp_path / "c1", labels="from-dir", val_frac=0.3)
-    assert corpus.labels == ["Hard", "Soft", "deep"]  # the directory a file is in, whatever its depth
+    assert corpus.labels == ["Hard", "Soft"] and corpus.label_counts == [6, 6]  # the folder below the root
+    for word, label in _label_of_each_symbol(corpus, "train") + _label_of_each_symbol(corpus, "val"):
+        assert set(word) <= set(ALPHABETS[label])
+    (tmp_path / "tree" / "stray.txt").write_text("stray", encoding="utf-8")
+    one_line_error(cli("preprocess", tmp_path / "tree", "--labels", "from-dir"), 3, "stray.txt: is directly in")
     tsv = tmp_path / "poems.tsv"
     tsv.write_text("roses are red\\nviolets blue\tlove\n\nthe sea\\tthe sky\twide\r\nx\ty\tlove\n", encoding="utf-8")
     r = cli("preprocess", "--labels", tsv, "--out", "c2")
@@ -118,7 +126,13 @@ def test_bad_labels_are_one_line_errors(cli, words, tmp_path):
     shutil.copy(tmp_path / "Empty.txt", words / "Empty.txt")
     one_line_error(cli("preprocess", words, "--doc-sep", "\\n", "--labels", "from-file"), 3, "'Empty' has no documents")
     (words / "Empty.txt").unlink()
-    one_line_error(cli("preprocess", words, "--labels", "from-dir"), 3, "every document has the label 'words'")
+    one_line_error(cli("preprocess", words, "--labels", "from-dir"), 3, "Hard.txt: is directly in")
+    (tmp_path / "one" / "Only").mkdir(parents=True)
+    for name in "ab":
+        (tmp_path / "one" / "Only" / f"{name}.txt").write_text(name, encoding="utf-8")
+    one_line_error(
+        cli("preprocess", tmp_path / "one", "--labels", "from-dir"), 3, "every document has the label 'Only'"
+    )
     bad = tmp_path / "bad.tsv"
     bad.write_text("fine\tok\nno tab here\n", encoding="utf-8")
     one_line_error(cli("preprocess", "--labels", bad), 3, "line 2 has no tab")
