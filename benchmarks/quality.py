@@ -54,7 +54,14 @@ def run(corpus: str, preset: str, budget: float, out: Path, extra: list[str]) ->
     lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     evals = [m for m in lines if "val_loss" in m]
     steps = [m for m in lines if "train_loss" in m]
-    chosen = next((ln.split("-> ")[1] for ln in p.stderr.splitlines() if ln.startswith("preset auto -> ")), preset)
+    chosen = next(
+        (
+            ln.split("-> ")[1].split(":")[0].split()[0]
+            for ln in p.stderr.splitlines()
+            if ln.startswith("preset auto -> ")
+        ),
+        preset,
+    )
     return {
         "preset": preset,
         "chosen": chosen,

@@ -15,6 +15,8 @@ of `--nproc`): `plan_training` checks everything and names the run directory,
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -23,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from charrnn import checkpoint, data, distributed, memory, runs
+from charrnn import autopreset, checkpoint, data, distributed, memory, runs
 from charrnn.config import (
     SETTINGS,
     TEST_FRAC,
@@ -86,6 +88,7 @@ class TrainPlan:
     resumed: dict | None = None  # the checkpoint being resumed
     preset: str | None = None  # the preset used, "auto" resolved
     parent: Parent | None = None  # the model a fine-tuning run starts from
+    auto: dict | None = None  # how --preset auto chose, with a time limit on the CPU (autopreset.Choice.record)
 
 
 def plan_training(
@@ -136,7 +139,7 @@ def plan_training(
     if ckpt is not None:
         return TrainPlan(corpus, None, cfg, run_dir, resumed=ckpt)
 
-    parent = None
+    parent = auto = None
     if init_from is not None:
         parent = Parent.open(init_from, corpus.vocab)
         model_cfg = _checked(parent.model_config, settings)
@@ -149,13 +152,29 @@ def plan_training(
         cfg = _checked(finetune_config, parent.train_config, settings)
     else:
         if preset == "auto":
-            preset = auto_preset(settings.get("time_limit"), pick_device(settings.get("device", "auto")).type)
+            preset, auto = _auto(corpus, settings)
         model_cfg, cfg = _checked(configs, len(corpus.vocab), preset, settings)
     model_cfg = replace(model_cfg, labels=tuple(corpus.labels), label_counts=tuple(corpus.label_counts))
     if main and pick_device(cfg.device).type == "cpu":  # a GPU's own out-of-memory error is one line
         memory.check_training_memory(model_cfg, cfg)
     run_dir = run_dir or runs.new_run_dir(corpus.name)
-    return TrainPlan(corpus, model_cfg, cfg, run_dir, preset=preset, parent=parent)
+    return TrainPlan(corpus, model_cfg, cfg, run_dir, preset=preset, parent=parent, auto=auto)
+
+
+AUTO_ENV = "CHARRNN_AUTO_PRESET"  # the choice of --preset auto, passed to the processes of --nproc
+
+
+def _auto(corpus: Corpus, settings: dict[str, Any]) -> tuple[str, dict | None]:
+    """The preset `--preset auto` means: with a time limit on the CPU, the one whose measured
+    speed here buys the lowest val loss in that time (`autopreset.choose`); else large. The
+    processes of a data-parallel run take the choice their launcher made, so all train one model."""
+    time_limit, device = settings.get("time_limit"), pick_device(settings.get("device", "auto"))
+    if AUTO_ENV in os.environ:
+        record = json.loads(os.environ[AUTO_ENV])
+        return record["preset"], record
+    if time_limit is None or device.type != "cpu" or distributed.from_env().enabled:
+        return auto_preset(time_limit, device.type), None
+    return (choice := autopreset.choose(corpus, time_limit, settings, device)).preset, choice.record()
 
 
 def _checked(build, *args, **kwargs):
@@ -179,6 +198,7 @@ def run_training(
         resume=plan.resumed,
         parent=plan.parent,
         should_stop=should_stop,
+        auto=plan.auto,
     )
 
 

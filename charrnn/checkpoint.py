@@ -70,6 +70,7 @@ class TrainState:
         device: str,
         corpus: dict,
         parent: dict | None = None,
+        auto: dict | None = None,
     ) -> dict:
         """The whole checkpoint: this state with the parts it is saved with (on the CPU).
         `parent` is the model a fine-tuning run started from (see `finetune.Parent.record`)."""
@@ -100,6 +101,7 @@ class TrainState:
             "device": device,
             "corpus": corpus,
             "parent": parent,
+            "auto": auto,
             "history": self.history[-HISTORY_KEPT:],
             **provenance(),
         }
@@ -473,6 +475,7 @@ def describe(ckpt: dict) -> list[tuple[str, str]]:
         ("corpus", f"{corpus.get('name', '?')} ({number(corpus.get('chars'), ',')} characters{_documents(corpus)})"),
         ("corpus sha256", str(corpus.get("sha256"))),
         *_label_rows(mc),
+        *_auto_rows(ckpt.get("auto")),
         *_parent_rows(ckpt.get("parent")),
         *provenance_rows(ckpt),
     ]
@@ -498,6 +501,15 @@ def _documents(corpus: dict) -> str:
         return ""
     sep = corpus.get("doc_sep")
     return f", {number(corpus['documents'], ',')} documents" + (f" split at {sep!r}" if isinstance(sep, str) else "")
+
+
+def _auto_rows(auto) -> list[tuple[str, str]]:
+    """How --preset auto chose the preset, by the speed it measured here."""
+    if not isinstance(auto, dict):
+        return []
+    speeds = auto.get("chars_per_sec") if isinstance(auto.get("chars_per_sec"), dict) else {}
+    measured = ", ".join(f"{k} {number(v / 1e3 if is_number(v) else None, '.1f')}k" for k, v in speeds.items())
+    return [("preset", f"auto: {auto.get('preset', '?')} ({auto.get('reason', '?')}; chars/s measured: {measured})")]
 
 
 def _parent_rows(parent) -> list[tuple[str, str]]:

@@ -672,7 +672,8 @@ def _auto_reason(auto: dict | None) -> str:
         return " (no time limit, or not on the CPU: the largest)"
     speeds = ", ".join(f"{k} {v / 1e3:.1f}k" for k, v in auto["chars_per_sec"].items())
     skipped = f"; not measured: {', '.join(auto['not_measured'])}" if auto["not_measured"] else ""
-    return f": {auto['reason']} (measured in {auto['measure_s']:.1f} s, chars/s: {speeds}{skipped})"
+    measured = f"measured in {auto['measure_s']:.1f} s after {auto.get('startup_s', 0):.1f} s of start-up"
+    return f": {auto['reason']} ({measured}, chars/s: {speeds}{skipped})"
 
 
 def _say_skipped(meta: dict) -> None:

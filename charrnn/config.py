@@ -314,7 +314,9 @@ def configs(vocab_size: int, preset: str | None, settings: dict[str, Any]) -> tu
 
 
 def auto_preset(time_limit: float | None, device_type: str) -> str:
-    """The preset that learns most in the time given on this kind of device."""
+    """The preset by the time limit alone: large on CUDA or without a limit. With a limit on
+    the CPU, `--preset auto` measures instead (`charrnn.autopreset`); this rule is left for
+    the processes of a data-parallel run started without the launcher's choice."""
     if device_type == "cuda" or time_limit is None:
         return "large"
     if time_limit <= 120:

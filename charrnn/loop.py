@@ -66,6 +66,7 @@ class RunStart:
     start_step: int
     resumed: bool
     parent: dict | None = None  # the model a fine-tuning run starts from (finetune.Parent.record)
+    auto: dict | None = None  # how --preset auto chose the preset (autopreset.Choice.record)
 
 
 class Callbacks(Protocol):
@@ -124,6 +125,7 @@ def train(
     resume: dict | None = None,
     parent: Parent | None = None,
     should_stop: Callable[[], bool] | None = None,
+    auto: dict | None = None,
 ) -> TrainResult:
     """Train a new model (`model_cfg`), starting from random weights or from the trained
     model `parent`, or go on from a checkpoint (`resume`, whose model config is used) on
@@ -140,6 +142,7 @@ def train(
         raise TrainingError(f"the training processes could not connect ({first_line(e)})") from None
     try:
         trainer = _Trainer(corpus, model_cfg, cfg, resume=resume, parent=parent, ranks=ranks, device=device, rows=rows)
+        trainer.auto = auto if resume is None else resume.get("auto")
         result = trainer.run(
             run_dir, callbacks if callbacks is not None and ranks.is_main else _Silent(), should_stop or (lambda: False)
         )
@@ -263,6 +266,7 @@ class _Trainer:
         self.meter = _Meter(elapsed0=self.state.elapsed_s)
         self.bad_steps = 0  # non-finite steps in a row
         self.last_eval_step = -1
+        self.auto: dict | None = None  # set by `train`: how --preset auto chose
 
     def _restore(self, ckpt: dict) -> None:
         self.state = TrainState.from_payload(ckpt, self.cfg.seq_len)
@@ -313,6 +317,7 @@ class _Trainer:
                     start_step=self.state.step,
                     resumed=self.resumed,
                     parent=self.parent_record,
+                    auto=self.auto,
                 )
             )
             self.model.train()
@@ -523,6 +528,7 @@ class _Trainer:
             device=self.device.type,
             corpus=self.corpus_info,
             parent=self.parent_record,
+            auto=self.auto,
         )
         path = self.run_dir / f"{kind}.pt"
         checkpoint.save(payload, path)

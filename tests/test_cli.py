@@ -39,7 +39,7 @@ def test_presets_set_the_recipe_and_explicit_flags_win(cli, mixed_file, tmp_path
         "train",
         mixed_file,
         "--preset",
-        "auto",
+        "small",
         "--time-limit",
         60,
         "--hidden",
@@ -55,13 +55,13 @@ def test_presets_set_the_recipe_and_explicit_flags_win(cli, mixed_file, tmp_path
         tmp_path / "run",
     )
     assert r.exit_code == 0, r.stderr
-    assert "preset auto -> small" in r.stderr  # a minute on the CPU
     ckpt = checkpoint.load(tmp_path / "run" / "last.pt")
     assert ckpt["model_config"]["hidden"] == 24 and ckpt["train_config"]["lr"] == 0.02  # explicit flags
     small = PRESETS["small"]
     assert ckpt["model_config"]["layers"] == small["layers"]
     for name in ("batch_size", "seq_len", "weight_decay", "warmup_steps"):
         assert ckpt["train_config"][name] == small[name], name
+    # the rule by time alone, which the processes of a data-parallel run fall back on
     assert [auto_preset(t, "cpu") for t in (60, 120, 121, 3600, 3601)] == [
         "small",
         "small",
