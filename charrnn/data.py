@@ -392,16 +392,20 @@ class Source:
             raise BadValueError(f"--doc-sep does not apply to --labels {path}: each of its lines is a document")
         return cls([path], documents=True, doc_sep="\n", name=path.stem, labels="tsv")
 
-    def pieces(self, opts: TextOptions, chunk_bytes: int) -> Iterator[tuple[str, str, bool]]:
-        """(label, text, ends a document) pieces of a labelled collection, in order; a document
-        may come in several pieces, and an empty one as ("", True) alone."""
+    def pieces(self, opts: TextOptions, chunk_bytes: int) -> Iterator[tuple[str | None, str, bool]]:
+        """(label, text, ends a document) pieces of a collection, in order; a document may come
+        in several pieces, and an empty one as ("", True) alone. The label is None in a
+        collection without labels. Text holding EOD is refused here, for every reader."""
         if self.labels == "tsv":
-            for text, label in documents.tsv_documents(self.files[0], iter_text(self.files[0], opts, chunk_bytes)):
+            path = self.files[0]
+            for text, label in documents.tsv_documents(path, iter_text(path, opts, chunk_bytes)):
+                _check_no_eod(path, text)
                 yield label, text, True
             return
         for path, root in zip(self.files, self.roots, strict=True):
-            label = _displayable(documents.label_of(path, self.labels, root))
+            label = _displayable(documents.label_of(path, self.labels, root)) if self.labels else None
             for text, end in documents.split_pieces(iter_text(path, opts, chunk_bytes), self.doc_sep):
+                _check_no_eod(path, text)
                 yield label, text, end
 
     def texts(self, opts: TextOptions, chunk_bytes: int, ends: list[int] | None = None) -> Iterator[str]:
@@ -414,23 +418,20 @@ class Source:
             return
         buf: list[str] = []
         size = length = count = 0  # characters in buf; in the current document; ends met
-        for path in self.files:
-            for text, end in documents.split_pieces(iter_text(path, opts, chunk_bytes), self.doc_sep):
-                if text:
-                    if documents.EOD in text:
-                        raise InputError(f"{path}: holds U+FDD0, which charrnn keeps for the end of a document")
-                    buf.append(text)
-                    length += len(text)
-                    size += len(text)
-                if end:
-                    count += 1
-                    if length:
-                        buf.append(documents.EOD)
-                        size += 1
-                    length = 0
-                if size >= chunk_bytes:
-                    yield "".join(buf)
-                    buf, size = [], 0
+        for _, text, end in self.pieces(opts, chunk_bytes):
+            if text:
+                buf.append(text)
+                length += len(text)
+                size += len(text)
+            if end:
+                count += 1
+                if length:
+                    buf.append(documents.EOD)
+                    size += 1
+                length = 0
+            if size >= chunk_bytes:
+                yield "".join(buf)
+                buf, size = [], 0
         if buf:
             yield "".join(buf)
         if ends is not None:
@@ -447,6 +448,11 @@ class Source:
                 name = f"{_displayable(documents.label_of(path, self.labels, self.roots[i]))}/{name}"
             h.update(f"{name}\0{file_sha256(path)}\n".encode())
         return h.hexdigest()
+
+
+def _check_no_eod(path: Path, text: str) -> None:
+    if documents.EOD in text:
+        raise InputError(f"{path}: holds U+FDD0, which charrnn keeps for the end of a document")
 
 
 def _head_binary(path: Path) -> str | None:
@@ -623,8 +629,6 @@ def _scan_labelled(source: Source, opts: TextOptions, chunk_bytes: int) -> _Scan
                 raise InputError(f"{source.name}: more than {documents.MAX_LABELS:,} labels")
             seen[label] = len(seen)
         if text:
-            if documents.EOD in text:
-                raise InputError(f"{source.name}: holds U+FDD0, which charrnn keeps for the end of a document")
             present[_codepoints(text)] = True
             length += len(text)
         if end:
@@ -700,20 +704,8 @@ def _write_labelled(
     staged = tmp / "ids.staged"
     written = 0
     with open(staged, "wb") as f:
-        buf, size, open_doc = [], 0, False
-        for _, text, end in source.pieces(opts, chunk_bytes):
-            if text:
-                buf.append(text)
-                size += len(text)
-                open_doc = True
-            if end and open_doc:
-                buf.append(documents.EOD)
-                size += 1
-                open_doc = False
-            if size >= chunk_bytes:
-                written += f.write(table[_codepoints("".join(buf))].tobytes())
-                buf, size = [], 0
-        written += f.write(table[_codepoints("".join(buf))].tobytes())
+        for text in source.texts(opts, chunk_bytes):
+            written += f.write(table[_codepoints(text)].tobytes())
     itemsize = table.dtype.itemsize
     if written != scan.n * itemsize:
         raise InputError(f"{source.name}: the files changed while they were read; run the command again")
