@@ -30,7 +30,7 @@ from charrnn.config import MODEL_FIELDS, ModelConfig, TrainConfig
 from charrnn.documents import EOD_TEXT
 from charrnn.errors import BadValueError, CheckpointError, TrainingError, first_line, os_reason
 from charrnn.values import as_dict, bits, is_number, number
-from charrnn.vocab import Vocab
+from charrnn.vocab import Vocab, shown
 
 FORMAT = "charrnn-checkpoint"
 VERSION = 1
@@ -389,10 +389,7 @@ def check_resumes_on(
 
 
 def _label_list(labels) -> str:
-    if not labels:
-        return "no labels"
-    shown = ", ".join(labels[:5]) + (", …" if len(labels) > 5 else "")
-    return f"{len(labels)} labels ({shown})"
+    return f"{len(labels)} labels ({shown(list(labels), 5, quote=False)})" if labels else "no labels"
 
 
 def carried_state(ckpt: dict, cfg: ModelConfig, *, batch_size: int, rows: slice) -> tuple[torch.Tensor, ...] | None:
@@ -481,7 +478,7 @@ def describe(ckpt: dict) -> list[tuple[str, str]]:
     ]
 
 
-LABELS_SHOWN = 30  # labels `info` lists
+INFO_LABELS = 30  # labels `info` lists
 
 
 def _label_rows(mc: dict) -> list[tuple[str, str]]:
@@ -490,9 +487,10 @@ def _label_rows(mc: dict) -> list[tuple[str, str]]:
     if not isinstance(names, (list, tuple)) or not names:
         return []
     counts = counts if isinstance(counts, (list, tuple)) and len(counts) == len(names) else ["?"] * len(names)
-    listed = ", ".join(f"{name} {number(c, ',')}" for name, c in list(zip(names, counts, strict=True))[:LABELS_SHOWN])
-    more = f", and {len(names) - LABELS_SHOWN} more" if len(names) > LABELS_SHOWN else ""
-    return [("labels", f"{len(names)} (documents each: {listed}{more})")]
+    listed = shown(
+        [f"{name} {number(c, ',')}" for name, c in zip(names, counts, strict=True)], INFO_LABELS, quote=False
+    )
+    return [("labels", f"{len(names)} (documents each: {listed})")]
 
 
 def _documents(corpus: dict) -> str:

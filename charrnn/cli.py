@@ -31,6 +31,7 @@ from charrnn.config import (
     DEFAULT_MAX_EPOCHS,
     FINETUNE_LR_FRAC,
     FINETUNE_WARMUP_STEPS,
+    LABELS_SHOWN,
     MAX_DOCUMENT,
     PRESETS,
     SAMPLE_FIELDS,
@@ -397,9 +398,10 @@ def preprocess_cmd(
         sep = f", split at {m['doc_sep']!r}" if m.get("doc_sep") is not None else ", a file each"
         t.add_row("documents", f"{m['documents']:,} from {m['files']:,} file(s){sep}")
     if "labels" in m:
-        pairs = list(zip(m["labels"]["names"], m["labels"]["documents"], strict=True))
-        listed = ", ".join(f"{name} {count:,}" for name, count in pairs[:20])
-        t.add_row("labels", f"{len(pairs)} ({listed}{', …' if len(pairs) > 20 else ''})")
+        pairs = [
+            f"{name} {count:,}" for name, count in zip(m["labels"]["names"], m["labels"]["documents"], strict=True)
+        ]
+        t.add_row("labels", f"{len(pairs)} ({shown(pairs, LABELS_SHOWN, quote=False)})")
     t.add_row("vocabulary", f"{m['vocab_size']} code points, stored as {m['dtype']}")
     sizes = m["split_sizes"]
     t.add_row("splits", "  ".join(f"{k} {sizes[k]:,}" for k in ("train", "val", "test") if sizes[k]))

@@ -15,12 +15,14 @@ from typing import Any
 
 from charrnn.errors import BadValueError
 from charrnn.values import is_int, is_number
+from charrnn.vocab import shown
 
 MODEL_TYPES = ("lstm", "gru", "rnn")
 # The corpus's splits: val is the last tenth of the text (nanoGPT's tiny-shakespeare split), and
 # there is no test split unless asked for.
 VAL_FRAC = 0.1
 TEST_FRAC = 0.0
+LABELS_SHOWN = 20  # labels a message or summary names
 
 
 @dataclass(frozen=True)
@@ -57,11 +59,11 @@ class ModelConfig:
             if label is not None:
                 raise BadValueError("--label needs a model trained with labels (charrnn train ... --labels)")
             return None
-        shown = ", ".join(self.labels[:20]) + (", …" if len(self.labels) > 20 else "")
+        listed = shown(list(self.labels), LABELS_SHOWN, quote=False)
         if label is None:
-            raise BadValueError(f"the model was trained with labels: name one with --label ({shown})")
+            raise BadValueError(f"the model was trained with labels: name one with --label ({listed})")
         if label not in self.labels:
-            raise BadValueError(f"--label {label!r} is not one of the model's labels: {shown}")
+            raise BadValueError(f"--label {label!r} is not one of the model's labels: {listed}")
         return self.labels.index(label)
 
     def to_dict(self) -> dict[str, Any]:

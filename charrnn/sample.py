@@ -112,8 +112,8 @@ class SampleRun:
         vocab: Vocab,
         config: SampleConfig,
         device: torch.device,
-        eod_text: str = EOD_TEXT,
-        model_config: ModelConfig | None = None,
+        eod_text: str,
+        model_config: ModelConfig,
     ):
         self.vocab, self.config = vocab, config
         self.g = generator(config.seed, device)
@@ -226,10 +226,9 @@ class _Labels:
         self.ids = torch.tensor([self.draw() for _ in range(config.num_samples)], dtype=torch.long, device=device)
 
     @classmethod
-    def of(cls, model_config: ModelConfig | None, config: SampleConfig, g, device) -> _Labels | None:
-        if model_config is None or not model_config.labels:
-            if config.label is not None:
-                raise BadValueError("--label needs a model trained with labels (charrnn train ... --labels)")
+    def of(cls, model_config: ModelConfig, config: SampleConfig, g, device) -> _Labels | None:
+        if not model_config.labels:
+            model_config.label_id(config.label)  # refuses a label for a model without labels
             return None
         return cls(model_config, config, g, device)
 

@@ -96,9 +96,9 @@ class Vocab:
         return cls(json.loads(Path(path).read_text(encoding="utf-8"))["chars"])
 
 
-def shown(chars: list[str], most: int = 8, total: int | None = None) -> str:
+def shown(chars: list[str], most: int = 8, total: int | None = None, *, quote: bool = True) -> str:
     """The first few of `chars` (of `total` in all, if only some are given) for a message,
-    quoted so that whitespace shows."""
+    quoted so that whitespace shows (names, such as labels, with quote=False)."""
     total = len(chars) if total is None else total
-    listed = ", ".join(repr(c) for c in chars[:most])
+    listed = ", ".join(repr(c) if quote else c for c in chars[:most])
     return listed + (f" and {total - min(most, len(chars))} more" if total > min(most, len(chars)) else "")
