@@ -47,7 +47,8 @@ from charrnn.model import CharRNN
 from charrnn.runtime import pick_device, pick_precision
 from charrnn.sample import generate
 from charrnn.scoring import char_logprobs, mean_loss
-from charrnn.values import bits
+from charrnn.tokens import settings as token_settings
+from charrnn.values import Units, bits, perplexity
 from charrnn.vocab import Vocab
 
 
@@ -60,16 +61,23 @@ def preprocess(
     text: TextOptions = TextOptions(),
     doc_sep: str | None = None,
     labels: str | Path | None = None,
+    tokens: str | None = None,
+    lowercase: bool | None = None,
+    max_vocab: int | None = None,
+    min_count: int = 1,
 ) -> Corpus:
     """Encode a text file (or a bundled corpus, by name), or a collection of documents (several
     files, directories, patterns, or a file split at `doc_sep`), as a corpus directory (default
     corpora/<name>). `labels` gives the documents labels: "from-dir" (their directory's name),
-    "from-file" (their file's stem), or the path of a text<TAB>label file (then the input)."""
+    "from-file" (their file's stem), or the path of a text<TAB>label file (then the input).
+    `tokens` is "char" (the default) or "word", and `max_vocab` and `min_count` cap the
+    vocabulary (see `charrnn.tokens`)."""
     data.check_fractions(val_frac, test_frac)
+    tokenizer, cap = token_settings(tokens, lowercase, max_vocab, min_count)
     source = data.Source.of(input, doc_sep, force=text.force, labels=labels)
     out = (Path(out) if out is not None else runs.CORPORA / source.name).absolute()  # `--out .` has a name
     runs.check_corpus_out(out)
-    return data.preprocess(source, out, val_frac=val_frac, test_frac=test_frac, opts=text)
+    return data.preprocess(source, out, val_frac=val_frac, test_frac=test_frac, opts=text, tokenizer=tokenizer, cap=cap)
 
 
 # --------------------------------------------------------------------------- train
@@ -104,10 +112,16 @@ def plan_training(
     text: TextOptions = TextOptions(),
     doc_sep: str | None = None,
     labels: str | Path | None = None,
+    tokens: str | None = None,
+    lowercase: bool | None = None,
+    max_vocab: int | None = None,
+    min_count: int = 1,
 ) -> TrainPlan:
     """Check a run's inputs and settle its configs and directory. `settings` are ModelConfig
     and TrainConfig fields; they override the preset, the resumed checkpoint's config, or the
-    fine-tuning recipe (`init_from`: a new run from a trained model's weights)."""
+    fine-tuning recipe (`init_from`: a new run from a trained model's weights). A text is
+    read as `tokens` (char or word) with the vocabulary cap `max_vocab`, `min_count`; a run
+    resumed or fine-tuned on text reads it as its model did, unless told otherwise."""
     settings = dict(settings or {})
     unknown = sorted(settings.keys() - SETTINGS)
     if unknown:
@@ -135,7 +149,18 @@ def plan_training(
         run_dir = Path(out) if out is not None else None
     if main and run_dir is not None:  # before anything is written, the corpus cache included
         runs.check_run_dir(run_dir, ckpt_path, ckpt)
-    corpus = runs.open_corpus(input, val_frac=val_frac, test_frac=test_frac, opts=text, doc_sep=doc_sep, labels=labels)
+    given = tokens is not None or lowercase is not None or max_vocab is not None or min_count != 1
+    like = checkpoint.vocab(ckpt).tokenizer if ckpt is not None else None
+    if init_from is not None:
+        like = checkpoint.vocab(checkpoint.load(runs.resolve_checkpoint(init_from, prefer="best.pt"))).tokenizer
+    if given and runs.is_preprocessed(input):
+        raise BadValueError(
+            "--tokens, --lowercase, --max-vocab and --min-count are for text: a preprocessed corpus has its symbols"
+        )
+    tokenized = token_settings(tokens, lowercase, max_vocab, min_count, like) if given or like else None
+    corpus = runs.open_corpus(
+        input, val_frac=val_frac, test_frac=test_frac, opts=text, doc_sep=doc_sep, labels=labels, tokens=tokenized
+    )
     if ckpt is not None:
         return TrainPlan(corpus, None, cfg, run_dir, resumed=ckpt)
 
@@ -216,6 +241,10 @@ def train(
     text: TextOptions = TextOptions(),
     doc_sep: str | None = None,
     labels: str | Path | None = None,
+    tokens: str | None = None,
+    lowercase: bool | None = None,
+    max_vocab: int | None = None,
+    min_count: int = 1,
     **settings: Any,
 ) -> TrainResult:
     """Train on a text file or corpus directory (or go on with `resume`, or start from the
@@ -233,6 +262,10 @@ def train(
         text=text,
         doc_sep=doc_sep,
         labels=labels,
+        tokens=tokens,
+        lowercase=lowercase,
+        max_vocab=max_vocab,
+        min_count=min_count,
     )
     return run_training(plan, callbacks=callbacks, should_stop=should_stop)
 
@@ -310,7 +343,7 @@ class Model:
         """The labels of a model trained with them (`generate(label=...)`), else ()."""
         return self.net.config.labels
 
-    def score(self, text: str, *, unknown: str = "error", label: str | None = None) -> Score:
+    def score(self, text: str, *, unknown: str = "auto", label: str | None = None) -> Score:
         """Log-probabilities of `text`'s characters, read as one stream from the start (as text
         of `label`, which a labelled model needs). Characters outside the vocabulary raise
         UnknownCharacterError, or are left out with unknown="skip"."""
@@ -343,12 +376,19 @@ def sample(
 @dataclass(frozen=True)
 class Evaluation:
     what: str  # "val split of <corpus>", or the file's path
-    loss: float  # nats per character
+    loss: float  # nats per symbol: per character, or a word model's per token
     predictions: int
+    units: Units = Units()  # how the loss is reported (a word model's: per token, with perplexity)
 
     @property
-    def bits(self) -> float:
-        return bits(self.loss)
+    def bits(self) -> float | None:
+        """Bits per character of the text (None where a word model's text length is unknown)."""
+        return self.units.bpc(self.loss)
+
+    @property
+    def perplexity(self) -> float:
+        """exp(loss): a word model's figure (per token); a character model's per character."""
+        return perplexity(self.loss)
 
 
 def evaluate(
@@ -356,7 +396,7 @@ def evaluate(
     *,
     split: str = "val",
     file: Path | None = None,
-    unknown: str = "error",
+    unknown: str = "auto",
     device: str = "auto",
     label: str | None = None,
 ) -> Evaluation:
@@ -373,6 +413,9 @@ def evaluate(
         ids = np.asarray(vocab.encode(content, unknown=unknown, context=str(file)), dtype=np.int64)
         labels = None if label_id is None else np.full(len(ids), label_id, dtype=np.int64)
         what = str(file)
+        # the text the predictions stand for: all of it but the first symbol read
+        first = len(vocab.shown_chars[ids[0]]) if len(ids) else 0
+        units = Units(vocab.tokenizer.kind == "word", (len(content) - first) / max(1, len(ids) - 1))
     else:
         cpath = runs.checkpoint_corpus(ckpt, "use --file to evaluate on a text file")
         corpus = Corpus.load(cpath)
@@ -384,6 +427,7 @@ def evaluate(
             raise BadValueError("--label is for --file: a split is read with its own documents' labels")
         labels = runs.split_labels(corpus, model.config.labels, split)
         what = f"{split} split of {corpus.name}"
+        units = Units.of(corpus.meta, split)
     if len(ids) < 2:
         raise InputError(f"{what} has fewer than 2 characters: nothing to evaluate")
     loss = mean_loss(
@@ -395,7 +439,7 @@ def evaluate(
         precision=pick_precision("fp32", dev),
         labels=labels,
     )
-    return Evaluation(what, loss, len(ids) - 1)
+    return Evaluation(what, loss, len(ids) - 1, units)
 
 
 @dataclass(frozen=True)

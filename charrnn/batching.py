@@ -112,6 +112,7 @@ class Batcher:
         self.batch: list[Request] = []
         self.rows: list[slice] = []
         self.others: list[tuple[Request, slice]] = []  # the requests that are not plain, and their rows
+        self.banned: torch.Tensor | None = None
         self.logits: torch.Tensor | None = None  # (B, V)
         self.state: list[list[torch.Tensor]] | None = None  # per layer [h] or [h, c], each (B, H)
         self.temps: torch.Tensor | None = None  # (B, 1): each plain row's temperature
@@ -269,6 +270,11 @@ class Batcher:
                 for layer in range(len(runs[0].state))
             ]  # per layer [h] or [h, c], each (B, H)
         self.others = [(r, rows) for r, rows in zip(requests, self.rows, strict=True) if not plain(r.config)]
+        self.banned = None  # (B, V): True where a plain row may not draw (a capped vocabulary's <unk>)
+        if self.vocab.unk is not None:
+            self.banned = torch.zeros(row, len(self.vocab), dtype=torch.bool, device=self.device)
+            for r, rows in zip(requests, self.rows, strict=True):
+                self.banned[rows, self.vocab.unk] = r.run.unk is not None
         temps = [float(r.config.temp) if plain(r.config) else 1.0 for r in requests]
         self.temps = torch.tensor(temps, dtype=torch.float64, device=self.device).repeat_interleave(
             torch.tensor([r.config.num_samples for r in requests], device=self.device)
@@ -316,7 +322,8 @@ class Batcher:
         The plain runs (see `plain`) share one softmax, division and argmax; each run's rows of
         the noise come from its own generator, so its draw is the one `pick` would make. The
         others pick from their own rows."""
-        probs = torch.softmax(tempered(self.logits, self.temps), dim=-1)
+        logits = self.logits if self.banned is None else self.logits.masked_fill(self.banned, float("-inf"))
+        probs = torch.softmax(tempered(logits, self.temps), dim=-1)
         ids = draw(probs, None, self._next_noise())
         for request, rows in self.others:
             ids[rows] = request.run.ids(self.logits[rows])

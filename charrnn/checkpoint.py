@@ -29,7 +29,8 @@ from charrnn import __version__
 from charrnn.config import MODEL_FIELDS, ModelConfig, TrainConfig
 from charrnn.documents import EOD_TEXT
 from charrnn.errors import BadValueError, CheckpointError, TrainingError, first_line, os_reason
-from charrnn.values import as_dict, bits, is_number, number
+from charrnn.tokens import Tokenizer
+from charrnn.values import Units, as_dict, is_number, number
 from charrnn.vocab import Vocab, shown
 
 FORMAT = "charrnn-checkpoint"
@@ -78,6 +79,7 @@ class TrainState:
             "model_config": model_config.to_dict(),
             "train_config": train_config.to_dict(),
             "vocab": vocab.chars,
+            "tokens": None if vocab.tokenizer.plain else vocab.tokenizer.to_dict(),
             "model": _to_cpu({name: w.float() for name, w in weights.items()}),
             "optimizer": _to_cpu(optimizer),
             "scaler": scaler,
@@ -292,7 +294,9 @@ def train_config(ckpt: dict) -> TrainConfig:
 
 
 def vocab(ckpt: dict) -> Vocab:
-    return _parse(Vocab, ckpt, "vocab")
+    """The checkpoint's vocabulary, with how text is cut into its symbols (characters in a
+    checkpoint written before word tokens)."""
+    return _parse(lambda chars: Vocab(chars, Tokenizer.from_dict(ckpt.get("tokens"))), ckpt, "vocab")
 
 
 def _parse(build, ckpt: dict, key: str):
@@ -367,7 +371,14 @@ def check_resumes_on(
     own = vocab(ckpt)
     parent = ckpt.get("parent")
     known = parent.get("chars") if isinstance(parent, dict) else None
-    expected = Vocab(own.chars[:known]).extended(corpus_vocab)[0] if isinstance(known, int) else corpus_vocab
+    try:
+        expected = (
+            Vocab(own.chars[:known], own.tokenizer).extended(corpus_vocab)[0]
+            if isinstance(known, int)
+            else corpus_vocab
+        )
+    except ValueError as e:
+        raise CheckpointError(f"the checkpoint cannot be resumed on corpus {corpus_name}: {e}") from None
     if own != expected:
         raise CheckpointError(
             f"the checkpoint was made for a different vocabulary ({len(own)} characters) "
@@ -437,6 +448,20 @@ def config_fields(ckpt: dict, key: str) -> dict:
         return as_dict(ckpt.get(key))
 
 
+def _vocab_row(size, tokenizer, chosen) -> str:
+    """The vocabulary row of `describe`: its size, its kind of symbols and their cap."""
+    tokenizer, chosen = as_dict(tokenizer), as_dict(chosen)
+    kind = "tokens (words)" if tokenizer.get("kind") == "word" else "characters"
+    notes = ["lowercased"] if tokenizer.get("lowercase") is True else []
+    if is_number(chosen.get("max_vocab")):
+        notes.append(f"--max-vocab {chosen['max_vocab']:,}")
+    if is_number(chosen.get("min_count")) and chosen["min_count"] > 1:
+        notes.append(f"--min-count {chosen['min_count']}")
+    if is_number(chosen.get("coverage")):
+        notes.append(f"coverage {chosen['coverage']:.2%}")
+    return f"{number(size, ',')} {kind}" + (f" ({', '.join(notes)})" if notes else "")
+
+
 def describe(ckpt: dict) -> list[tuple[str, str]]:
     """(label, text) rows of what a checkpoint holds, for `charrnn info` and the report. Only
     what commands use is validated on load: a damaged descriptive field shows as "?"."""
@@ -449,6 +474,7 @@ def describe(ckpt: dict) -> list[tuple[str, str]]:
     weights = ckpt.get("model")
     params = sum(t.numel() for t in weights.values()) if isinstance(weights, dict) else None
     vocab_size = len(ckpt["vocab"]) if isinstance(ckpt.get("vocab"), list) else None
+    units = Units.of(corpus)
 
     def get(d: dict, key: str) -> str:
         return str(d.get(key, "?"))
@@ -456,12 +482,11 @@ def describe(ckpt: dict) -> list[tuple[str, str]]:
     return [
         ("model", f"{get(mc, 'model')} {get(mc, 'layers')} x {get(mc, 'hidden')}, dropout {get(mc, 'dropout')}"),
         ("parameters", number(params, ",")),
-        ("vocabulary", f"{number(vocab_size)} characters"),
+        ("vocabulary", _vocab_row(vocab_size, ckpt.get("tokens"), corpus.get("tokens"))),
         ("step", f"{number(ckpt.get('step'), ',')} (epoch {number(ckpt.get('epoch'))})"),
         (
             "best val loss",
-            f"{number(best, '.4f')} nats/char, {number(bits(best) if is_number(best) else None, '.4f')} "
-            f"bits/char (step {number(ckpt.get('best_step'))})",
+            f"{units.describe(best)} (step {number(ckpt.get('best_step'))})",
         ),
         (
             "training",

@@ -46,7 +46,8 @@ from charrnn.config import (
 )
 from charrnn.data import TextOptions
 from charrnn.errors import ERROR_PREFIX, LAUNCHED_ENV, CharRNNError, InputError, PeerLostError
-from charrnn.values import bits
+from charrnn.tokens import WORD_MAX_VOCAB
+from charrnn.values import Units
 from charrnn.vocab import shown
 
 # The commands import charrnn.api (and through it torch) inside their bodies: torch takes
@@ -197,8 +198,12 @@ NewestCheckpointArg = Annotated[
 DeviceName = Literal["auto", "cpu", "cuda", "mps"]
 DeviceOpt = Annotated[DeviceName, typer.Option("--device", help="auto picks cuda, then mps, then cpu.")]
 UnknownOpt = Annotated[
-    Literal["error", "skip"],
-    typer.Option("--unknown", help="Characters outside the model's vocabulary: error, or skip them."),
+    Literal["auto", "error", "skip", "unk"],
+    typer.Option(
+        "--unknown",
+        help="Symbols outside the model's vocabulary: error, skip them, or read them as <unk> (a model with "
+        "--max-vocab or --min-count); auto is unk with a warning for such a model, else error.",
+    ),
 ]
 SeedOpt = Annotated[int, typer.Option("--seed", min=0, max=MAX_SEED, help="Seed for weights, dropout and samples.")]
 EncodingErrors = Annotated[
@@ -246,6 +251,39 @@ Labels = Annotated[
         "file's stem, as in "
         "names/French.txt), or FILE.tsv (text<TAB>label lines, each a document; then INPUT may be left out). "
         "The model learns a label embedding, and samples take --label.",
+    ),
+]
+TokensOpt = Annotated[
+    Literal["char", "word"] | None,
+    typer.Option(
+        "--tokens",
+        show_default=False,
+        help="What the model's symbols are: char (code points; the default) or word (words, numbers, punctuation "
+        "marks and whitespace runs; CJK and Thai text a character each). Joined, the tokens are the text.",
+    ),
+]
+LowercaseOpt = Annotated[
+    bool,
+    typer.Option(
+        "--lowercase", metavar="", help="Lowercase the text first (a run from a lowercased model does it anyway)."
+    ),
+]
+MaxVocabOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--max-vocab",
+        min=3,
+        show_default=False,
+        help=f"Keep at most this many symbols, the likeliest (default: {WORD_MAX_VOCAB:,} for words, every "
+        "character); the rest are read as <unk>.",
+    ),
+]
+MinCountOpt = Annotated[
+    int,
+    typer.Option(
+        "--min-count",
+        min=1,
+        help="Keep only symbols seen this many times; the rest are read as <unk> (--min-count 3 on CJK text).",
     ),
 ]
 LabelOpt = Annotated[
@@ -343,6 +381,10 @@ def preprocess_cmd(
     ] = None,
     doc_sep: DocSep = None,
     labels: Labels = None,
+    tokens: TokensOpt = None,
+    lowercase: LowercaseOpt = False,
+    max_vocab: MaxVocabOpt = None,
+    min_count: MinCountOpt = 1,
     val_frac: ValFrac = VAL_FRAC,
     test_frac: TestFrac = TEST_FRAC,
     encoding_errors: EncodingErrors = "strict",
@@ -374,6 +416,10 @@ def preprocess_cmd(
       charrnn preprocess names/ --doc-sep '\\n' --labels from-file   [dim]# names/French.txt: label French[/dim]
 
       charrnn preprocess --labels reviews.tsv                            [dim]# text<TAB>label lines[/dim]
+
+      charrnn preprocess comments.txt --tokens word --max-vocab 8000     [dim]# words; the rarest as <unk>[/dim]
+
+      charrnn preprocess tang.txt --min-count 3             [dim]# characters seen under 3 times as <unk>[/dim]
     """
     from charrnn import api  # see the note on lazy imports at the top
 
@@ -387,13 +433,18 @@ def preprocess_cmd(
         text=TextOptions(encoding_errors, newline, force),
         doc_sep=doc_sep,
         labels=labels,
+        tokens=tokens,
+        lowercase=lowercase or None,
+        max_vocab=max_vocab,
+        min_count=min_count,
     )
     m = corpus.meta
     _say_skipped(m)
     t = Table(title=f"corpus {corpus.path}", show_header=False, title_justify="left")
     t.add_row("source", f"{m['source']} ({m['source_bytes']:,} bytes)")
     t.add_row("sha256", m["source_sha256"])
-    t.add_row("characters", f"{m['chars']:,}" + (" (end-of-document symbols included)" if "documents" in m else ""))
+    unit = "tokens" if m.get("tokens", {}).get("kind") == "word" else "characters"
+    t.add_row(unit, f"{m['chars']:,}" + (" (end-of-document symbols included)" if "documents" in m else ""))
     if "documents" in m:
         sep = f", split at {m['doc_sep']!r}" if m.get("doc_sep") is not None else ", a file each"
         t.add_row("documents", f"{m['documents']:,} from {m['files']:,} file(s){sep}")
@@ -402,10 +453,26 @@ def preprocess_cmd(
             f"{name} {count:,}" for name, count in zip(m["labels"]["names"], m["labels"]["documents"], strict=True)
         ]
         t.add_row("labels", f"{len(pairs)} ({shown(pairs, LABELS_SHOWN, quote=False)})")
-    t.add_row("vocabulary", f"{m['vocab_size']} code points, stored as {m['dtype']}")
+    t.add_row("vocabulary", _vocab_summary(m))
     sizes = m["split_sizes"]
     t.add_row("splits", "  ".join(f"{k} {sizes[k]:,}" for k in ("train", "val", "test") if sizes[k]))
     err.print(t)
+
+
+def _vocab_summary(m: dict) -> str:
+    """The vocabulary row of preprocess's summary: its size, and what a cap left out."""
+    tokens = m.get("tokens")
+    if tokens is None:
+        return f"{m['vocab_size']} code points, stored as {m['dtype']}"
+    kind = "words and other tokens" if tokens["kind"] == "word" else "code points"
+    unit = "tokens" if tokens["kind"] == "word" else "characters"
+    low = ", lowercased" if tokens["lowercase"] else ""
+    caps = [f"--max-vocab {tokens['max_vocab']:,}"] if tokens["max_vocab"] else []
+    caps += [f"--min-count {tokens['min_count']}"] if tokens["min_count"] > 1 else []
+    return (
+        f"{m['vocab_size']:,} {kind}{low} of {tokens['distinct']:,} distinct ({' '.join(caps) or 'no cap'}), "
+        f"stored as {m['dtype']}; coverage {tokens['coverage']:.2%} of the text's {unit}"
+    )
 
 
 @app.command("corpora", cls=Command)
@@ -464,6 +531,10 @@ def train_cmd(
     ) = None,
     doc_sep: DocSep = None,
     labels: Labels = None,
+    tokens: TokensOpt = None,
+    lowercase: LowercaseOpt = False,
+    max_vocab: MaxVocabOpt = None,
+    min_count: MinCountOpt = 1,
     out: Annotated[
         Path | None,
         typer.Option(
@@ -606,6 +677,8 @@ def train_cmd(
       charrnn train fortunes.txt --init-from checkpoints/tinyshakespeare-20261128-101500 --time-limit 120
 
       charrnn train names/ --doc-sep '\\n' --labels from-file --out checkpoints/names   [dim]# then sample --label[/dim]
+
+      charrnn train comments.txt --tokens word --max-vocab 8000 --doc-sep '\\n'   [dim]# words; a comment a line[/dim]
     """
     from charrnn import api, distributed  # see the note on lazy imports at the top
     from charrnn.interrupt import StopFlag
@@ -624,6 +697,10 @@ def train_cmd(
         text=TextOptions(encoding_errors, newline, force),
         doc_sep=doc_sep,
         labels=labels,
+        tokens=tokens,
+        lowercase=lowercase or None,
+        max_vocab=max_vocab,
+        min_count=min_count,
     )
     if is_main:
         _say_skipped(plan.corpus.meta)
@@ -656,7 +733,7 @@ def train_cmd(
     _report_after_training(plan.run_dir)
     best = result.best_val_loss
     if math.isfinite(best):
-        val = f"best val loss {best:.4f} nats/char ({bits(best):.4f} bits/char) at step {result.best_step}"
+        val = f"best val loss {Units.of(plan.corpus.meta).describe(best)} at step {result.best_step}"
     elif not plan.corpus.meta.get("split_sizes", {}).get("val"):
         val = "no val loss (the corpus has no validation split)"
     else:
@@ -738,7 +815,7 @@ class ConsoleView:
             MofNCompleteColumn() if not self.by_time else TextColumn("{task.percentage:>3.0f}%"),
             TextColumn("loss {task.fields[loss]}"),
             TextColumn("val {task.fields[val]}"),
-            TextColumn("{task.fields[cps]} chars/s"),
+            TextColumn("{task.fields[cps]} " + ("tokens/s" if Units.of(run.corpus).word else "chars/s")),
             TimeRemainingColumn(),
             console=err,
             transient=False,
@@ -800,7 +877,8 @@ def sample_cmd(
         ),
     ] = None,
     length: Annotated[
-        int, typer.Option("--length", "-n", min=0, help="New characters to generate per sample.")
+        int,
+        typer.Option("--length", "-n", min=0, help="New characters (a word model's tokens) per sample."),
     ] = SampleConfig.length,
     seed: Annotated[
         int | None,
@@ -865,6 +943,12 @@ def sample_cmd(
         ),
     ] = SampleConfig.label,
     unknown: UnknownOpt = SampleConfig.unknown,
+    allow_unk: Annotated[
+        bool,
+        typer.Option(
+            "--allow-unk", metavar="", help="A model with a capped vocabulary may write <unk> (it never does without)."
+        ),
+    ] = SampleConfig.allow_unk,
     precision: Annotated[
         Literal["fp32", "bf16"],
         typer.Option(
@@ -895,6 +979,8 @@ def sample_cmd(
       charrnn sample checkpoints/names --documents 10 --prime K --max-length 12
 
       charrnn sample checkpoints/names --label French --documents 10 --separator $'\\n'
+
+      charrnn sample checkpoints/comments --prime "I think" --length 50   [dim]# a word model: 50 tokens[/dim]
     """
     from charrnn import api  # see the note on lazy imports at the top
 
@@ -905,6 +991,7 @@ def sample_cmd(
     if documents is not None and _given(ctx, "separator"):
         settings["doc_separator"] = separator
     config = SampleConfig(**settings | {"prime": _read_stdin_prime() if prime is None else prime})
+    _warn_unk(model.vocab, config.prime, config.unknown, "the prime text")
     stream = model.pieces(config)
     out = _utf8_stdout()
     rest: list[list[str]] = [[] for _ in range(num_samples - 1)]  # printed after the first, which streams
@@ -921,6 +1008,18 @@ def sample_cmd(
         out.flush()
     except BrokenPipeError:
         _quiet_broken_pipe()
+
+
+def _warn_unk(vocab, text: str, unknown: str, what: str) -> None:
+    """The warning that `text`'s symbols outside a capped vocabulary are read as <unk>."""
+    if text and vocab.unknown_rule(unknown) == "unk":
+        missing = vocab.unknown(text)
+        if missing:
+            err.print(
+                Text(f"charrnn: warning: {what} has {len(missing)} {vocab.unit}(s) not in the model's vocabulary, "
+                     f"read as <unk>: {shown(missing)} (--unknown error refuses them)"),
+                soft_wrap=True,
+            )  # fmt: skip
 
 
 def _read_stdin_prime(what: str = "the prime text on stdin") -> str:
@@ -965,11 +1064,12 @@ def eval_cmd(
     file: Annotated[
         Path | None, typer.Option("--file", readable=False, help="Evaluate on this UTF-8 file instead.")
     ] = None,
-    unknown: UnknownOpt = "error",
+    unknown: UnknownOpt = "auto",
     label: LabelOpt = None,
     device: DeviceOpt = "auto",
 ):
-    """Loss of a model on a split of its corpus, or on any UTF-8 file, in nats and bits per character.
+    """Loss of a model on a split of its corpus, or on any UTF-8 file, in nats and bits per character
+    (a word model's in nats per token, with its perplexity and bits per character of the text).
 
     A model trained with labels reads a split with its documents' labels, and --file as text of --label.
 
@@ -984,7 +1084,7 @@ def eval_cmd(
     from charrnn import api  # see the note on lazy imports at the top
 
     ev = api.evaluate(checkpoint_path, split=split, file=file, unknown=unknown, device=device, label=label)
-    typer.echo(f"{ev.what}: {ev.loss:.4f} nats/char, {ev.bits:.4f} bits/char over {ev.predictions:,} predictions")
+    typer.echo(f"{ev.what}: {ev.units.describe(ev.loss)} over {ev.predictions:,} predictions")
 
 
 @app.command("info", cls=Command)
@@ -1036,7 +1136,7 @@ def visualize_cmd(
     max_chars: Annotated[
         int, typer.Option("--max-chars", min=2, help="Characters of the text to show (the page grows with it).")
     ] = 3000,
-    unknown: UnknownOpt = "error",
+    unknown: UnknownOpt = "auto",
     label: LabelOpt = None,
 ):
     """Write one self-contained HTML page showing what the model sees in a text.
@@ -1301,7 +1401,7 @@ def classify_predict_cmd(
     ] = None,
     top: Annotated[int, typer.Option("--top", "-k", min=1, help="Likeliest labels to show for each text.")] = 1,
     as_json: Annotated[bool, typer.Option("--json", metavar="", help="One JSON object per line.")] = False,
-    unknown: UnknownOpt = "error",
+    unknown: UnknownOpt = "auto",
     device: DeviceOpt = "cpu",
 ):
     """Label texts: each line out is text<TAB>label<TAB>probability (then the next likeliest, with --top).

@@ -117,6 +117,7 @@ class TrainConfig:
         return replace(self, **{k: v for k, v in overrides.items() if k in _names(TrainConfig)})
 
 
+UNKNOWN_RULES = ("auto", "error", "skip", "unk")  # what --unknown takes (see Vocab.encode)
 MAX_DOCUMENT = 10_000  # characters a sampled document is ended at when no max_length is given
 
 
@@ -133,7 +134,10 @@ class SampleConfig:
     stop: str | None = None  # a sample ends where this appears (without it)
     seed: int | None = None  # None: a random one
     num_samples: int = 1
-    unknown: str = "error"  # error | skip: prime characters outside the vocabulary
+    # prime symbols outside the vocabulary: error | skip | unk (read as <unk>, where the
+    # vocabulary is capped) | auto (unk where it is capped, else error)
+    unknown: str = "auto"
+    allow_unk: bool = False  # a capped vocabulary's <unk> may be written (else it is never drawn)
     precision: str = "fp32"  # fp32 | bf16 matrix products
     # A model trained on documents: write this many whole ones per sample (then `length` does
     # not apply), each starting with the prime, between these lengths in characters, joined by
@@ -157,7 +161,7 @@ class SampleConfig:
                 "in (0, 1]",
             ),
             ("num-samples", is_int(self.num_samples) and self.num_samples >= 1, "a count >= 1"),
-            ("unknown", self.unknown in ("error", "skip"), "error or skip"),
+            ("unknown", self.unknown in UNKNOWN_RULES, "one of " + ", ".join(UNKNOWN_RULES)),
             ("precision", self.precision in ("fp32", "bf16"), "fp32 or bf16"),
             ("documents", self.documents is None or (is_int(self.documents) and self.documents >= 1), "a count >= 1"),
             ("label", self.label is None or (isinstance(self.label, str) and self.label != ""), "a label's name"),

@@ -29,6 +29,7 @@ import numpy as np
 from charrnn import bundled, documents
 from charrnn.config import TEST_FRAC, VAL_FRAC
 from charrnn.errors import BadValueError, InputError
+from charrnn.tokens import UNK, Tokenizer, VocabCap, coverage
 from charrnn.values import is_count
 from charrnn.vocab import Vocab
 
@@ -480,19 +481,30 @@ def preprocess(
     opts: TextOptions = TextOptions(),
     doc_sep: str | None = None,
     labels: str | Path | None = None,
+    tokenizer: Tokenizer = Tokenizer(),
+    cap: VocabCap = VocabCap(),
     chunk_bytes: int = CHUNK_BYTES,
 ) -> Corpus:
     """Write `out_dir/` with ids.bin, vocab.json and meta.json (and a labelled collection's
     labels.bin); replaces it atomically. `src` is a text file, or inputs naming a collection
-    of documents, and `labels` where their labels come from (see `Source.of`)."""
+    of documents, and `labels` where their labels come from (see `Source.of`). The symbols
+    are `tokenizer`'s, those `cap` leaves out read as UNK."""
     check_fractions(val_frac, test_frac)
     source = src if isinstance(src, Source) else Source.of(src, doc_sep, force=opts.force, labels=labels)
+    if source.labels and (not tokenizer.plain or cap.capped):
+        raise BadValueError("--labels takes plain characters for now: leave out --tokens word, --lowercase, "
+                            "--max-vocab and --min-count")  # fmt: skip
     t0 = time.perf_counter()
     sha = source.sha256()
-    scan = _scan_labelled(source, opts, chunk_bytes) if source.labels else _scan(source, opts, chunk_bytes)
+    if source.labels:
+        scan = _scan_labelled(source, opts, chunk_bytes)
+    elif tokenizer.plain and not cap.capped:
+        scan = _scan(source, opts, chunk_bytes)
+    else:
+        scan = _scan_tokens(source, opts, chunk_bytes, tokenizer, cap)
     vocab, n = scan.vocab, scan.n
     dtype = vocab.dtype
-    table = np.maximum(vocab.lookup_table(), 0).astype(dtype)  # code point -> id, in the file's dtype
+    table = np.maximum(vocab.lookup_table(), 0).astype(dtype) if vocab.tokenizer.plain else None
 
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -504,7 +516,7 @@ def preprocess(
         if source.labels:
             splits = _write_labelled(source, scan, tmp, table, opts, chunk_bytes, val_frac, test_frac)
         else:
-            splits = _write_ids(source, tmp / "ids.bin", table, vocab, n, opts, chunk_bytes, val_frac, test_frac)
+            splits = _write_ids(source, tmp / "ids.bin", vocab, n, opts, chunk_bytes, val_frac, test_frac)
         vocab.save(tmp / "vocab.json")
         first = source.files[0]
         meta = {
@@ -525,6 +537,12 @@ def preprocess(
             "split_sizes": {k: b - a for k, (a, b) in splits.items()},
             "seconds": round(time.perf_counter() - t0, 3),
         }
+        if scan.tokens is not None:
+            meta["tokens"] = {
+                **scan.tokens,
+                "split_chars": _split_chars(source, vocab.tokenizer, opts, chunk_bytes, splits),
+            }
+            meta["seconds"] = round(time.perf_counter() - t0, 3)
         if source.documents:
             meta.update(
                 documents=scan.documents,
@@ -552,7 +570,6 @@ def preprocess(
 def _write_ids(
     source: Source,
     path: Path,
-    table: np.ndarray,
     vocab: Vocab,
     n: int,
     opts: TextOptions,
@@ -566,15 +583,49 @@ def _write_ids(
     eod = vocab.index.get(documents.EOD)
     with open(path, "wb") as f:
         written = 0
-        for text in source.texts(opts, chunk_bytes):
-            ids = table[_codepoints(text)]
+        for ids in _encoded(source.texts(opts, chunk_bytes), vocab):
             f.write(ids.tobytes())
             if eod is not None:
                 points.add(written + np.flatnonzero(ids == eod) + 1)
             written += len(ids)
         f.flush()
         os.fsync(f.fileno())
+    if written != n:
+        raise InputError(f"{source.name}: the files changed while they were read; run the command again")
     return points.splits() if source.documents else split_bounds(n, val_frac, test_frac)
+
+
+def _encoded(texts: Iterator[str], vocab: Vocab) -> Iterator[np.ndarray]:
+    """The ids of text in chunks, in the vocabulary's dtype: a table of code points for
+    characters, a dictionary for words; symbols left out of a capped vocabulary are UNK."""
+    tokenizer = vocab.tokenizer
+    if tokenizer.kind == "char":
+        table = vocab.lookup_table()
+        table = np.concatenate([table, np.full(MAX_CODEPOINT - len(table), -1)]) if vocab.unk is not None else table
+        table = np.where(table < 0, vocab.unk or 0, table).astype(vocab.dtype)
+        for text in texts:
+            yield table[_codepoints(text.lower() if tokenizer.lowercase else text)]
+        return
+    get, unk = vocab.index.get, vocab.unk
+    for tokens in tokenizer.stream(texts):
+        yield np.fromiter((get(t, unk) for t in tokens), dtype=vocab.dtype, count=len(tokens))
+
+
+def _split_chars(
+    source: Source, tokenizer: Tokenizer, opts: TextOptions, chunk_bytes: int, splits: dict[str, list[int]]
+) -> dict[str, int]:
+    """The characters of the text that each split's tokens stand for (an end of document
+    counts one), read in a third pass: what a loss per token is turned into bits per character with."""
+    total = {name: 0 for name in splits}
+    at = 0
+    for tokens in tokenizer.stream(source.texts(opts, chunk_bytes)):
+        lengths = np.fromiter(map(len, tokens), dtype=np.int64, count=len(tokens))
+        for name, (a, b) in splits.items():
+            lo, hi = max(a, at) - at, min(b, at + len(tokens)) - at
+            if hi > lo:
+                total[name] += int(lengths[lo:hi].sum())
+        at += len(tokens)
+    return total
 
 
 @dataclass
@@ -589,6 +640,7 @@ class _Scan:
     label_chars: list[int] | None = None
     doc_labels: np.ndarray | None = None
     doc_lengths: np.ndarray | None = None
+    tokens: dict | None = None  # how the symbols were chosen, for meta.json (None: plain characters)
 
 
 def _label_dtype(count: int) -> np.dtype:
@@ -613,6 +665,47 @@ def _scan(source: Source, opts: TextOptions, chunk_bytes: int) -> _Scan:
     if all(c.isspace() or c == documents.EOD for c in vocab.chars):
         raise InputError(f"{what}: holds only whitespace")
     return _Scan(vocab, n, docs)
+
+
+def _scan_tokens(source: Source, opts: TextOptions, chunk_bytes: int, tokenizer: Tokenizer, cap: VocabCap) -> _Scan:
+    """The first pass over a text, or an unlabelled collection, of words or a capped vocabulary:
+    every symbol counted, then the vocabulary `cap` keeps (EOD always; UNK if any is left out)."""
+    counts: dict[str, int] = {}
+    ends: list[int] = []
+    texts = source.texts(opts, chunk_bytes, ends)
+    if tokenizer.kind == "char":
+        total = np.zeros(MAX_CODEPOINT, dtype=np.int64)
+        for text in texts:
+            total += np.bincount(_codepoints(text.lower() if tokenizer.lowercase else text), minlength=MAX_CODEPOINT)
+        counts = {chr(c): int(total[c]) for c in np.flatnonzero(total)}
+    else:
+        for tokens in tokenizer.stream(texts):
+            for t in tokens:
+                counts[t] = counts.get(t, 0) + 1
+    what = source.files[0] if not source.documents else f"{source.name} ({len(source.files)} file(s))"
+    n = sum(counts.values())
+    if n == 0:
+        raise InputError(f"{what}: is empty")
+    if source.doc_sep is not None and ends[0] == len(source.files):
+        raise InputError(f"{what}: --doc-sep {source.doc_sep!r} never occurs in the text")
+    if UNK in counts:
+        raise InputError(f"{what}: holds U+FDD1, which charrnn keeps for symbols outside a capped vocabulary")
+    kept, dropped = cap.keep(counts, always=[documents.EOD])
+    symbols = kept + [UNK] if dropped else kept
+    if tokenizer.kind == "char":
+        symbols.sort()  # by code point, as an uncapped vocabulary of characters
+    vocab = Vocab(symbols, tokenizer)
+    if all(c.isspace() or c == documents.EOD for c in kept):
+        raise InputError(f"{what}: holds only whitespace" + (" among the symbols kept" if dropped else ""))
+    text_counts = {s: c for s, c in counts.items() if s != documents.EOD}
+    record = {
+        **tokenizer.to_dict(),
+        "max_vocab": cap.max_vocab,
+        "min_count": cap.min_count,
+        "distinct": len(text_counts),
+        "coverage": round(coverage(text_counts, kept), 6),
+    }
+    return _Scan(vocab, n, counts.get(documents.EOD, 0), tokens=record)
 
 
 def _scan_labelled(source: Source, opts: TextOptions, chunk_bytes: int) -> _Scan:
@@ -785,10 +878,14 @@ def cached_corpus(
     opts: TextOptions = TextOptions(),
     doc_sep: str | None = None,
     labels: str | Path | None = None,
+    tokenizer: Tokenizer = Tokenizer(),
+    cap: VocabCap = VocabCap(),
 ) -> Corpus:
     """Preprocess `src` into `root/<name>-<hash>/` unless an identical cache entry exists."""
     source = Source.of(src, doc_sep, force=opts.force, labels=labels)
     key = f"{source.sha256()}|{val_frac}|{test_frac}|{opts.newline}|{opts.encoding_errors}"
+    if not tokenizer.plain or cap.capped:
+        key += f"|tokens|{tokenizer.kind}|{tokenizer.lowercase}|{cap.max_vocab}|{cap.min_count}"
     if source.documents:
         key += f"|documents|{source.doc_sep!r}"
     if source.labels:
@@ -799,7 +896,7 @@ def cached_corpus(
             return Corpus.load(out)
         except InputError:
             pass  # a damaged cache entry is rebuilt
-    return preprocess(source, out, val_frac=val_frac, test_frac=test_frac, opts=opts)
+    return preprocess(source, out, val_frac=val_frac, test_frac=test_frac, opts=opts, tokenizer=tokenizer, cap=cap)
 
 
 class StreamBatcher:

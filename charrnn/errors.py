@@ -4,6 +4,8 @@ The CLI prints `charrnn: error: <message>` on one line of stderr and exits with
 `exit_code`; library callers catch `CharRNNError`.
 """
 
+from __future__ import annotations
+
 import errno
 
 
@@ -58,10 +60,16 @@ class UnknownCharacterError(CharRNNError):
 
     exit_code = 7
 
-    def __init__(self, chars: list[str], context: str = "text"):
+    def __init__(self, chars: list[str], context: str = "text", unit: str = "character", hint: str = ""):
         self.chars = chars
         shown = ", ".join(repr(c) for c in chars[:10]) + (" ..." if len(chars) > 10 else "")
-        super().__init__(f"{context} has {len(chars)} character(s) not in the model's vocabulary: {shown}")
+        super().__init__(f"{context} has {len(chars)} {unit}(s) not in the model's vocabulary: {shown}{hint}")
+
+    @classmethod
+    def no_unk(cls) -> UnknownCharacterError:
+        e = cls([])
+        e.args = ("--unknown unk needs a model with a capped vocabulary (one that holds <unk>); use error or skip",)
+        return e
 
 
 def first_line(e: BaseException) -> str:

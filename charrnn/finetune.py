@@ -49,7 +49,10 @@ class Parent:
         characters are `text_vocab`."""
         path = runs.resolve_checkpoint(path, prefer="best.pt")
         ckpt = checkpoint.load(path)
-        vocab, new = checkpoint.vocab(ckpt).extended(text_vocab)
+        try:
+            vocab, new = checkpoint.vocab(ckpt).extended(text_vocab)
+        except ValueError as e:
+            raise BadValueError(f"--init-from {path}: {e}; give the model's --tokens and --lowercase") from None
         return cls(path, ckpt, vocab, new)
 
     @property

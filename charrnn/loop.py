@@ -44,7 +44,7 @@ from charrnn.runtime import (
 )
 from charrnn.sample import sample_text
 from charrnn.scoring import mean_loss
-from charrnn.values import bits
+from charrnn.values import Units, perplexity
 
 MAX_BAD_STEPS = 8  # consecutive non-finite steps before training gives up
 STOP_REASONS = ("", "max_epochs", "max_steps", "patience", "time_limit", "interrupted")  # by priority
@@ -262,7 +262,9 @@ class _Trainer:
             "split_sizes": meta.get("split_sizes"),
             "documents": meta.get("documents"),  # a collection of documents, each ended by documents.EOD
             "doc_sep": meta.get("doc_sep"),
+            "tokens": meta.get("tokens"),  # a word model's or capped vocabulary's: how its symbols were chosen
         }
+        self.units = Units.of(self.corpus_info)
         self.meter = _Meter(elapsed0=self.state.elapsed_s)
         self.bad_steps = 0  # non-finite steps in a row
         self.last_eval_step = -1
@@ -483,7 +485,8 @@ class _Trainer:
             "step": state.step,
             "epoch": state.epoch,
             "val_loss": state.val_loss,
-            "val_bpc": bits(state.val_loss),
+            "val_bpc": self.units.bpc(state.val_loss),
+            **({"val_ppl": perplexity(state.val_loss)} if self.units.word else {}),
             "best_val_loss": state.best_val_loss,
             "elapsed_s": round(state.elapsed_s, 3),
         }

@@ -19,7 +19,7 @@ from pathlib import Path
 from charrnn import checkpoint, runlog
 from charrnn.errors import CharRNNError, InputError
 from charrnn.pages import page_head, write_html
-from charrnn.values import bits, is_number
+from charrnn.values import Units, is_number
 
 BLOCKS = "▁▂▃▄▅▆▇█"
 MAX_SAMPLES = 40  # progress samples shown; evenly spaced over the run when there are more
@@ -32,6 +32,11 @@ class Run:
     evals: list[dict] = field(default_factory=list)  # metrics.jsonl lines with val_loss
     samples: list[dict] = field(default_factory=list)  # {"step", "train_loss", "val_loss", "text"}
     ckpt: dict | None = None  # last.pt (or best.pt) without optimizer, RNG and carried state
+
+    @property
+    def units(self) -> Units:
+        """How its losses are reported: per character, or a word model's per token."""
+        return Units.of((self.ckpt or {}).get("corpus"))
 
 
 def load_run(run_dir: Path) -> Run:
@@ -205,15 +210,16 @@ def _losses(train: list[dict], evals: list[dict], x: str) -> list[tuple[str, lis
 
 def render(run: Run) -> str:
     tr, ev = run.train, run.evals
+    per = run.units.per
     charts = [
-        (f"Loss by {axis}", svg_chart(_losses(tr, ev, x), xlabel, "loss (nats/char)"))
+        (f"Loss by {axis}", svg_chart(_losses(tr, ev, x), xlabel, f"loss (nats/{per})"))
         for axis, x, xlabel in (("step", "step", "step"), ("time", "elapsed_s", "elapsed seconds"))
     ]
     charts.append(
         ("Learning rate", svg_chart([("lr", _col(tr, "step"), _col(tr, "lr"), COLOURS["lr"])], "step", "learning rate"))
     )
-    speed = [("chars/s", _col(tr[1:], "step"), _col(tr[1:], "chars_per_sec"), COLOURS["speed"])]
-    charts.append(("Speed", svg_chart(speed, "step", "characters per second")))
+    speed = [(f"{per}s/s", _col(tr[1:], "step"), _col(tr[1:], "chars_per_sec"), COLOURS["speed"])]
+    charts.append(("Speed", svg_chart(speed, "step", f"{run.units.per.replace('char', 'character')}s per second")))
     name = run.path.resolve().name
     parts = [
         page_head(f"{name} · charrnn report") + PAGE_CSS,
@@ -240,10 +246,7 @@ def _summary(run: Run) -> str:
     finite = [e for e in run.evals if math.isfinite(e.get("val_loss", float("nan")))]
     if finite:
         best = min(finite, key=lambda e: e["val_loss"])
-        parts.append(
-            f"best val loss {best['val_loss']:.4f} nats/char "
-            f"({bits(best['val_loss']):.4f} bits/char) at step {best['step']:,}"
-        )
+        parts.append(f"best val loss {run.units.describe(best['val_loss'])} at step {best['step']:,}")
     return " · ".join(parts) or "no steps logged yet"
 
 

@@ -15,6 +15,7 @@ from charrnn import checkpoint, runlog
 from charrnn.config import TEST_FRAC, VAL_FRAC
 from charrnn.data import Corpus, TextOptions, cached_corpus
 from charrnn.errors import BadValueError, CheckpointError, InputError
+from charrnn.tokens import Tokenizer, VocabCap
 
 CORPORA = Path("corpora")  # the cache of preprocessed text files, by content hash
 CHECKPOINTS = Path("checkpoints")  # one directory per run
@@ -88,6 +89,12 @@ def check_corpus_out(out: Path) -> None:
         )
 
 
+def is_preprocessed(inputs: Path | list[Path] | None) -> bool:
+    """Whether the inputs name one preprocessed corpus directory (not text to preprocess)."""
+    inputs = [] if inputs is None else [inputs] if isinstance(inputs, (str, Path)) else list(inputs)
+    return len(inputs) == 1 and any((Path(inputs[0]) / name).is_file() for name in ("meta.json", "ids.bin"))
+
+
 def open_corpus(
     inputs: Path | list[Path],
     *,
@@ -96,19 +103,29 @@ def open_corpus(
     opts: TextOptions = TextOptions(),
     doc_sep: str | None = None,
     labels: str | Path | None = None,
+    tokens: tuple[Tokenizer, VocabCap] | None = None,
     root: Path = CORPORA,
 ) -> Corpus:
     """A preprocessed corpus directory, or a text file (or bundled corpus), or a collection of
     documents (files, directories of text, patterns; labelled by `labels`) preprocessed into
     the cache (once)."""
     inputs = [] if inputs is None else [inputs] if isinstance(inputs, (str, Path)) else list(inputs)
-    if len(inputs) == 1 and any((Path(inputs[0]) / name).is_file() for name in ("meta.json", "ids.bin")):
+    if is_preprocessed(inputs):
         for given, option in ((doc_sep, "--doc-sep"), (labels, "--labels")):
             if given is not None:
                 raise BadValueError(f"{option} is for text: a preprocessed corpus has its documents already")
-        return Corpus.load(inputs[0])
+        return Corpus.load(inputs[0])  # its symbols are chosen: `tokens` does not apply
+    tokenizer, cap = tokens or (Tokenizer(), VocabCap())
     return cached_corpus(
-        inputs, root, val_frac=val_frac, test_frac=test_frac, opts=opts, doc_sep=doc_sep, labels=labels
+        inputs,
+        root,
+        val_frac=val_frac,
+        test_frac=test_frac,
+        opts=opts,
+        doc_sep=doc_sep,
+        labels=labels,
+        tokenizer=tokenizer,
+        cap=cap,
     )
 
 

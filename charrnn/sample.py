@@ -126,7 +126,8 @@ class SampleRun:
         self.state = None  # in the stepper's form
         # a model of documents: its end-of-document symbol, and how the text shows it
         self.eod = vocab.index.get(EOD)
-        self.chars = list(vocab.chars)
+        self.unk = None if config.allow_unk else vocab.unk  # a symbol never drawn
+        self.chars = list(vocab.shown_chars)
         if self.eod is not None:
             self.chars[self.eod] = eod_text if config.doc_separator is None else config.doc_separator
         self.docs = _Documents(self, config) if config.documents is not None else None
@@ -146,6 +147,9 @@ class SampleRun:
     def ids(self, logits: torch.Tensor) -> torch.Tensor:
         """Next ids (B,) drawn from `logits` (B, V) with this run's options and generator."""
         c = self.config
+        if self.unk is not None:
+            logits = logits.clone()
+            logits[:, self.unk] = float("-inf")
         if self.docs is not None:
             logits = self.docs.masked(logits)
         ids = pick(logits, self.g, temp=c.temp, top_k=c.top_k, top_p=c.top_p)
@@ -197,7 +201,7 @@ def read_primes(model: CharRNN, runs: list[SampleRun], convert=None) -> None:
 def _prime(vocab: Vocab, prime: str, *, unknown: str, g: torch.Generator) -> tuple[list[int], str]:
     """The ids the model reads first, and the text they stand for. A model of documents
     starts as a document starts, after the end of one. Otherwise, no prime: start after a
-    newline; else from a random character."""
+    newline; else from a random symbol (not <unk>)."""
     ids = vocab.encode(prime, unknown=unknown, context="the prime text")
     if EOD in vocab:
         if EOD in prime:
@@ -208,6 +212,8 @@ def _prime(vocab: Vocab, prime: str, *, unknown: str, g: torch.Generator) -> tup
     if "\n" in vocab:
         return [vocab.index["\n"]], ""
     ids = [int(torch.randint(len(vocab), (1,), generator=g, device=g.device))]
+    if ids[0] == vocab.unk:  # UNK is the last of a capped vocabulary of words; one of characters sorts it in
+        ids = [ids[0] - 1 if ids[0] else 1]
     return ids, vocab.decode(ids)
 
 

@@ -57,7 +57,8 @@ class GenerateBody(BaseModel):
     stop: str | None = Field(SampleConfig.stop, min_length=1)
     seed: int | None = Field(SampleConfig.seed, ge=0, le=MAX_SEED)
     num_samples: int = Field(SampleConfig.num_samples, ge=1)
-    unknown: Literal["error", "skip"] = SampleConfig.unknown
+    unknown: Literal["auto", "error", "skip", "unk"] = SampleConfig.unknown
+    allow_unk: bool = SampleConfig.allow_unk
     documents: int | None = Field(SampleConfig.documents, ge=1)
     min_length: int | None = Field(SampleConfig.min_length, ge=0)
     max_length: int | None = Field(SampleConfig.max_length, ge=1)
@@ -69,7 +70,7 @@ class ScoreBody(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     text: str
-    unknown: Literal["error", "skip"] = "error"
+    unknown: Literal["auto", "error", "skip", "unk"] = "auto"
     label: str | None = Field(None, min_length=1)
 
 

@@ -9,6 +9,7 @@ figures need.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 LN2 = math.log(2)
 
@@ -46,3 +47,52 @@ def as_dict(v) -> dict:
 def number(value, spec: str = "") -> str:
     """A number formatted by `spec`, or "?" for a missing or damaged one."""
     return format(value, spec) if is_number(value) else "?"
+
+
+@dataclass(frozen=True)
+class Units:
+    """How a mean loss per symbol is reported: a character model's in nats and bits per
+    character; a word model's in nats per token with its perplexity (the units of word-level
+    language models), and in bits per character of the text the tokens stand for, which
+    compares with a character model's. `chars_per_token` is that text's (None: unknown)."""
+
+    word: bool = False
+    chars_per_token: float | None = None
+
+    @classmethod
+    def of(cls, corpus: dict | None, split: str = "val") -> Units:
+        """The units of a corpus's split, from its meta.json or a checkpoint's record of it."""
+        corpus = as_dict(corpus)
+        tokens = as_dict(corpus.get("tokens"))
+        if tokens.get("kind") != "word":
+            return cls()
+        chars = as_dict(tokens.get("split_chars")).get(split)
+        size = as_dict(corpus.get("split_sizes")).get(split)
+        ok = is_number(chars) and is_number(size) and chars > 0 and size > 0
+        return cls(True, chars / size if ok else None)
+
+    @property
+    def per(self) -> str:
+        return "token" if self.word else "char"
+
+    def bpc(self, nats: float) -> float | None:
+        """Bits per character of the text (None where a word model's text length is unknown)."""
+        if not self.word:
+            return bits(nats)
+        return None if self.chars_per_token is None else bits(nats) / self.chars_per_token
+
+    def describe(self, nats: float) -> str:
+        """'1.2345 nats/char (1.7810 bits/char)', or for words
+        '4.5678 nats/token, perplexity 96.4 (1.5432 bits/char)'."""
+        if not is_number(nats):
+            return f"? nats/{self.per}"
+        bpc = self.bpc(nats)
+        tail = f" ({bpc:.4f} bits/char)" if bpc is not None else ""
+        if not self.word:
+            return f"{nats:.4f} nats/char{tail}"
+        return f"{nats:.4f} nats/token, perplexity {perplexity(nats):,.1f}{tail}"
+
+
+def perplexity(nats: float) -> float:
+    """exp of a mean loss in nats per token: the number of equally likely tokens it amounts to."""
+    return math.exp(min(nats, 700.0))

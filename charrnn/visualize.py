@@ -40,7 +40,8 @@ OPENERS, CLOSERS = "([{（【「『", ")]}）】」』"
 
 @dataclass
 class Trace:
-    text: str  # the characters traced, one code point each
+    text: str  # the text traced
+    units: list[str]  # its symbols, one per step: code points, or a word model's tokens
     prob: np.ndarray  # (N,) probability the model gave each character; NaN for the first
     top_ids: np.ndarray  # (N, K) the likeliest characters to follow each one
     top_p: np.ndarray  # (N, K) their probabilities
@@ -49,19 +50,24 @@ class Trace:
 
     @property
     def loss(self) -> float:
-        """Mean loss in nats per predicted character."""
+        """Mean loss in nats per predicted symbol."""
         p = self.prob[1:]
         return float(-np.log(np.maximum(p, 1e-12)).mean()) if len(p) else float("nan")
 
 
 @torch.no_grad()
-def trace(model: CharRNN, vocab: Vocab, text: str, *, top_k: int = TOP_K, labels: np.ndarray | None = None) -> Trace:
-    """Run `text` through `model` one character at a time, keeping every layer's state. A
-    labelled model reads each character with a label id (`labels`, one per character: the
-    label of the document the next character belongs to)."""
-    if len(text) < 2:
-        raise InputError("the text to visualise needs at least 2 characters")
-    ids = torch.tensor(vocab.encode(text, context="the text to visualise"), dtype=torch.long)
+def trace(
+    model: CharRNN, vocab: Vocab, text: str | list[int], *, top_k: int = TOP_K, labels: np.ndarray | None = None
+) -> Trace:
+    """Run `text` (or its ids) through `model` one symbol at a time, keeping every layer's
+    state. A labelled model reads each symbol with a label id (`labels`, one per symbol: the
+    label of the document the next symbol belongs to)."""
+    ids = vocab.encode(text, context="the text to visualise") if isinstance(text, str) else list(text)
+    if len(ids) < 2:
+        raise InputError(f"the text to visualise needs at least 2 {vocab.unit}s")
+    units = [vocab.shown_chars[i] for i in ids]
+    text = "".join(units)
+    ids = torch.tensor(ids, dtype=torch.long)
     stepper = FastStepper(model)
     state = stepper.convert(model.init_state(1))  # per layer [h] or [h, c], each (1, H)
     label_ids = None if labels is None else torch.as_tensor(np.asarray(labels, dtype=np.int64))
@@ -77,7 +83,7 @@ def trace(model: CharRNN, vocab: Vocab, text: str, *, top_k: int = TOP_K, labels
     prob[1:] = logp[:-1].gather(1, ids[1:, None])[:, 0].exp().double().numpy()
     top = logp.exp().topk(min(top_k, len(vocab)), dim=-1)
     kinds = ("h", "c") if model.config.model == "lstm" else ("h",)
-    return Trace(text, prob, top.indices.numpy(), top.values.double().numpy(), states, kinds)
+    return Trace(text, units, prob, top.indices.numpy(), top.values.double().numpy(), states, kinds)
 
 
 # --------------------------------------------------------------------------- features
@@ -91,6 +97,18 @@ FEATURES = (
     "inside a word",
     "capital letter",
 )
+
+
+def unit_features(units: list[str]) -> dict[str, np.ndarray]:
+    """`text_features` per symbol: each symbol's are its last character's (a word model's
+    token "Romeo" is at the start of a word and a capital if its first letter is)."""
+    f = text_features("".join(units))
+    last = np.cumsum([len(u) for u in units]) - 1
+    firsts = last - np.array([len(u) for u in units]) + 1
+    out = {name: values[last] for name, values in f.items()}
+    for name in ("start of word", "capital letter"):  # said of a token's first letter
+        out[name] = f[name][firsts]
+    return out
 
 
 def text_features(text: str) -> dict[str, np.ndarray]:
@@ -190,7 +208,7 @@ def build_page(
     labels: np.ndarray | None = None,
 ) -> str:
     t = trace(model, vocab, text, labels=labels)
-    feats = text_features(text)
+    feats = unit_features(t.units)
     acts, labels = unit_matrix(t)
     r = correlations(np.stack([feats[n] for n in FEATURES]), acts)
     cells = interesting_cells(r, labels)
@@ -211,8 +229,8 @@ def build_page(
         "kinds": list(t.kinds),
         "layers": mc.layers,
         "hidden": mc.hidden,
-        "text": text,
-        "vocab": vocab.chars,
+        "text": t.units,
+        "vocab": vocab.shown_chars,
         "prob": [-1 if np.isnan(p) else int(round(p * 10000)) for p in t.prob],  # per ten thousand
         "top_ids": t.top_ids.ravel().tolist(),
         "top_p": np.round(t.top_p * 10000).astype(int).ravel().tolist(),
@@ -242,7 +260,13 @@ def script_json(obj) -> str:
 
 
 def write_page(
-    model: CharRNN, vocab: Vocab, text: str, *, out: Path, title: str = "charrnn", labels: np.ndarray | None = None
+    model: CharRNN,
+    vocab: Vocab,
+    text: str | list[int],
+    *,
+    out: Path,
+    title: str = "charrnn",
+    labels: np.ndarray | None = None,
 ) -> Path:
     return write_html(out, build_page(model, vocab, text, title=title, labels=labels))
 
@@ -254,7 +278,7 @@ def visualize_checkpoint(
     prime: str | None = None,
     out: Path | None = None,
     max_chars: int = 3000,
-    unknown: str = "error",
+    unknown: str = "auto",
     label: str | None = None,
 ) -> tuple[Path, int]:
     """`charrnn visualize`: the page of a checkpoint on a file, on `prime`, or on the start of
@@ -274,7 +298,9 @@ def visualize_checkpoint(
             content, what = "".join(iter_text(check_text_file(text))), str(text)
     else:
         corpus = Corpus.load(runs.checkpoint_corpus(ckpt, "give --text FILE or --prime TEXT"))
-        content, what = corpus.vocab.decode(corpus.split("val")[:max_chars]), f"val split of {corpus.name}"
+        what = f"val split of {corpus.name}"
+        reader = corpus.split_reader("val", vocab)  # a fine-tuned model orders the corpus's symbols its own way
+        content = [int(i) for i in reader[0 : min(max_chars, len(reader))]]
         if label is not None:
             raise BadValueError("--label is for --text and --prime: a split is read with its documents' labels")
         label_id = None
@@ -282,10 +308,10 @@ def visualize_checkpoint(
         if reader is not None:  # each character with the label of the next one's document
             own = reader[0 : max_chars + 1]
             labels = np.append(own[1:], own[-1:])[: len(content)]
-    ids = vocab.encode(content, unknown=unknown, context=what)
-    content = vocab.decode(ids[:max_chars])
+    ids = vocab.encode(content, unknown=unknown, context=what) if isinstance(content, str) else content
+    ids = ids[:max_chars]
     if label_id is not None:
-        labels = np.full(len(content), label_id)
+        labels = np.full(len(ids), label_id)
     title = f"{path.parent.name}/{path.name} on {what}"
-    page = write_page(model, vocab, content, out=out or path.parent / "visualize.html", title=title, labels=labels)
-    return page, len(content)
+    page = write_page(model, vocab, ids, out=out or path.parent / "visualize.html", title=title, labels=labels)
+    return page, len(ids)
