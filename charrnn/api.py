@@ -48,7 +48,7 @@ from charrnn.runtime import pick_device, pick_precision
 from charrnn.sample import generate
 from charrnn.scoring import char_logprobs, mean_loss
 from charrnn.tokens import settings as token_settings
-from charrnn.values import Units, bits, perplexity
+from charrnn.values import Units, perplexity
 from charrnn.vocab import Vocab
 
 
@@ -275,20 +275,26 @@ def train(
 
 @dataclass(frozen=True)
 class Score:
-    """How likely a model finds a text: the log-probability of each character given the ones
-    before it (the first character has none)."""
+    """How likely a model finds a text: the log-probability of each symbol (a character, or a
+    word model's token) given the ones before it (the first has none)."""
 
-    text: str  # the characters scored (without those skipped as unknown)
-    logprobs: list[float]  # natural logs, one per character after the first
+    text: str  # the text scored (without what was skipped as unknown; <unk> where it was read so)
+    logprobs: list[float]  # natural logs, one per symbol after the first
+    units: Units = Units()  # a word model's: per token, with the characters each stands for
 
     @property
     def nats(self) -> float:
-        """Mean loss in nats per character."""
+        """Mean loss in nats per symbol."""
         return -sum(self.logprobs) / len(self.logprobs)
 
     @property
-    def bits(self) -> float:
-        return bits(self.nats)
+    def bits(self) -> float | None:
+        """Bits per character of the text."""
+        return self.units.bpc(self.nats)
+
+    @property
+    def perplexity(self) -> float:
+        return perplexity(self.nats)
 
 
 @dataclass(frozen=True)
@@ -352,7 +358,10 @@ class Model:
         if len(ids) < 2:
             raise InputError("the text to score needs at least 2 characters (the first is only read)")
         logprobs = char_logprobs(self.net, torch.tensor(ids, device=self.device), label=label_id)
-        return Score(self.vocab.decode(ids), logprobs.tolist())
+        text = self.vocab.decode(ids)
+        scored = len(text) - len(self.vocab.decode(ids[:1]))  # the characters predicted: all but the first symbol's
+        units = Units(self.vocab.tokenizer.kind == "word", scored / (len(ids) - 1))
+        return Score(text, logprobs.tolist(), units)
 
 
 def load(checkpoint_path: Path | str | None = None, *, device: str = "cpu", precision: str = "fp32") -> Model:

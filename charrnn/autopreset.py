@@ -24,7 +24,7 @@ from charrnn import memory
 from charrnn.config import ModelConfig, configs
 from charrnn.data import Corpus, StreamBatcher
 from charrnn.errors import CharRNNError
-from charrnn.model import CharRNN, cross_entropy
+from charrnn.model import CharRNN
 from charrnn.runtime import autocast, training_precision
 
 CANDIDATES = ("tiny", "small", "medium", "large")
@@ -168,8 +168,7 @@ def measure(corpus: Corpus, preset: str, settings: dict, device: torch.device, d
         x, y = (torch.from_numpy(a).to(device) for a in batcher.batch(k % batcher.steps_per_epoch))
         lab = None if labels is None else torch.from_numpy(labels.batch(k % batcher.steps_per_epoch)[1]).to(device)
         with autocast(device, precision):
-            logits, _ = model(x, None, lab)
-        loss = cross_entropy(logits, y)
+            loss = model(x, None, lab, targets=y)[0].mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip or float("inf"))

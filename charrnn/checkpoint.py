@@ -480,7 +480,11 @@ def describe(ckpt: dict) -> list[tuple[str, str]]:
         return str(d.get(key, "?"))
 
     return [
-        ("model", f"{get(mc, 'model')} {get(mc, 'layers')} x {get(mc, 'hidden')}, dropout {get(mc, 'dropout')}"),
+        (
+            "model",
+            f"{get(mc, 'model')} {get(mc, 'layers')} x {get(mc, 'hidden')}, dropout {get(mc, 'dropout')}"
+            + (", adaptive softmax" if mc.get("softmax") == "adaptive" else ""),
+        ),
         ("parameters", number(params, ",")),
         ("vocabulary", _vocab_row(vocab_size, ckpt.get("tokens"), corpus.get("tokens"))),
         ("step", f"{number(ckpt.get('step'), ',')} (epoch {number(ckpt.get('epoch'))})"),

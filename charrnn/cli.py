@@ -28,6 +28,7 @@ from typer.core import TyperCommand, TyperGroup
 
 from charrnn import __version__, documents
 from charrnn.config import (
+    AUTO_ADAPTIVE_VOCAB,
     DEFAULT_MAX_EPOCHS,
     FINETUNE_LR_FRAC,
     FINETUNE_WARMUP_STEPS,
@@ -553,6 +554,15 @@ def train_cmd(
     dropout: Annotated[
         float, typer.Option("--dropout", callback=in_range(0, 1, hi_open=True), help="Dropout between layers.")
     ] = default("dropout"),
+    softmax: Annotated[
+        Literal["auto", "full", "adaptive"],
+        typer.Option(
+            "--softmax",
+            help="The output layer: full, or adaptive (the 256 likeliest symbols in a head, the rarer ones in "
+            "smaller clusters; several times faster steps for vocabularies of thousands: words, CJK); auto is "
+            f"adaptive above {AUTO_ADAPTIVE_VOCAB:,} symbols.",
+        ),
+    ] = "auto",
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Contiguous streams per batch.")] = default(
         "batch_size"
     ),

@@ -27,7 +27,7 @@ from charrnn.config import ARCHITECTURE, ModelConfig, TrainConfig
 from charrnn.data import Corpus, file_sha256
 from charrnn.errors import BadValueError, CheckpointError, first_line
 from charrnn.model import CharRNN
-from charrnn.vocab import Vocab
+from charrnn.vocab import Vocab, shown
 
 # the weights whose rows are the vocabulary's characters
 ROWS_ARE_CHARS = ("embed.weight", "head.weight", "head.bias")
@@ -74,6 +74,11 @@ class Parent:
                     f"--{name} {settings[name]} contradicts the model of --init-from ({getattr(parent, name)}): "
                     "the architecture comes from the checkpoint; leave --model, --hidden and --layers out"
                 )
+        if parent.softmax == "adaptive" and self.new:
+            raise BadValueError(
+                f"the model of --init-from has an adaptive softmax, whose clusters cannot take the new text's "
+                f"{len(self.new)} new symbol(s) ({shown(self.new)}); fine-tune it on text of its own vocabulary"
+            )
         return replace(parent, vocab_size=len(self.vocab), dropout=settings.get("dropout", parent.dropout))
 
     def record(self) -> dict:

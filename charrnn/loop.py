@@ -31,7 +31,7 @@ from charrnn.data import Corpus, StreamBatcher
 from charrnn.distributed import Ranks
 from charrnn.errors import BadValueError, PeerLostError, TrainingError, first_line
 from charrnn.finetune import Parent
-from charrnn.model import CharRNN, State, cross_entropy
+from charrnn.model import CharRNN, State
 from charrnn.runtime import (
     autocast,
     needs_loss_scaling,
@@ -224,6 +224,8 @@ class _Trainer:
 
         seed_everything(cfg.seed)
         self.model = CharRNN(model_cfg)
+        if model_cfg.softmax == "adaptive" and resume is None:  # a resumed model has its order already
+            self.model.set_order(corpus.counts("train") if parent is None else torch.zeros(len(self.vocab)))
         if parent is not None:
             parent.load_into(self.model, corpus)
         self.model = self.model.to(device)
@@ -403,8 +405,8 @@ class _Trainer:
         for param_group in self.opt.param_groups:
             param_group["lr"] = lr
         with autocast(self.device, self.precision):
-            logits, new_state = self.net(x, self.hidden, labels)
-        loss = cross_entropy(logits, y)
+            losses, new_state = self.net(x, self.hidden, labels, targets=y)
+        loss = losses.mean()
         self.opt.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         self.scaler.unscale_(self.opt)

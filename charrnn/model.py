@@ -1,5 +1,11 @@
 """`CharRNN`: embedding -> multilayer LSTM/GRU/RNN -> linear over the vocabulary.
 
+With `softmax="adaptive"` (a large vocabulary: words, or CJK characters) the output layer is
+an adaptive softmax (Grave et al. 2017, `nn.AdaptiveLogSoftmaxWithLoss`): the likeliest
+symbols in a head, the rarer ones in clusters reached through smaller products, so training
+does not pay a full product over the vocabulary at every position. It needs the symbols
+ranked by frequency: `order` holds each id's rank (set from the training text's counts).
+
 A model trained with labels adds a learned embedding of the document's label to the
 character's at every step, so `forward` then takes a label id for every position.
 
@@ -36,13 +42,27 @@ class CharRNN(nn.Module):
             dropout=config.dropout if config.layers > 1 else 0.0,
         )
         self.drop = nn.Dropout(config.dropout)
-        self.head = nn.Linear(h, v)
+        if config.softmax == "adaptive":
+            self.head = nn.AdaptiveLogSoftmaxWithLoss(h, v, adaptive_cutoffs(v), div_value=ADAPTIVE_DIV)
+            self.register_buffer("order", torch.arange(v))  # each id's rank by frequency: its place in the head
+        else:
+            self.head = nn.Linear(h, v)
+
+    def set_order(self, counts) -> None:
+        """An adaptive softmax's ranking of the symbols, likeliest first, from their counts."""
+        ranked = torch.argsort(-torch.as_tensor(counts, dtype=torch.float64), stable=True)
+        self.order[ranked] = torch.arange(len(ranked), device=self.order.device)
 
     def forward(
-        self, ids: torch.Tensor, state: State | None = None, labels: torch.Tensor | None = None
+        self,
+        ids: torch.Tensor,
+        state: State | None = None,
+        labels: torch.Tensor | None = None,
+        targets: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, State]:
-        """ids (B, T) -> logits (B, T, V); `labels` (B, T) are a labelled model's label ids, the
-        label of the document each position's next character belongs to."""
+        """ids (B, T) -> logits (B, T, V), or with `targets` (B, T) each position's loss in nats
+        (B, T), 0 where the target is -1 (ignored). `labels` (B, T) are a labelled model's
+        label ids, the label of the document each position's next character belongs to."""
         x = self.embed(ids)  # (B, T, H)
         if self.label_embed is not None:
             if labels is None:
@@ -54,8 +74,33 @@ class CharRNN(nn.Module):
         else:
             out, h = self.rnn(x, None if state is None else state[0])
             new_state = (h,)
-        logits = self.head(self.drop(out))  # (B, T, V)
-        return logits, new_state
+        out = self.drop(out)  # (B, T, H)
+        if targets is not None:
+            return self.losses(out, targets), new_state
+        return self.logits(out), new_state
+
+    def logits(self, out: torch.Tensor) -> torch.Tensor:
+        """(..., H) -> (..., V): an adaptive softmax gives its log-probabilities, which are
+        logits too (their softmax is the distribution)."""
+        if self.config.softmax == "full":
+            return self.head(out)
+        flat = self.head.log_prob(out.reshape(-1, out.size(-1)))  # (N, V) by rank
+        return flat[:, self.order].reshape(*out.shape[:-1], -1)
+
+    def losses(self, out: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """(B, T, H), targets (B, T) -> the loss at each position (B, T), float32; 0 where ignored."""
+        if self.config.softmax == "full":
+            logits = self.head(out)
+            nll = F.cross_entropy(
+                logits.float().reshape(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-1, reduction="none"
+            )
+            return nll.view(targets.shape)
+        keep = targets.reshape(-1) >= 0
+        nll = torch.zeros(targets.numel(), dtype=torch.float32, device=out.device)
+        if keep.any():  # only the positions scored; a cluster's product only for its own targets
+            picked = self.head(out.reshape(-1, out.size(-1))[keep], self.order[targets.reshape(-1)[keep]])
+            nll[keep] = -picked.output.float()
+        return nll.view(targets.shape)
 
     def init_state(self, batch_size: int, device=None) -> State:
         shape = (self.config.layers, batch_size, self.config.hidden)
@@ -66,8 +111,10 @@ class CharRNN(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
 
-def cross_entropy(logits: torch.Tensor, targets: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
-    """Loss in nats per character; targets of -1 are ignored."""
-    return F.cross_entropy(
-        logits.float().reshape(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-1, reduction=reduction
-    )
+ADAPTIVE_DIV = 4.0  # each cluster's width is the last one's over this
+
+
+def adaptive_cutoffs(vocab_size: int) -> list[int]:
+    """Where the adaptive softmax's head ends and its clusters begin: the 256 likeliest symbols
+    in the head, then clusters to 2,048 and 16,384 and the rest, as far as the vocabulary goes."""
+    return [c for c in (256, 2048, 16384) if c < vocab_size]

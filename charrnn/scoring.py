@@ -12,7 +12,7 @@ import torch
 from charrnn import distributed
 from charrnn.data import eval_batches
 from charrnn.distributed import Ranks
-from charrnn.model import CharRNN, cross_entropy
+from charrnn.model import CharRNN
 from charrnn.runtime import autocast
 
 
@@ -47,8 +47,8 @@ def mean_loss(
         if lab is not None:
             lab = torch.from_numpy(np.maximum(lab, 0)).to(device)  # -1 pads rows whose targets are ignored
         with autocast(device, precision):
-            logits, state = model(x, state, lab)
-        total += float(cross_entropy(logits, y, reduction="sum"))
+            losses, state = model(x, state, lab, targets=y)
+        total += float(losses.sum())
         count += int((y >= 0).sum())
     model.train(was_training)
     total, count = distributed.all_sum([total, count], ranks, device)

@@ -10,7 +10,8 @@
   newline-delimited JSON (application/x-ndjson), one object per line as the text is written:
   `{"text": piece}` (with `"sample": i` when num_samples > 1), then `{"done": true, "stopped": ...}`.
 - `POST /v1/score`: `{"text": ...}` (and `"label"` for a labelled model) -> nats and bits per
-  character, and each character's log-probability.
+  character, and each character's log-probability (a word model's: nats per token, its
+  perplexity and token count, and bits per character of the text).
 - `GET /v1/info`: what `charrnn info` shows. `GET /healthz`: streams being written and requests waiting.
 - `GET /`: a page to write from in a browser (no network needed beyond this server).
 
@@ -152,7 +153,8 @@ def create_app(model: api.Model, limits: ServeLimits = ServeLimits(), batcher: B
     async def score(request: Request) -> dict:
         body = ScoreBody.model_validate_json(await request.body())
         s = await asyncio.to_thread(model.score, body.text, unknown=body.unknown, label=body.label)
-        return {"nats": s.nats, "bits": s.bits, "chars": len(s.text), "logprobs": s.logprobs}
+        counts = {"tokens": len(s.logprobs) + 1, "perplexity": s.perplexity} if s.units.word else {}
+        return {"nats": s.nats, "bits": s.bits, "chars": len(s.text), **counts, "logprobs": s.logprobs}
 
     @app.get("/v1/info")
     def info() -> dict:

@@ -64,11 +64,15 @@ class FastStepper:
             self.label_table = None  # (L, G*H)
             if model.label_embed is not None:
                 self.label_table = model.label_embed.weight.detach() @ p["weight_ih_l0"][order].T
-            self.head_w = model.head.weight.detach().T.contiguous()  # (H, V)
-            self.head_b = model.head.bias.detach()
+            # the output layer: a product here, or an adaptive softmax's own (its log-probabilities)
+            self.head_w = self.head_b = None
+            self.adaptive = model.logits if model.config.softmax == "adaptive" else None
+            if self.adaptive is None:
+                self.head_w = model.head.weight.detach().T.contiguous()  # (H, V)
+                self.head_b = model.head.bias.detach()
             if dtype != torch.float32:
                 self.w = [tuple(m.to(dtype) for m in w) if isinstance(w, tuple) else w.to(dtype) for w in self.w]
-                self.head_w = self.head_w.to(dtype)
+                self.head_w = None if self.head_w is None else self.head_w.to(dtype)
         self.hidden = h
 
     def _mm(self, bias: torch.Tensor, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
@@ -116,6 +120,8 @@ class FastStepper:
                 layer[1] = c
             else:
                 layer[0] = x = torch.tanh(gates)
+        if self.adaptive is not None:
+            return self.adaptive(x), state
         return self._mm(self.head_b, x, self.head_w), state
 
 

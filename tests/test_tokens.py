@@ -12,7 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from charrnn import api, checkpoint
+from charrnn.config import SampleConfig
 from charrnn.data import Corpus, preprocess
+from charrnn.sample import generate
 from charrnn.tokens import UNK, Tokenizer, VocabCap
 from tests.conftest import TINY_FLAGS, one_line_error
 
@@ -158,6 +160,10 @@ def test_perplexity_is_exp_of_the_loss_per_token(word_run, cli):
     metrics = [json.loads(line) for line in (word_run / "metrics.jsonl").read_text().splitlines()]
     evals = [m for m in metrics if "val_loss" in m]
     assert evals and all(m["val_ppl"] == pytest.approx(math.exp(m["val_loss"])) for m in evals)
+    s = api.load(word_run).score("the cat sat on the mat .")  # 13 tokens: 12 predicted, 21 characters
+    assert len(s.logprobs) == 12 and s.units.word
+    assert s.bits == pytest.approx(s.nats * 12 / (len("the cat sat on the mat .") - 3) / math.log(2))
+    assert s.perplexity == pytest.approx(math.exp(s.nats))
     info = cli("info", word_run)
     assert "perplexity" in info.stdout and "tokens (words)" in info.stdout
 
@@ -196,3 +202,70 @@ def test_bad_token_options_are_one_line_errors(cli, tmp_path, mixed_corpus):
     (tmp_path / "names" / "B.txt").write_text("z\nw\n", encoding="utf-8")
     r = cli("preprocess", "names", "--doc-sep", "\\n", "--labels", "from-file", "--tokens", "word")
     one_line_error(r, 2, "--labels")
+
+
+# --------------------------------------------------------------------------- adaptive softmax
+
+# 700 CJK characters, the likeliest far likelier than the rarest (a vocabulary of hundreds)
+_RNG = np.random.default_rng(0)
+BIG_VOCAB_TEXT = "".join(
+    chr(0x4E00 + int(i)) + ("。\n" if k % 20 == 19 else "")
+    for k, i in enumerate([*range(700), *(700 * _RNG.random(11_000) ** 3).astype(int)])
+)
+
+
+@pytest.mark.parametrize("softmax", ["full", "adaptive"])
+def test_the_loss_at_each_position_is_the_cross_entropy_of_the_logits(softmax):
+    import torch
+    from torch.nn import functional as F
+
+    from charrnn.config import ModelConfig
+    from charrnn.model import CharRNN
+
+    torch.manual_seed(0)
+    model = CharRNN(ModelConfig(vocab_size=700, hidden=16, layers=1, softmax=softmax))
+    if softmax == "adaptive":
+        model.set_order(torch.randint(1000, (700,)))
+    x, y = torch.randint(700, (3, 9)), torch.randint(700, (3, 9))
+    y[1, 4] = -1
+    logits, _ = model(x)
+    losses, _ = model(x, targets=y)
+    want = F.cross_entropy(logits.reshape(-1, 700), y.reshape(-1), ignore_index=-1, reduction="none").view(3, 9)
+    assert torch.allclose(losses, want, atol=1e-5) and losses[1, 4] == 0
+    assert torch.allclose(logits.logsumexp(-1), torch.zeros(3, 9), atol=1e-5) or softmax == "full"
+
+
+def test_softmax_auto_is_adaptive_for_large_vocabularies_only():
+    from charrnn.config import AUTO_ADAPTIVE_VOCAB, configs
+
+    assert configs(65, "tiny", {})[0].softmax == "full"
+    assert configs(AUTO_ADAPTIVE_VOCAB, None, {"softmax": "auto"})[0].softmax == "full"
+    assert configs(AUTO_ADAPTIVE_VOCAB + 1, "small", {})[0].softmax == "adaptive"
+    assert configs(8000, None, {"softmax": "full"})[0].softmax == "full"
+
+
+def test_an_adaptive_softmax_trains_samples_resumes_and_refuses_what_it_cannot(cli, tmp_path):
+    (tmp_path / "big.txt").write_text(BIG_VOCAB_TEXT, encoding="utf-8")
+    flags = [*TINY_FLAGS, "--softmax", "adaptive", "--eval-every", "10"]
+    r = cli("train", "big.txt", *flags, "--max-steps", "10", "--out", "run")
+    assert r.exit_code == 0, r.stderr
+    model = api.load(tmp_path / "run")
+    assert model.net.config.softmax == "adaptive"
+    order = model.net.order
+    corpus = Corpus.load(checkpoint.load(tmp_path / "run" / "best.pt")["corpus"]["path"])
+    counts = np.bincount(np.asarray(corpus.split("train")), minlength=len(model.vocab))
+    assert counts[int((order == 0).nonzero())] == counts.max()  # the likeliest symbol heads the ranking
+    # the fast sampling step gives the text the model's own forward pass gives
+    config = SampleConfig(prime="一", length=40, seed=5)
+    fast, slow = ("".join(p[0] for p in generate(model.net, model.vocab, config, fast=f)) for f in (True, False))
+    assert fast == slow and len(fast) == 41
+    r = cli("train", "--resume", "run", "--max-steps", "20", "--quiet")
+    assert r.exit_code == 0, r.stderr
+    assert checkpoint.load(tmp_path / "run" / "last.pt")["step"] == 20
+    assert "adaptive softmax" in cli("info", "run").stdout
+    r = cli("train", "--resume", "run", "--max-steps", "30", "--softmax", "full")
+    one_line_error(r, 2, "--softmax")
+    (tmp_path / "small.txt").write_text("abc " * 500, encoding="utf-8")
+    one_line_error(cli("train", "small.txt", *flags, "--max-steps", "1"), 2, "adaptive", "512")
+    (tmp_path / "new.txt").write_text(BIG_VOCAB_TEXT + "ABC", encoding="utf-8")
+    one_line_error(cli("train", "new.txt", "--init-from", "run", "--max-steps", "1", "--quiet"), 2, "adaptive")
