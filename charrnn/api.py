@@ -64,7 +64,7 @@ def preprocess(
     tokens: str | None = None,
     lowercase: bool | None = None,
     max_vocab: int | None = None,
-    min_count: int = 1,
+    min_count: int | None = None,
 ) -> Corpus:
     """Encode a text file (or a bundled corpus, by name), or a collection of documents (several
     files, directories, patterns, or a file split at `doc_sep`), as a corpus directory (default
@@ -115,7 +115,7 @@ def plan_training(
     tokens: str | None = None,
     lowercase: bool | None = None,
     max_vocab: int | None = None,
-    min_count: int = 1,
+    min_count: int | None = None,
 ) -> TrainPlan:
     """Check a run's inputs and settle its configs and directory. `settings` are ModelConfig
     and TrainConfig fields; they override the preset, the resumed checkpoint's config, or the
@@ -149,15 +149,18 @@ def plan_training(
         run_dir = Path(out) if out is not None else None
     if main and run_dir is not None:  # before anything is written, the corpus cache included
         runs.check_run_dir(run_dir, ckpt_path, ckpt)
-    given = tokens is not None or lowercase is not None or max_vocab is not None or min_count != 1
-    like = checkpoint.vocab(ckpt).tokenizer if ckpt is not None else None
+    given = tokens is not None or bool(lowercase) or max_vocab is not None or min_count is not None
+    like = like_cap = None  # a run going on from a model reads text as the model did, unless told otherwise
     if init_from is not None:
-        like = checkpoint.vocab(checkpoint.load(runs.resolve_checkpoint(init_from, prefer="best.pt"))).tokenizer
+        ckpt_from = checkpoint.load(runs.resolve_checkpoint(init_from, prefer="best.pt"))
+        like = checkpoint.vocab(ckpt_from).tokenizer
+    elif ckpt is not None:
+        like, like_cap = checkpoint.vocab(ckpt).tokenizer, checkpoint.vocab_cap(ckpt)
     if given and runs.is_preprocessed(input):
         raise BadValueError(
             "--tokens, --lowercase, --max-vocab and --min-count are for text: a preprocessed corpus has its symbols"
         )
-    tokenized = token_settings(tokens, lowercase, max_vocab, min_count, like) if given or like else None
+    tokenized = token_settings(tokens, lowercase, max_vocab, min_count, like, like_cap) if given or like else None
     corpus = runs.open_corpus(
         input, val_frac=val_frac, test_frac=test_frac, opts=text, doc_sep=doc_sep, labels=labels, tokens=tokenized
     )
@@ -244,7 +247,7 @@ def train(
     tokens: str | None = None,
     lowercase: bool | None = None,
     max_vocab: int | None = None,
-    min_count: int = 1,
+    min_count: int | None = None,
     **settings: Any,
 ) -> TrainResult:
     """Train on a text file or corpus directory (or go on with `resume`, or start from the
@@ -358,10 +361,9 @@ class Model:
         if len(ids) < 2:
             raise InputError("the text to score needs at least 2 characters (the first is only read)")
         logprobs = char_logprobs(self.net, torch.tensor(ids, device=self.device), label=label_id)
-        text = self.vocab.decode(ids)
-        scored = len(text) - len(self.vocab.decode(ids[:1]))  # the characters predicted: all but the first symbol's
+        scored = self.vocab.predicted_chars(text, unknown)
         units = Units(self.vocab.tokenizer.kind == "word", scored / (len(ids) - 1))
-        return Score(text, logprobs.tolist(), units)
+        return Score(self.vocab.decode(ids), logprobs.tolist(), units)
 
 
 def load(checkpoint_path: Path | str | None = None, *, device: str = "cpu", precision: str = "fp32") -> Model:
@@ -422,16 +424,14 @@ def evaluate(
         ids = np.asarray(vocab.encode(content, unknown=unknown, context=str(file)), dtype=np.int64)
         labels = None if label_id is None else np.full(len(ids), label_id, dtype=np.int64)
         what = str(file)
-        # the text the predictions stand for: all of it but the first symbol read
-        first = len(vocab.shown_chars[ids[0]]) if len(ids) else 0
-        units = Units(vocab.tokenizer.kind == "word", (len(content) - first) / max(1, len(ids) - 1))
+        units = Units(vocab.tokenizer.kind == "word", vocab.predicted_chars(content, unknown) / max(1, len(ids) - 1))
     else:
         cpath = runs.checkpoint_corpus(ckpt, "use --file to evaluate on a text file")
         corpus = Corpus.load(cpath)
         try:  # a fine-tuned model orders the corpus's characters its own way
             ids = corpus.split_reader(split, vocab)
-        except InputError:
-            raise CheckpointError(f"corpus {cpath} has characters the checkpoint's vocabulary lacks") from None
+        except InputError as e:  # symbols the model lacks, or symbols of another kind
+            raise CheckpointError(str(e)) from None
         if label is not None:
             raise BadValueError("--label is for --file: a split is read with its own documents' labels")
         labels = runs.split_labels(corpus, model.config.labels, split)

@@ -29,7 +29,7 @@ from charrnn import __version__
 from charrnn.config import MODEL_FIELDS, ModelConfig, TrainConfig
 from charrnn.documents import EOD_TEXT
 from charrnn.errors import BadValueError, CheckpointError, TrainingError, first_line, os_reason
-from charrnn.tokens import Tokenizer
+from charrnn.tokens import Tokenizer, VocabCap
 from charrnn.values import Units, as_dict, is_number, number
 from charrnn.vocab import Vocab, shown
 
@@ -291,6 +291,15 @@ def model_config(ckpt: dict) -> ModelConfig:
 
 def train_config(ckpt: dict) -> TrainConfig:
     return _parse(TrainConfig.from_dict, ckpt, "train_config")
+
+
+def vocab_cap(ckpt: dict) -> VocabCap:
+    """The cap the checkpoint's corpus was preprocessed with (none where it had none)."""
+    tokens = as_dict(as_dict(ckpt.get("corpus")).get("tokens"))
+    try:
+        return VocabCap(tokens.get("max_vocab"), tokens.get("min_count", 1))
+    except BadValueError:
+        return VocabCap()
 
 
 def vocab(ckpt: dict) -> Vocab:

@@ -280,11 +280,13 @@ MaxVocabOpt = Annotated[
     ),
 ]
 MinCountOpt = Annotated[
-    int,
+    int | None,
     typer.Option(
         "--min-count",
         min=1,
-        help="Keep only symbols seen this many times; the rest are read as <unk> (--min-count 3 on CJK text).",
+        show_default=False,
+        help="Keep only symbols seen this many times; the rest are read as <unk> (--min-count 3 on CJK text; "
+        "default 1).",
     ),
 ]
 LabelOpt = Annotated[
@@ -385,7 +387,7 @@ def preprocess_cmd(
     tokens: TokensOpt = None,
     lowercase: LowercaseOpt = False,
     max_vocab: MaxVocabOpt = None,
-    min_count: MinCountOpt = 1,
+    min_count: MinCountOpt = None,
     val_frac: ValFrac = VAL_FRAC,
     test_frac: TestFrac = TEST_FRAC,
     encoding_errors: EncodingErrors = "strict",
@@ -535,7 +537,7 @@ def train_cmd(
     tokens: TokensOpt = None,
     lowercase: LowercaseOpt = False,
     max_vocab: MaxVocabOpt = None,
-    min_count: MinCountOpt = 1,
+    min_count: MinCountOpt = None,
     out: Annotated[
         Path | None,
         typer.Option(

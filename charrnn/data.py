@@ -204,6 +204,11 @@ class Corpus:
         """The corpus id -> `vocab` id table, or None where the two are the same."""
         if vocab is None or vocab == self.vocab:
             return None
+        if vocab.tokenizer != self.vocab.tokenizer:
+            raise InputError(
+                f"corpus {self.name} is read as {self.vocab.tokenizer.describe()} and the model reads "
+                f"{vocab.tokenizer.describe()}; preprocess the text for the model"
+            )
         try:
             return self.vocab.ids_in(vocab)
         except ValueError as e:
@@ -691,7 +696,11 @@ def _scan_tokens(source: Source, opts: TextOptions, chunk_bytes: int, tokenizer:
     if UNK in counts:
         raise InputError(f"{what}: holds U+FDD1, which charrnn keeps for symbols outside a capped vocabulary")
     kept, dropped = cap.keep(counts, always=[documents.EOD])
-    symbols = kept + [UNK] if dropped else kept
+    if not [s for s in kept if s != documents.EOD]:
+        raise InputError(f"{what}: the cap leaves no symbol (no symbol is seen --min-count {cap.min_count} times)")
+    # a word model always has UNK: other text holds words it never saw (a character model's
+    # text rarely does, and one without a cap keeps refusing unknown characters)
+    symbols = kept + [UNK] if dropped or tokenizer.kind == "word" else kept
     if tokenizer.kind == "char":
         symbols.sort()  # by code point, as an uncapped vocabulary of characters
     vocab = Vocab(symbols, tokenizer)

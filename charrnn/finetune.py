@@ -52,7 +52,9 @@ class Parent:
         try:
             vocab, new = checkpoint.vocab(ckpt).extended(text_vocab)
         except ValueError as e:
-            raise BadValueError(f"--init-from {path}: {e}; give the model's --tokens and --lowercase") from None
+            raise BadValueError(
+                f"--init-from {path}: {e}; read the text as the model does (--tokens, --lowercase on the text file)"
+            ) from None
         return cls(path, ckpt, vocab, new)
 
     @property

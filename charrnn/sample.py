@@ -203,12 +203,14 @@ def _prime(vocab: Vocab, prime: str, *, unknown: str, g: torch.Generator) -> tup
     starts as a document starts, after the end of one. Otherwise, no prime: start after a
     newline; else from a random symbol (not <unk>)."""
     ids = vocab.encode(prime, unknown=unknown, context="the prime text")
+    # the prime as written: a word read as <unk> shows as itself, a skipped character not at all
+    shown = vocab.tokenizer.normalized(prime) if vocab.unknown_rule(unknown) == "unk" else vocab.decode(ids)
     if EOD in vocab:
         if EOD in prime:
             raise BadValueError("the prime text holds U+FDD0, which charrnn keeps for the end of a document")
-        return [vocab.index[EOD], *ids], vocab.decode(ids)
+        return [vocab.index[EOD], *ids], shown
     if ids:
-        return ids, vocab.decode(ids)
+        return ids, shown
     if "\n" in vocab:
         return [vocab.index["\n"]], ""
     ids = [int(torch.randint(len(vocab), (1,), generator=g, device=g.device))]

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from functools import cache
 
 from charrnn.errors import BadValueError
+from charrnn.values import is_int
 
 TOKEN_KINDS = ("char", "word")
 UNK = "\ufdd1"  # the symbol of everything outside a capped vocabulary (EOD is U+FDD0)
@@ -101,6 +102,14 @@ class Tokenizer:
         """Code points as they are: the fast path, and the only one before word tokens."""
         return self.kind == "char" and not self.lowercase
 
+    def describe(self) -> str:
+        """'characters', 'lowercased words'...: for messages."""
+        return ("lowercased " if self.lowercase else "") + ("characters" if self.kind == "char" else "words")
+
+    def normalized(self, text: str) -> str:
+        """The text as the tokens read it (lowercased, if asked)."""
+        return text.lower() if self.lowercase else text
+
     @property
     def unit(self) -> str:
         """What a symbol is called in messages."""
@@ -108,8 +117,7 @@ class Tokenizer:
 
     def split(self, text: str) -> list[str]:
         """The tokens of `text` (lowercased first, if asked); joined, they are that text."""
-        if self.lowercase:
-            text = text.lower()
+        text = self.normalized(text)
         if self.kind == "char":
             return list(text)
         return _pattern().findall(text)
@@ -152,9 +160,9 @@ class VocabCap:
     min_count: int = 1
 
     def __post_init__(self):
-        if self.max_vocab is not None and (isinstance(self.max_vocab, bool) or self.max_vocab < 3):
+        if self.max_vocab is not None and not (is_int(self.max_vocab) and self.max_vocab >= 3):
             raise BadValueError(f"--max-vocab must be at least 3, not {self.max_vocab!r}")
-        if isinstance(self.min_count, bool) or self.min_count < 1:
+        if not (is_int(self.min_count) and self.min_count >= 1):
             raise BadValueError(f"--min-count must be at least 1, not {self.min_count!r}")
 
     @property
@@ -186,14 +194,19 @@ def settings(
     kind: str | None = None,
     lowercase: bool | None = None,
     max_vocab: int | None = None,
-    min_count: int = 1,
+    min_count: int | None = None,
     like: Tokenizer | None = None,
+    like_cap: VocabCap | None = None,
 ) -> tuple[Tokenizer, VocabCap]:
     """The tokenizer and cap that the options --tokens, --lowercase, --max-vocab and --min-count
-    ask for; those left out (None) are `like`'s (a model's being resumed or fine-tuned), else
-    characters as they are. Word tokens are capped at WORD_MAX_VOCAB unless --max-vocab says otherwise."""
+    ask for; those left out (None) are `like`'s and `like_cap`'s (a model's being resumed or
+    fine-tuned), else characters as they are. Word tokens are capped at WORD_MAX_VOCAB unless
+    --max-vocab says otherwise."""
     like = like or Tokenizer()
     tokenizer = Tokenizer(kind or like.kind, like.lowercase if lowercase is None else lowercase)
-    if max_vocab is None and tokenizer.kind == "word":
-        max_vocab = WORD_MAX_VOCAB
+    same = like_cap is not None and tokenizer == like
+    if max_vocab is None:
+        max_vocab = like_cap.max_vocab if same else WORD_MAX_VOCAB if tokenizer.kind == "word" else None
+    if min_count is None:
+        min_count = like_cap.min_count if same else 1
     return tokenizer, VocabCap(max_vocab, min_count)

@@ -230,6 +230,7 @@ def build_page(
         "layers": mc.layers,
         "hidden": mc.hidden,
         "text": t.units,
+        "unit": vocab.unit,
         "vocab": vocab.shown_chars,
         "prob": [-1 if np.isnan(p) else int(round(p * 10000)) for p in t.prob],  # per ten thousand
         "top_ids": t.top_ids.ravel().tolist(),

@@ -92,13 +92,19 @@ class Vocab:
             tokens = [c for c in tokens if c in self.index]
         return [self.index[c] for c in tokens]
 
+    def predicted_chars(self, text: str, unknown: str = "error") -> int:
+        """The characters of `text` that a score of its ids predicts: those of every symbol
+        `encode` keeps (an unknown word read as <unk> with its own length), after the first."""
+        rule = self.unknown_rule(unknown)
+        kept = [t for t in self.tokenizer.split(text) if rule == "unk" or t in self.index]
+        return sum(map(len, kept)) - (len(kept[0]) if kept else 0)
+
     def extended(self, other: Vocab) -> tuple[Vocab, list[str]]:
         """This vocabulary with the characters of `other` that it lacks appended, so that every
         id it had keeps its character; and those new characters, in `other`'s order."""
         if other.tokenizer != self.tokenizer:
             raise ValueError(
-                f"the text is read as {other.unit}s of another kind ({other.tokenizer.to_dict()}) than the model's "
-                f"({self.tokenizer.to_dict()})"
+                f"the text is read as {other.tokenizer.describe()} and the model reads {self.tokenizer.describe()}"
             )
         new = [c for c in other.chars if c not in self.index]
         return Vocab(self.chars + new, self.tokenizer), new

@@ -72,6 +72,14 @@ def test_a_capped_word_vocabulary_keeps_the_likeliest_and_reads_the_rest_as_unk(
     assert corpus.meta["chars"] == len(tokens)
 
 
+def test_a_word_vocabulary_always_has_unk_for_words_it_never_saw(tmp_path):
+    path = tmp_path / "t.txt"
+    path.write_text("the cat sat\n" * 20, encoding="utf-8")
+    corpus = preprocess(path, tmp_path / "c", tokenizer=WORD, cap=VocabCap(max_vocab=100))
+    assert corpus.vocab.chars[-1] == UNK and corpus.meta["tokens"]["coverage"] == 1.0
+    assert corpus.vocab.encode("the dog", unknown="auto") == [corpus.vocab.index["the"], corpus.vocab.index[" "], 5]
+
+
 def test_min_count_caps_a_vocabulary_of_characters(tmp_path):
     path = tmp_path / "t.txt"
     path.write_text("aaabbbccd" * 2 + "xyz", encoding="utf-8")
@@ -139,7 +147,7 @@ def test_unk_is_written_only_when_allowed(word_run):
 def test_a_prime_word_outside_the_vocabulary_is_unk_with_a_warning_or_an_error(word_run, cli):
     r = cli("sample", word_run, "--prime", "the zebra", "--length", "3", "--seed", "1")
     assert r.exit_code == 0, r.stderr
-    assert r.stdout.startswith("the <unk>")
+    assert r.stdout.startswith("the zebra ")  # the prime as written, though the model read <unk>
     assert "warning" in r.stderr and "'zebra'" in r.stderr
     one_line_error(cli("sample", word_run, "--prime", "the zebra", "--unknown", "error"), 7, "zebra", "token")
     r = cli("sample", word_run, "--prime", "the zebra", "--unknown", "skip", "--length", "2", "--temp", "0")
@@ -179,6 +187,25 @@ def test_a_word_checkpoint_records_its_tokenizer_and_is_never_read_as_characters
     r = cli("train", "more.txt", "--init-from", word_run, "--max-steps", "2", "--out", "ft", *TINY_FLAGS[-3:])
     assert r.exit_code == 0, r.stderr
     assert checkpoint.vocab(checkpoint.load(tmp_path / "ft" / "best.pt")).tokenizer == WORD
+
+
+def test_a_capped_run_resumed_on_its_text_keeps_its_cap_and_kinds_never_mix(word_run, cli, tmp_path):
+    (tmp_path / "story.txt").write_text(STORY, encoding="utf-8")
+    r = cli("train", "story.txt", "--tokens", "word", "--min-count", "2", "--max-steps", "2", "--out", "w",
+            *TINY_FLAGS)  # fmt: skip
+    assert r.exit_code == 0, r.stderr
+    r = cli("train", "story.txt", "--resume", "w", "--max-steps", "4", "--quiet")  # no --tokens, no --min-count
+    assert r.exit_code == 0, r.stderr
+    # a character model cannot read a corpus of words, though each of its characters is a symbol there
+    r = cli("train", "story.txt", "--max-steps", "2", "--out", "c", *TINY_FLAGS)
+    assert r.exit_code == 0, r.stderr
+    words = checkpoint.load(tmp_path / "w" / "last.pt")["corpus"]["path"]
+    ckpt = checkpoint.load(tmp_path / "c" / "best.pt")
+    ckpt["corpus"]["path"] = words
+    import torch
+
+    torch.save(ckpt, tmp_path / "c" / "best.pt")
+    one_line_error(cli("eval", "c"), 4, "words", "characters")
 
 
 def test_visualize_shows_a_word_model_token_by_token(word_run, tmp_path):
