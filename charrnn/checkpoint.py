@@ -71,6 +71,7 @@ class TrainState:
         corpus: dict,
         parent: dict | None = None,
         auto: dict | None = None,
+        ema: dict | None = None,
     ) -> dict:
         """The whole checkpoint: this state with the parts it is saved with (on the CPU).
         `parent` is the model a fine-tuning run started from (see `finetune.Parent.record`)."""
@@ -79,6 +80,8 @@ class TrainState:
             "train_config": train_config.to_dict(),
             "vocab": vocab.chars,
             "model": _to_cpu({name: w.float() for name, w in weights.items()}),
+            # --ema's shadow weights, which a resumed run goes on averaging (best.pt's "model" too)
+            "ema": None if ema is None else _to_cpu({name: w.float() for name, w in ema.items()}),
             "optimizer": _to_cpu(optimizer),
             "scaler": scaler,
             "step": self.step,

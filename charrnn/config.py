@@ -32,6 +32,9 @@ class ModelConfig:
     hidden: int = 512
     layers: int = 3
     dropout: float = 0.0  # between recurrent layers and before the output layer
+    locked_dropout: float = 0.0  # on the input embedding and the last layer's output, one mask per window
+    weight_dropout: float = 0.0  # DropConnect on the recurrent hidden-to-hidden matrices
+    tie_embeddings: bool = False  # the output layer's weight is the input embedding
     # A model trained with labels (`charrnn train DIR --labels from-dir`): their names, in id
     # order, and how many documents of each it was trained on (sampling without a label draws
     # one by these counts). The corpus sets both; they are not settings.
@@ -42,8 +45,9 @@ class ModelConfig:
         if self.model not in MODEL_TYPES:
             raise ValueError(f"model must be one of {', '.join(MODEL_TYPES)}, not {self.model!r}")
         _positive(self, "vocab_size", "hidden", "layers")
-        if not 0 <= self.dropout < 1:
-            raise ValueError(f"dropout must be in [0, 1), not {self.dropout!r}")
+        for name in ("dropout", "locked_dropout", "weight_dropout"):
+            if not 0 <= getattr(self, name) < 1:
+                raise ValueError(f"{name} must be in [0, 1), not {getattr(self, name)!r}")
         # stored as lists in a checkpoint: kept as tuples, so the config stays hashable
         object.__setattr__(self, "labels", tuple(self.labels))
         object.__setattr__(self, "label_counts", tuple(self.label_counts))
@@ -85,6 +89,7 @@ class TrainConfig:
     schedule: str = "cosine"  # cosine | constant
     decay_steps: int | None = None  # cosine horizon in steps (default: the run's step or time limit)
     weight_decay: float = 0.0  # decoupled (AdamW), applied to matrices only
+    ema: float = 0.0  # decay of the weights' moving average that is evaluated and saved as best.pt; 0: off
     grad_clip: float = 1.0  # max global gradient norm; 0 disables
     max_steps: int | None = None  # total optimizer steps, counted across resumes
     max_epochs: float | None = None  # total passes over the training split
@@ -103,6 +108,8 @@ class TrainConfig:
 
     def __post_init__(self):
         _positive(self, "batch_size", "seq_len", "eval_batch_size", "sample_length")
+        if not (is_number(self.ema) and 0 <= self.ema < 1):
+            raise ValueError(f"ema must be in [0, 1), not {self.ema!r}")
         if not (is_number(self.sample_temp) and 0 <= self.sample_temp < math.inf):
             raise ValueError(f"sample_temp must be a number >= 0, not {self.sample_temp!r}")
 
@@ -288,7 +295,7 @@ FINETUNE_WARMUP_STEPS = 20
 # The parent's settings that a fine-tuning run starts from a clean slate on: its own limits,
 # its own horizon, and where it runs.
 FINETUNE_FRESH = ("max_steps", "max_epochs", "time_limit", "decay_steps", "device", "precision")
-ARCHITECTURE = ("model", "hidden", "layers")  # what a checkpoint fixes (dropout may change)
+ARCHITECTURE = ("model", "hidden", "layers", "tie_embeddings")  # what a checkpoint fixes (dropout may change)
 
 
 def finetune_config(parent: TrainConfig, settings: dict[str, Any]) -> TrainConfig:
