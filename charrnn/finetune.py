@@ -69,7 +69,7 @@ class Parent:
             if name in settings and settings[name] != getattr(parent, name):
                 raise BadValueError(
                     f"--{name} {settings[name]} contradicts the model of --init-from ({getattr(parent, name)}): "
-                    "the architecture comes from the checkpoint; leave --model, --hidden and --layers out"
+                    "the architecture comes from the checkpoint; leave --model, --hidden, --layers and --tie-embeddings out"
                 )
         return replace(parent, vocab_size=len(self.vocab), dropout=settings.get("dropout", parent.dropout))
 
