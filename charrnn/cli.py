@@ -438,6 +438,8 @@ def _preset_help() -> str:
         rows.append(
             f"  {name:<7} {p['layers']}x{p['hidden']} {p['model']}, dropout {p['dropout']}, "
             f"batch {p['batch_size']} x seq {p['seq_len']}, lr {p['lr']}, weight decay {p['weight_decay']}"
+            + (", tied embeddings" if p["tie_embeddings"] else "")
+            + (f", ema {p['ema']}" if p["ema"] else "")
         )
     return (
         "[bold]Presets[/bold] (explicit flags override them). auto with --time-limit on the CPU first trains each "
