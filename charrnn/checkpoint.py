@@ -72,6 +72,7 @@ class TrainState:
         corpus: dict,
         parent: dict | None = None,
         auto: dict | None = None,
+        ema: dict | None = None,
     ) -> dict:
         """The whole checkpoint: this state with the parts it is saved with (on the CPU).
         `parent` is the model a fine-tuning run started from (see `finetune.Parent.record`)."""
@@ -81,6 +82,8 @@ class TrainState:
             "vocab": vocab.chars,
             "tokens": None if vocab.tokenizer.plain else vocab.tokenizer.to_dict(),
             "model": _to_cpu({name: w.float() for name, w in weights.items()}),
+            # --ema's shadow weights, which a resumed run goes on averaging (best.pt's "model" too)
+            "ema": None if ema is None else _to_cpu({name: w.float() for name, w in ema.items()}),
             "optimizer": _to_cpu(optimizer),
             "scaler": scaler,
             "step": self.step,

@@ -508,6 +508,8 @@ def _preset_help() -> str:
         rows.append(
             f"  {name:<7} {p['layers']}x{p['hidden']} {p['model']}, dropout {p['dropout']}, "
             f"batch {p['batch_size']} x seq {p['seq_len']}, lr {p['lr']}, weight decay {p['weight_decay']}"
+            + (", tied embeddings" if p["tie_embeddings"] else "")
+            + (f", ema {p['ema']}" if p["ema"] else "")
         )
     return (
         "[bold]Presets[/bold] (explicit flags override them). auto with --time-limit on the CPU first trains each "
@@ -565,6 +567,30 @@ def train_cmd(
             f"adaptive above {AUTO_ADAPTIVE_VOCAB:,} symbols.",
         ),
     ] = "auto",
+    locked_dropout: Annotated[
+        float,
+        typer.Option(
+            "--locked-dropout",
+            callback=in_range(0, 1, hi_open=True),
+            help="Dropout of the input embedding and the last layer's output, one mask per window.",
+        ),
+    ] = default("locked_dropout"),
+    weight_dropout: Annotated[
+        float,
+        typer.Option(
+            "--weight-dropout",
+            callback=in_range(0, 1, hi_open=True),
+            help="DropConnect on the recurrent hidden-to-hidden matrices.",
+        ),
+    ] = default("weight_dropout"),
+    tie_embeddings: Annotated[
+        bool,
+        typer.Option(
+            "--tie-embeddings/--untied",
+            metavar="",
+            help="The output layer's weight is the input embedding (or its own).",
+        ),
+    ] = default("tie_embeddings"),
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Contiguous streams per batch.")] = default(
         "batch_size"
     ),
@@ -589,6 +615,14 @@ def train_cmd(
     weight_decay: Annotated[float, typer.Option("--weight-decay", min=0.0, help="AdamW weight decay on matrices.")] = (
         default("weight_decay")
     ),
+    ema: Annotated[
+        float,
+        typer.Option(
+            "--ema",
+            callback=in_range(0, 1, hi_open=True),
+            help="Decay of a moving average of the weights that is evaluated and saved as best.pt, 0 = off.",
+        ),
+    ] = default("ema"),
     grad_clip: Annotated[float, typer.Option("--grad-clip", min=0.0, help="Max global gradient norm, 0 = off.")] = (
         default("grad_clip")
     ),

@@ -40,6 +40,9 @@ class ModelConfig:
     # the output layer: full (one product over the whole vocabulary), or adaptive (the likeliest
     # symbols in a head, the rarer ones in clusters of smaller products: for large vocabularies)
     softmax: str = "full"
+    locked_dropout: float = 0.0  # on the input embedding and the last layer's output, one mask per window
+    weight_dropout: float = 0.0  # DropConnect on the recurrent hidden-to-hidden matrices
+    tie_embeddings: bool = False  # the output layer's weight is the input embedding
     # A model trained with labels (`charrnn train DIR --labels from-dir`): their names, in id
     # order, and how many documents of each it was trained on (sampling without a label draws
     # one by these counts). The corpus sets both; they are not settings.
@@ -57,8 +60,13 @@ class ModelConfig:
                 f"--softmax adaptive is for vocabularies of more than {ADAPTIVE_MIN_VOCAB} symbols, "
                 f"not {self.vocab_size}: a full softmax is as fast there"
             )
-        if not 0 <= self.dropout < 1:
-            raise ValueError(f"dropout must be in [0, 1), not {self.dropout!r}")
+        for name in ("dropout", "locked_dropout", "weight_dropout"):
+            if not 0 <= getattr(self, name) < 1:
+                raise ValueError(f"{name} must be in [0, 1), not {getattr(self, name)!r}")
+        if self.tie_embeddings and self.softmax == "adaptive":
+            raise ValueError(
+                "--tie-embeddings needs a full softmax (--softmax full): an adaptive one has no single output matrix"
+            )
         # stored as lists in a checkpoint: kept as tuples, so the config stays hashable
         object.__setattr__(self, "labels", tuple(self.labels))
         object.__setattr__(self, "label_counts", tuple(self.label_counts))
@@ -100,6 +108,7 @@ class TrainConfig:
     schedule: str = "cosine"  # cosine | constant
     decay_steps: int | None = None  # cosine horizon in steps (default: the run's step or time limit)
     weight_decay: float = 0.0  # decoupled (AdamW), applied to matrices only
+    ema: float = 0.0  # decay of the weights' moving average that is evaluated and saved as best.pt; 0: off
     grad_clip: float = 1.0  # max global gradient norm; 0 disables
     max_steps: int | None = None  # total optimizer steps, counted across resumes
     max_epochs: float | None = None  # total passes over the training split
@@ -118,6 +127,8 @@ class TrainConfig:
 
     def __post_init__(self):
         _positive(self, "batch_size", "seq_len", "eval_batch_size", "sample_length")
+        if not (is_number(self.ema) and 0 <= self.ema < 1):
+            raise ValueError(f"ema must be in [0, 1), not {self.ema!r}")
         if not (is_number(self.sample_temp) and 0 <= self.sample_temp < math.inf):
             raise ValueError(f"sample_temp must be a number >= 0, not {self.sample_temp!r}")
 
@@ -288,7 +299,7 @@ def default(name: str) -> Any:
 # fmt: off
 PRESETS: dict[str, dict[str, Any]] = {
     "tiny": dict(hidden=128, layers=2, dropout=0.0, batch_size=32, seq_len=32, lr=5e-3, warmup_steps=50,
-                 weight_decay=0.1, eval_every=2500),
+                 weight_decay=0.1, tie_embeddings=True, ema=0.999, eval_every=2500),
     "small": dict(hidden=256, layers=2, dropout=0.0, batch_size=32, seq_len=32, lr=5e-3, warmup_steps=50,
                   weight_decay=0.1, eval_every=2500),
     "medium": dict(hidden=512, layers=2, dropout=0.25, batch_size=32, seq_len=64, lr=4e-3, warmup_steps=100,
@@ -307,7 +318,8 @@ FINETUNE_WARMUP_STEPS = 20
 # The parent's settings that a fine-tuning run starts from a clean slate on: its own limits,
 # its own horizon, and where it runs.
 FINETUNE_FRESH = ("max_steps", "max_epochs", "time_limit", "decay_steps", "device", "precision")
-ARCHITECTURE = ("model", "hidden", "layers", "softmax")  # what a checkpoint fixes (dropout may change)
+# what a checkpoint fixes (dropout may change)
+ARCHITECTURE = ("model", "hidden", "layers", "softmax", "tie_embeddings")
 
 
 def finetune_config(parent: TrainConfig, settings: dict[str, Any]) -> TrainConfig:
@@ -333,6 +345,8 @@ def configs(vocab_size: int, preset: str | None, settings: dict[str, Any]) -> tu
     merged = {**(PRESETS[preset] if preset else {}), **settings}
     if merged.get("softmax", "auto") == "auto":
         merged["softmax"] = "adaptive" if vocab_size > AUTO_ADAPTIVE_VOCAB else "full"
+        if merged["softmax"] == "adaptive" and "tie_embeddings" not in settings:
+            merged["tie_embeddings"] = False  # a preset's tied embeddings give way to the faster output layer
     return ModelConfig.from_dict({**merged, "vocab_size": vocab_size}), TrainConfig().with_overrides(merged)
 
 

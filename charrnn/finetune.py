@@ -73,8 +73,9 @@ class Parent:
         for name in ARCHITECTURE:
             if name in settings and settings[name] != getattr(parent, name):
                 raise BadValueError(
-                    f"--{name} {settings[name]} contradicts the model of --init-from ({getattr(parent, name)}): "
-                    "the architecture comes from the checkpoint; leave --model, --hidden and --layers out"
+                    f"--{name.replace('_', '-')} {settings[name]} contradicts the model of --init-from "
+                    f"({getattr(parent, name)}): the architecture comes from the checkpoint; "
+                    "leave --model, --hidden, --layers and --tie-embeddings out"
                 )
         if parent.softmax == "adaptive" and self.new:
             raise BadValueError(

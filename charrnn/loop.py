@@ -15,6 +15,7 @@ is bitwise the same as an uninterrupted one.
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from collections.abc import Callable
@@ -233,6 +234,11 @@ class _Trainer:
             seed_everything(cfg.seed + ranks.rank)  # same initial weights, different dropout masks
         self.net = torch.nn.parallel.DistributedDataParallel(self.model) if ranks.enabled else self.model
         self.params = list(self.model.parameters())
+        # --ema: a shadow copy whose weights follow the trained ones; it is what is evaluated,
+        # sampled and saved as best.pt (last.pt keeps the trained weights, and the shadow beside them)
+        self.ema_model: CharRNN | None = None
+        if cfg.ema:
+            self.ema_model = copy.deepcopy(self.model).eval().requires_grad_(False)
         # fused: one kernel for the whole update instead of a few per parameter tensor
         self.opt = torch.optim.AdamW(
             _param_groups(self.model, cfg.weight_decay),
@@ -277,6 +283,8 @@ class _Trainer:
         try:  # a checkpoint that loads can still hold a damaged training state
             self.model.load_state_dict(ckpt["model"])
             self.opt.load_state_dict(ckpt["optimizer"])
+            if self.ema_model is not None:  # a run that had no shadow starts one from its weights
+                self.ema_model.load_state_dict(ckpt.get("ema") or ckpt["model"])
             if ckpt.get("scaler"):
                 self.scaler.load_state_dict(ckpt["scaler"])
             hidden = checkpoint.carried_state(ckpt, self.model_cfg, batch_size=self.cfg.batch_size, rows=self.rows)
@@ -418,6 +426,7 @@ class _Trainer:
         if ok:
             self.scaler.step(self.opt)
             self.scaler.update()
+            self._update_ema()
             self.bad_steps = 0
             # float32 whatever autocast ran in, so a resume in another precision can take it
             self.hidden = tuple(h.detach().float() for h in new_state)
@@ -430,6 +439,16 @@ class _Trainer:
         self.meter.chars += x.numel() * ranks.world
         state.elapsed_s = self.meter.elapsed()
         self._report_step(lr, float(gnorm))
+
+    def _update_ema(self) -> None:
+        if self.ema_model is None:
+            return
+        # the decay ramps up from 0.1 so that the first steps' random weights fade out quickly
+        step = self.state.step
+        decay = min(self.cfg.ema, (1 + step) / (10 + step))
+        with torch.no_grad():
+            for shadow, p in zip(self.ema_model.parameters(), self.params, strict=True):
+                shadow.lerp_(p.detach(), 1 - decay)
 
     def _skip_step(self) -> None:
         """A non-finite loss or gradient: no update, the carried state restarts, the rate halves."""
@@ -469,7 +488,7 @@ class _Trainer:
         cfg, state = self.cfg, self.state
         self.last_eval_step = state.step
         state.val_loss = mean_loss(
-            self.model,
+            self._evaluated(),
             self.val_ids,
             batch_size=cfg.eval_batch_size,
             seq_len=cfg.seq_len,
@@ -501,10 +520,14 @@ class _Trainer:
         if improved:
             self._save("best")
 
+    def _evaluated(self) -> CharRNN:
+        """The weights that are evaluated, sampled and saved as best.pt."""
+        return self.model if self.ema_model is None else self.ema_model
+
     def _sample(self) -> None:
         cfg, state = self.cfg, self.state
         text = sample_text(
-            self.model,
+            self._evaluated(),
             self.vocab,
             eod_text=checkpoint.eod_text({"corpus": self.corpus_info}),
             length=cfg.sample_length,
@@ -524,7 +547,8 @@ class _Trainer:
             model_config=self.model_cfg,
             train_config=self.cfg,
             vocab=self.vocab,
-            weights=self.model.state_dict(),
+            weights=(self._evaluated() if kind == "best" else self.model).state_dict(),
+            ema=None if self.ema_model is None else self.ema_model.state_dict(),
             optimizer=self.opt.state_dict(),
             scaler=self.scaler.state_dict() if self.scaler.is_enabled() else None,
             hidden=hidden,

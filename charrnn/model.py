@@ -12,6 +12,12 @@ character's at every step, so `forward` then takes a label id for every position
 Pure `nn.Module` code: no I/O, no printing. Training runs whole sequences through
 `nn.LSTM` (cuDNN's fused kernel on CUDA); sampling steps one character at a time with
 `charrnn.stepper.FastStepper`, over the same weights.
+
+Regularisers beside `dropout` (all identity in eval mode, so sampling needs nothing of them):
+`locked_dropout` drops the same units of the input embedding and of the last layer's output
+at every step of a window (variational dropout); `weight_dropout` drops entries of the
+recurrent hidden-to-hidden matrices once per window (DropConnect, as in AWD-LSTM).
+`tie_embeddings` makes the output layer's weight the input embedding itself.
 """
 
 from __future__ import annotations
@@ -47,6 +53,8 @@ class CharRNN(nn.Module):
             self.register_buffer("order", torch.arange(v))  # each id's rank by frequency: its place in the head
         else:
             self.head = nn.Linear(h, v)
+            if config.tie_embeddings:
+                self.head.weight = self.embed.weight  # (V, H): the same tensor, in the state dict under both names
 
     def set_order(self, counts) -> None:
         """An adaptive softmax's ranking of the symbols, likeliest first, from their counts."""
@@ -68,12 +76,20 @@ class CharRNN(nn.Module):
             if labels is None:
                 raise ValueError("a model trained with labels needs a label for every position")
             x = x + self.label_embed(labels)
-        if self.config.model == "lstm":
-            out, (h, c) = self.rnn(x, state)
-            new_state: State = (h, c)
+        x = _locked_dropout(x, self.config.locked_dropout, self.training)
+        rnn_state = state if self.config.model == "lstm" or state is None else state[0]
+        if self.training and self.config.weight_dropout > 0:
+            # DropConnect: the RNN runs on copies of its weights with W_hh entries dropped
+            p = self.config.weight_dropout
+            weights = {
+                name: F.dropout(w, p, True) if name.startswith("weight_hh") else w
+                for name, w in self.rnn.named_parameters()
+            }
+            out, new = torch.func.functional_call(self.rnn, weights, (x, rnn_state))
         else:
-            out, h = self.rnn(x, None if state is None else state[0])
-            new_state = (h,)
+            out, new = self.rnn(x, rnn_state)  # (B, T, H)
+        new_state: State = tuple(new) if self.config.model == "lstm" else (new,)
+        out = _locked_dropout(out, self.config.locked_dropout, self.training)
         out = self.drop(out)  # (B, T, H)
         if targets is not None:
             return self.losses(out, targets), new_state
@@ -118,3 +134,11 @@ def adaptive_cutoffs(vocab_size: int) -> list[int]:
     """Where the adaptive softmax's head ends and its clusters begin: the 256 likeliest symbols
     in the head, then clusters to 2,048 and 16,384 and the rest, as far as the vocabulary goes."""
     return [c for c in (256, 2048, 16384) if c < vocab_size]
+
+
+def _locked_dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
+    """Dropout with one mask per sequence, the same at every time step of x (B, T, H)."""
+    if not training or p == 0:
+        return x
+    mask = x.new_empty(x.size(0), 1, x.size(2)).bernoulli_(1 - p) / (1 - p)  # (B, 1, H)
+    return x * mask

@@ -269,6 +269,11 @@ def test_softmax_auto_is_adaptive_for_large_vocabularies_only():
     assert configs(AUTO_ADAPTIVE_VOCAB, None, {"softmax": "auto"})[0].softmax == "full"
     assert configs(AUTO_ADAPTIVE_VOCAB + 1, "small", {})[0].softmax == "adaptive"
     assert configs(8000, None, {"softmax": "full"})[0].softmax == "full"
+    # a preset's tied embeddings give way to it; asked for, they are refused with it
+    assert configs(AUTO_ADAPTIVE_VOCAB + 1, "tiny", {})[0].tie_embeddings is False
+    assert configs(65, "tiny", {})[0].tie_embeddings is True
+    with pytest.raises(ValueError, match="tie-embeddings"):
+        configs(AUTO_ADAPTIVE_VOCAB + 1, "tiny", {"tie_embeddings": True})
 
 
 def test_an_adaptive_softmax_trains_samples_resumes_and_refuses_what_it_cannot(cli, tmp_path):
