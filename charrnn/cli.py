@@ -588,7 +588,8 @@ def train_cmd(
         typer.Option(
             "--tie-embeddings/--untied",
             metavar="",
-            help="The output layer's weight is the input embedding (or its own).",
+            show_default=False,
+            help="The output layer's weight is the input embedding (or its own; default: the preset's, else untied).",
         ),
     ] = default("tie_embeddings"),
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Contiguous streams per batch.")] = default(
