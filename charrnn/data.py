@@ -508,8 +508,6 @@ def preprocess(
     else:
         scan = _scan_tokens(source, opts, chunk_bytes, tokenizer, cap)
     vocab, n = scan.vocab, scan.n
-    dtype = vocab.dtype
-    table = np.maximum(vocab.lookup_table(), 0).astype(dtype) if vocab.tokenizer.plain else None
 
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -519,7 +517,7 @@ def preprocess(
     os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; a corpus folder is ordinary
     try:
         if source.labels:
-            splits = _write_labelled(source, scan, tmp, table, opts, chunk_bytes, val_frac, test_frac)
+            splits = _write_labelled(source, scan, tmp, opts, chunk_bytes, val_frac, test_frac)
         else:
             splits = _write_ids(source, tmp / "ids.bin", vocab, n, opts, chunk_bytes, val_frac, test_frac)
         vocab.save(tmp / "vocab.json")
@@ -533,21 +531,18 @@ def preprocess(
             "source_bytes": sum(f.stat().st_size for f in source.files),
             "chars": n,
             "vocab_size": len(vocab),
-            "dtype": dtype.name,
+            "dtype": vocab.dtype.name,
             "val_frac": val_frac,
             "test_frac": test_frac,
             "newline": opts.newline,
             "encoding_errors": opts.encoding_errors,
             "splits": splits,
             "split_sizes": {k: b - a for k, (a, b) in splits.items()},
-            "seconds": round(time.perf_counter() - t0, 3),
         }
         if scan.tokens is not None:
-            meta["tokens"] = {
-                **scan.tokens,
-                "split_chars": _split_chars(source, vocab.tokenizer, opts, chunk_bytes, splits),
-            }
-            meta["seconds"] = round(time.perf_counter() - t0, 3)
+            split_chars = _split_chars(source, vocab.tokenizer, opts, chunk_bytes, splits)
+            meta["tokens"] = {**scan.tokens, "split_chars": split_chars}
+        meta["seconds"] = round(time.perf_counter() - t0, 3)
         if source.documents:
             meta.update(
                 documents=scan.documents,
@@ -609,7 +604,7 @@ def _encoded(texts: Iterator[str], vocab: Vocab) -> Iterator[np.ndarray]:
         table = np.concatenate([table, np.full(MAX_CODEPOINT - len(table), -1)]) if vocab.unk is not None else table
         table = np.where(table < 0, vocab.unk or 0, table).astype(vocab.dtype)
         for text in texts:
-            yield table[_codepoints(text.lower() if tokenizer.lowercase else text)]
+            yield table[_codepoints(tokenizer.normalized(text))]
         return
     get, unk = vocab.index.get, vocab.unk
     for tokens in tokenizer.stream(texts):
@@ -681,7 +676,7 @@ def _scan_tokens(source: Source, opts: TextOptions, chunk_bytes: int, tokenizer:
     if tokenizer.kind == "char":
         total = np.zeros(MAX_CODEPOINT, dtype=np.int64)
         for text in texts:
-            total += np.bincount(_codepoints(text.lower() if tokenizer.lowercase else text), minlength=MAX_CODEPOINT)
+            total += np.bincount(_codepoints(tokenizer.normalized(text)), minlength=MAX_CODEPOINT)
         counts = {chr(c): int(total[c]) for c in np.flatnonzero(total)}
     else:
         for tokens in tokenizer.stream(texts):
@@ -791,7 +786,6 @@ def _write_labelled(
     source: Source,
     scan: _Scan,
     tmp: Path,
-    table: np.ndarray,
     opts: TextOptions,
     chunk_bytes: int,
     val_frac: float,
@@ -806,9 +800,9 @@ def _write_labelled(
     staged = tmp / "ids.staged"
     written = 0
     with open(staged, "wb") as f:
-        for text in source.texts(opts, chunk_bytes):
-            written += f.write(table[_codepoints(text)].tobytes())
-    itemsize = table.dtype.itemsize
+        for ids in _encoded(source.texts(opts, chunk_bytes), scan.vocab):
+            written += f.write(ids.tobytes())
+    itemsize = scan.vocab.dtype.itemsize
     if written != scan.n * itemsize:
         raise InputError(f"{source.name}: the files changed while they were read; run the command again")
 
