@@ -150,10 +150,11 @@ def plan_training(
     if main and run_dir is not None:  # before anything is written, the corpus cache included
         runs.check_run_dir(run_dir, ckpt_path, ckpt)
     given = tokens is not None or bool(lowercase) or max_vocab is not None or min_count is not None
-    like = like_cap = None  # a run going on from a model reads text as the model did, unless told otherwise
+    # a run going on from a model reads text as the model did, unless told otherwise
+    like = like_cap = parent_ckpt = None
     if init_from is not None:
-        ckpt_from = checkpoint.load(runs.resolve_checkpoint(init_from, prefer="best.pt"))
-        like = checkpoint.vocab(ckpt_from).tokenizer
+        parent_ckpt = checkpoint.load(runs.resolve_checkpoint(init_from, prefer="best.pt"))
+        like = checkpoint.vocab(parent_ckpt).tokenizer
     elif ckpt is not None:
         like, like_cap = checkpoint.vocab(ckpt).tokenizer, checkpoint.vocab_cap(ckpt)
     if given and runs.is_preprocessed(input):
@@ -169,7 +170,7 @@ def plan_training(
 
     parent = auto = None
     if init_from is not None:
-        parent = Parent.open(init_from, corpus.vocab)
+        parent = Parent.open(init_from, corpus.vocab, parent_ckpt)
         model_cfg = _checked(parent.model_config, settings)
         if model_cfg.labels != tuple(corpus.labels):
             raise BadValueError(
@@ -361,9 +362,7 @@ class Model:
         if len(ids) < 2:
             raise InputError("the text to score needs at least 2 characters (the first is only read)")
         logprobs = char_logprobs(self.net, torch.tensor(ids, device=self.device), label=label_id)
-        scored = self.vocab.predicted_chars(text, unknown)
-        units = Units(self.vocab.tokenizer.kind == "word", scored / (len(ids) - 1))
-        return Score(self.vocab.decode(ids), logprobs.tolist(), units)
+        return Score(self.vocab.decode(ids), logprobs.tolist(), self.vocab.units_of(text, unknown, len(ids) - 1))
 
 
 def load(checkpoint_path: Path | str | None = None, *, device: str = "cpu", precision: str = "fp32") -> Model:
@@ -424,7 +423,7 @@ def evaluate(
         ids = np.asarray(vocab.encode(content, unknown=unknown, context=str(file)), dtype=np.int64)
         labels = None if label_id is None else np.full(len(ids), label_id, dtype=np.int64)
         what = str(file)
-        units = Units(vocab.tokenizer.kind == "word", vocab.predicted_chars(content, unknown) / max(1, len(ids) - 1))
+        units = vocab.units_of(content, unknown, len(ids) - 1)
     else:
         cpath = runs.checkpoint_corpus(ckpt, "use --file to evaluate on a text file")
         corpus = Corpus.load(cpath)

@@ -44,11 +44,11 @@ class Parent:
     new: list[str]  # characters of the new text that the parent never saw
 
     @classmethod
-    def open(cls, path: Path, text_vocab: Vocab) -> Parent:
+    def open(cls, path: Path, text_vocab: Vocab, ckpt: dict | None = None) -> Parent:
         """The model at `path` (a run directory: its best.pt) for a run on a text whose
-        characters are `text_vocab`."""
+        characters are `text_vocab`; `ckpt` is that checkpoint, where the caller has read it."""
         path = runs.resolve_checkpoint(path, prefer="best.pt")
-        ckpt = checkpoint.load(path)
+        ckpt = checkpoint.load(path) if ckpt is None else ckpt
         try:
             vocab, new = checkpoint.vocab(ckpt).extended(text_vocab)
         except ValueError as e:
