@@ -29,7 +29,7 @@ from charrnn import __version__
 from charrnn.config import MODEL_FIELDS, ModelConfig, TrainConfig
 from charrnn.documents import EOD_TEXT
 from charrnn.errors import BadValueError, CheckpointError, TrainingError, first_line, os_reason
-from charrnn.tokens import Tokenizer, VocabCap
+from charrnn.tokens import Tokenizer, VocabCap, cap_flags
 from charrnn.values import Units, as_dict, is_number, number
 from charrnn.vocab import Vocab, shown
 
@@ -465,10 +465,7 @@ def _vocab_row(size, tokenizer, chosen) -> str:
     tokenizer, chosen = as_dict(tokenizer), as_dict(chosen)
     kind = "tokens (words)" if tokenizer.get("kind") == "word" else "characters"
     notes = ["lowercased"] if tokenizer.get("lowercase") is True else []
-    if is_number(chosen.get("max_vocab")):
-        notes.append(f"--max-vocab {chosen['max_vocab']:,}")
-    if is_number(chosen.get("min_count")) and chosen["min_count"] > 1:
-        notes.append(f"--min-count {chosen['min_count']}")
+    notes += cap_flags(chosen)
     if is_number(chosen.get("coverage")):
         notes.append(f"coverage {chosen['coverage']:.2%}")
     return f"{number(size, ',')} {kind}" + (f" ({', '.join(notes)})" if notes else "")

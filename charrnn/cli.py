@@ -47,7 +47,7 @@ from charrnn.config import (
 )
 from charrnn.data import TextOptions
 from charrnn.errors import ERROR_PREFIX, LAUNCHED_ENV, CharRNNError, InputError, PeerLostError
-from charrnn.tokens import WORD_MAX_VOCAB
+from charrnn.tokens import WORD_MAX_VOCAB, cap_flags
 from charrnn.values import Units
 from charrnn.vocab import shown
 
@@ -470,8 +470,7 @@ def _vocab_summary(m: dict) -> str:
     kind = "words and other tokens" if tokens["kind"] == "word" else "code points"
     unit = "tokens" if tokens["kind"] == "word" else "characters"
     low = ", lowercased" if tokens["lowercase"] else ""
-    caps = [f"--max-vocab {tokens['max_vocab']:,}"] if tokens["max_vocab"] else []
-    caps += [f"--min-count {tokens['min_count']}"] if tokens["min_count"] > 1 else []
+    caps = cap_flags(tokens)
     return (
         f"{m['vocab_size']:,} {kind}{low} of {tokens['distinct']:,} distinct ({' '.join(caps) or 'no cap'}), "
         f"stored as {m['dtype']}; coverage {tokens['coverage']:.2%} of the text's {unit}"

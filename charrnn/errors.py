@@ -60,10 +60,10 @@ class UnknownCharacterError(CharRNNError):
 
     exit_code = 7
 
-    def __init__(self, chars: list[str], context: str = "text", unit: str = "character", hint: str = ""):
+    def __init__(self, chars: list[str], context: str = "text", unit: str = "character"):
         self.chars = chars
         shown = ", ".join(repr(c) for c in chars[:10]) + (" ..." if len(chars) > 10 else "")
-        super().__init__(f"{context} has {len(chars)} {unit}(s) not in the model's vocabulary: {shown}{hint}")
+        super().__init__(f"{context} has {len(chars)} {unit}(s) not in the model's vocabulary: {shown}")
 
     @classmethod
     def no_unk(cls) -> UnknownCharacterError:

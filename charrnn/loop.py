@@ -225,8 +225,8 @@ class _Trainer:
 
         seed_everything(cfg.seed)
         self.model = CharRNN(model_cfg)
-        if model_cfg.softmax == "adaptive" and resume is None:  # a resumed model has its order already
-            self.model.set_order(corpus.counts("train") if parent is None else torch.zeros(len(self.vocab)))
+        if model_cfg.softmax == "adaptive" and resume is None and parent is None:  # the others load their order
+            self.model.set_order(corpus.counts("train"))
         if parent is not None:
             parent.load_into(self.model, corpus)
         self.model = self.model.to(device)

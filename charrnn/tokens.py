@@ -184,6 +184,14 @@ class VocabCap:
         return always + kept, dropped
 
 
+def cap_flags(record: dict) -> list[str]:
+    """The options a corpus's vocabulary was capped with, from its record (meta.json's
+    "tokens", or a checkpoint's copy of it, which may be damaged: what is not a count is left out)."""
+    flags = [f"--max-vocab {record['max_vocab']:,}"] if is_int(record.get("max_vocab")) else []
+    min_count = record.get("min_count")
+    return flags + ([f"--min-count {min_count}"] if is_int(min_count) and min_count > 1 else [])
+
+
 def coverage(counts: dict[str, int], kept: Iterable[str]) -> float:
     """The share of the text's tokens that are in the vocabulary."""
     total = sum(counts.values())

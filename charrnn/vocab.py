@@ -17,6 +17,7 @@ import numpy as np
 
 from charrnn.errors import UnknownCharacterError
 from charrnn.tokens import UNK, UNK_TEXT, Tokenizer
+from charrnn.values import Units
 
 
 class Vocab:
@@ -67,7 +68,10 @@ class Vocab:
 
     def unknown(self, text: str) -> list[str]:
         """Symbols of `text` outside the vocabulary, in order of first appearance."""
-        return list(dict.fromkeys(c for c in self.tokenizer.split(text) if c not in self.index))
+        return self._missing(self.tokenizer.split(text))
+
+    def _missing(self, tokens: list[str]) -> list[str]:
+        return list(dict.fromkeys(c for c in tokens if c not in self.index))
 
     def unknown_rule(self, unknown: str) -> str:
         """What `unknown` (error | skip | unk | auto) does with this vocabulary: auto is unk
@@ -85,19 +89,23 @@ class Vocab:
         tokens = self.tokenizer.split(text)
         if rule == "unk":
             return [self.index.get(c, self.unk) for c in tokens]
-        missing = list(dict.fromkeys(c for c in tokens if c not in self.index))
+        missing = self._missing(tokens)
         if missing:
             if rule != "skip":
                 raise UnknownCharacterError(missing, context, self.unit)
             tokens = [c for c in tokens if c in self.index]
         return [self.index[c] for c in tokens]
 
-    def predicted_chars(self, text: str, unknown: str = "error") -> int:
-        """The characters of `text` that a score of its ids predicts: those of every symbol
-        `encode` keeps (an unknown word read as <unk> with its own length), after the first."""
+    def units_of(self, text: str, unknown: str, predictions: int) -> Units:
+        """How a loss over `predictions` symbols of `text` (encoded with `unknown`) is reported:
+        a word model's per token, with the characters of every symbol `encode` keeps (an unknown
+        word read as <unk> with its own length), after the first, as the text it predicts."""
+        if self.tokenizer.kind != "word":
+            return Units()
         rule = self.unknown_rule(unknown)
         kept = [t for t in self.tokenizer.split(text) if rule == "unk" or t in self.index]
-        return sum(map(len, kept)) - (len(kept[0]) if kept else 0)
+        chars = sum(map(len, kept)) - (len(kept[0]) if kept else 0)
+        return Units(True, chars / max(1, predictions))
 
     def extended(self, other: Vocab) -> tuple[Vocab, list[str]]:
         """This vocabulary with the characters of `other` that it lacks appended, so that every
