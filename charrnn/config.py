@@ -20,8 +20,9 @@ from charrnn.vocab import shown
 MODEL_TYPES = ("lstm", "gru", "rnn")
 SOFTMAX_KINDS = ("full", "adaptive")
 ADAPTIVE_MIN_VOCAB = 512  # --softmax adaptive needs a vocabulary larger than this
-# --softmax auto (a new run's default) is adaptive above this many symbols: at 3,282 symbols a
-# full softmax made a tiny model's steps 2.2x slower than at 65, an adaptive one 1.05x (one core)
+# --softmax auto (a new run's default) is adaptive above this many symbols: on 5,965 Chinese
+# characters a full softmax made `small`'s steps 3.3x slower than tiny-shakespeare's 65, an
+# adaptive one 1.26x, with a lower loss (benchmarks/word_level.py); the threshold is a judgement
 AUTO_ADAPTIVE_VOCAB = 1024
 # The corpus's splits: val is the last tenth of the text (nanoGPT's tiny-shakespeare split), and
 # there is no test split unless asked for.
