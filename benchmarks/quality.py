@@ -1,17 +1,16 @@
 """Quality per wall-clock budget: train presets on tiny-shakespeare for a fixed time each and
 print the val loss (nats and bits per character) beside the nanoGPT reference figures.
 
-    python benchmarks/quality.py                              # small, medium for 60 s; auto for 60 and 600 s
-    python benchmarks/quality.py --presets tiny,small --budgets 60
-    python benchmarks/quality.py --presets auto --budgets 600 --samples 4
-    python benchmarks/quality.py --presets auto --budgets 60,600 --baseline   # beside a transformer
+    python benchmarks/quality.py --budgets 60,600               # auto beside the transformer baseline
+    python benchmarks/quality.py --presets tiny,small --budgets 60 --no-baseline
+    python benchmarks/quality.py --budgets 600 --samples 4
 
 Each run is `charrnn train CORPUS --preset P --time-limit B` in a child process (so runs do
 not share a process), on nanoGPT's split (the last 10% is val), by default on the bundled
 tiny-shakespeare. Run on an otherwise idle machine: it measures what a user gets in the
-time they give. --baseline also trains `transformer_baseline.py` (nanoGPT's CPU recipe,
-written here) for each budget, in a child process of its own, on the same split, and prints
-it beside charrnn with the difference.
+time they give. Each budget also trains `transformer_baseline.py` (nanoGPT's CPU recipe,
+written here), in a child process of its own, on the same split, and prints it beside charrnn
+with the difference (--no-baseline leaves it out).
 """
 
 from __future__ import annotations
@@ -84,12 +83,17 @@ def baseline(corpus: str, budget: float) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--presets", default="small,medium,auto")
+    ap.add_argument("--presets", default="auto")
     ap.add_argument("--budgets", default="60")
     ap.add_argument("--corpus", default="tinyshakespeare", help="a text file, or a bundled corpus by name")
     ap.add_argument("--samples", type=int, default=0, help="print this many lines of a sample per run")
     ap.add_argument("--keep", type=Path, help="keep the run directories here")
-    ap.add_argument("--baseline", action="store_true", help="also train the transformer baseline for each budget")
+    ap.add_argument(
+        "--baseline",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="train the transformer baseline for each budget too (default: yes)",
+    )
     ap.add_argument("extra", nargs="*", help="more charrnn train flags, after --")
     args = ap.parse_args()
     root = args.keep or Path(tempfile.mkdtemp(prefix="charrnn-quality-"))
