@@ -301,8 +301,8 @@ def default(name: str) -> Any:
 PRESETS: dict[str, dict[str, Any]] = {
     "tiny": dict(hidden=128, layers=2, dropout=0.0, batch_size=32, seq_len=32, lr=5e-3, warmup_steps=50,
                  weight_decay=0.1, tie_embeddings=True, ema=0.999, eval_every=2500),
-    "small": dict(hidden=256, layers=2, dropout=0.0, batch_size=32, seq_len=32, lr=5e-3, warmup_steps=50,
-                  weight_decay=0.1, eval_every=2500),
+    "small": dict(hidden=256, layers=2, dropout=0.1, batch_size=16, seq_len=64, lr=5e-3, warmup_steps=50,
+                  weight_decay=0.1, tie_embeddings=True, ema=0.999, eval_every=2500),
     "medium": dict(hidden=512, layers=2, dropout=0.25, batch_size=32, seq_len=64, lr=4e-3, warmup_steps=100,
                    min_lr_frac=0.02, weight_decay=0.2, eval_every=2000),
     "large": dict(hidden=512, layers=3, dropout=0.2, batch_size=64, seq_len=128, lr=2e-3, warmup_steps=200,
