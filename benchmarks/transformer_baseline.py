@@ -1,5 +1,5 @@
 """A small character-level transformer, trained for a wall-clock budget on charrnn's own split of
-a corpus and evaluated on its whole val split: the baseline `quality.py --baseline` runs beside
+a corpus and evaluated on its whole val split: the baseline `quality.py` runs beside
 charrnn.
 
     python benchmarks/transformer_baseline.py --time-limit 60            # prints one JSON line
