@@ -82,7 +82,8 @@ class TrainState:
             "vocab": vocab.chars,
             "tokens": None if vocab.tokenizer.plain else vocab.tokenizer.to_dict(),
             "model": _to_cpu({name: w.float() for name, w in weights.items()}),
-            # --ema's shadow weights, which a resumed run goes on averaging (best.pt's "model" too)
+            # --ema's shadow weights, which a resumed run goes on averaging (in last.pt; best.pt's
+            # "model" is the shadow itself, which a run resumed from it starts averaging from)
             "ema": None if ema is None else _to_cpu({name: w.float() for name, w in ema.items()}),
             "optimizer": _to_cpu(optimizer),
             "scaler": scaler,

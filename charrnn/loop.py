@@ -548,7 +548,8 @@ class _Trainer:
             train_config=self.cfg,
             vocab=self.vocab,
             weights=(self._evaluated() if kind == "best" else self.model).state_dict(),
-            ema=None if self.ema_model is None else self.ema_model.state_dict(),
+            # best.pt's weights are the shadow's already; last.pt keeps it beside the trained ones
+            ema=None if self.ema_model is None or kind == "best" else self.ema_model.state_dict(),
             optimizer=self.opt.state_dict(),
             scaler=self.scaler.state_dict() if self.scaler.is_enabled() else None,
             hidden=hidden,
