@@ -176,6 +176,11 @@ def in_range(lo: float | None, hi: float | None, *, lo_open: bool = False, hi_op
     return check
 
 
+def _fraction(flag: str, help: str):
+    """The type of an option that takes a fraction in [0, 1)."""
+    return Annotated[float, typer.Option(flag, callback=in_range(0, 1, hi_open=True), help=help)]
+
+
 # Path arguments are declared readable=False: the library checks files itself, so an unreadable
 # file gets its own message and exit code (3 for text, 4 for a checkpoint), not a usage error.
 CheckpointArg = Annotated[
@@ -304,22 +309,8 @@ Inputs = _inputs(
     "A UTF-8 text file (or a bundled corpus by name); or several files, directories (every file inside, "
     "recursively) or glob patterns, each file a document."
 )
-ValFrac = Annotated[
-    float,
-    typer.Option(
-        "--val-frac",
-        callback=in_range(0, 1, hi_open=True),
-        help="Fraction of the text, at its end, held out for validation.",
-    ),
-]
-TestFrac = Annotated[
-    float,
-    typer.Option(
-        "--test-frac",
-        callback=in_range(0, 1, hi_open=True),
-        help="Fraction held out for testing, just before the validation split.",
-    ),
-]
+ValFrac = _fraction("--val-frac", "Fraction of the text, at its end, held out for validation.")
+TestFrac = _fraction("--test-frac", "Fraction held out for testing, just before the validation split.")
 
 
 def _given(ctx: typer.Context, name: str) -> bool:
@@ -554,9 +545,7 @@ def train_cmd(
     model: Annotated[Literal["lstm", "gru", "rnn"], typer.Option("--model", help="Recurrent cell.")] = default("model"),
     hidden: Annotated[int, typer.Option("--hidden", min=1, help="Hidden units per layer.")] = default("hidden"),
     layers: Annotated[int, typer.Option("--layers", min=1, help="Recurrent layers.")] = default("layers"),
-    dropout: Annotated[
-        float, typer.Option("--dropout", callback=in_range(0, 1, hi_open=True), help="Dropout between layers.")
-    ] = default("dropout"),
+    dropout: _fraction("--dropout", "Dropout between layers.") = default("dropout"),
     softmax: Annotated[
         Literal["auto", "full", "adaptive"],
         typer.Option(
@@ -566,22 +555,12 @@ def train_cmd(
             f"adaptive above {AUTO_ADAPTIVE_VOCAB:,} symbols.",
         ),
     ] = "auto",
-    locked_dropout: Annotated[
-        float,
-        typer.Option(
-            "--locked-dropout",
-            callback=in_range(0, 1, hi_open=True),
-            help="Dropout of the input embedding and the last layer's output, one mask per window.",
-        ),
-    ] = default("locked_dropout"),
-    weight_dropout: Annotated[
-        float,
-        typer.Option(
-            "--weight-dropout",
-            callback=in_range(0, 1, hi_open=True),
-            help="DropConnect on the recurrent hidden-to-hidden matrices.",
-        ),
-    ] = default("weight_dropout"),
+    locked_dropout: _fraction(
+        "--locked-dropout", "Dropout of the input embedding and the last layer's output, one mask per window."
+    ) = default("locked_dropout"),
+    weight_dropout: _fraction("--weight-dropout", "DropConnect on the recurrent hidden-to-hidden matrices.") = (
+        default("weight_dropout")
+    ),
     tie_embeddings: Annotated[
         bool,
         typer.Option(
@@ -615,14 +594,9 @@ def train_cmd(
     weight_decay: Annotated[float, typer.Option("--weight-decay", min=0.0, help="AdamW weight decay on matrices.")] = (
         default("weight_decay")
     ),
-    ema: Annotated[
-        float,
-        typer.Option(
-            "--ema",
-            callback=in_range(0, 1, hi_open=True),
-            help="Decay of a moving average of the weights that is evaluated and saved as best.pt, 0 = off.",
-        ),
-    ] = default("ema"),
+    ema: _fraction(
+        "--ema", "Decay of a moving average of the weights that is evaluated and saved as best.pt, 0 = off."
+    ) = default("ema"),
     grad_clip: Annotated[float, typer.Option("--grad-clip", min=0.0, help="Max global gradient norm, 0 = off.")] = (
         default("grad_clip")
     ),
@@ -1327,9 +1301,7 @@ def classify_train_cmd(
     bidirectional: Annotated[
         bool, typer.Option("--bidirectional/--one-way", metavar="", help="Read the text both ways, or left to right.")
     ] = CS.bidirectional,
-    dropout: Annotated[
-        float, typer.Option("--dropout", callback=in_range(0, 1, hi_open=True), help="Dropout between layers.")
-    ] = CS.dropout,
+    dropout: _fraction("--dropout", "Dropout between layers.") = CS.dropout,
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Texts per batch.")] = CS.batch_size,
     lr: Annotated[float, typer.Option("--lr", callback=in_range(0, 10, lo_open=True), help="AdamW rate.")] = CS.lr,
     max_epochs: Annotated[
