@@ -661,10 +661,17 @@ def _scan(source: Source, opts: TextOptions, chunk_bytes: int) -> _Scan:
         raise InputError(f"{what}: is empty")
     if source.doc_sep is not None and ends[0] == len(source.files):
         raise InputError(f"{what}: --doc-sep {source.doc_sep!r} never occurs in the text")
+    if present[ord(UNK)]:
+        raise _holds_unk(what)
     vocab = Vocab.from_codepoints(np.flatnonzero(present))
     if all(c.isspace() or c == documents.EOD for c in vocab.chars):
         raise InputError(f"{what}: holds only whitespace")
     return _Scan(vocab, n, docs)
+
+
+def _holds_unk(what) -> InputError:
+    # refused in every text, capped or not: in a vocabulary, U+FDD1 is always UNK
+    return InputError(f"{what}: holds U+FDD1, which charrnn keeps for symbols outside a capped vocabulary")
 
 
 def _scan_tokens(source: Source, opts: TextOptions, chunk_bytes: int, tokenizer: Tokenizer, cap: VocabCap) -> _Scan:
@@ -689,7 +696,7 @@ def _scan_tokens(source: Source, opts: TextOptions, chunk_bytes: int, tokenizer:
     if source.doc_sep is not None and ends[0] == len(source.files):
         raise InputError(f"{what}: --doc-sep {source.doc_sep!r} never occurs in the text")
     if UNK in counts:
-        raise InputError(f"{what}: holds U+FDD1, which charrnn keeps for symbols outside a capped vocabulary")
+        raise _holds_unk(what)
     kept, dropped = cap.keep(counts, always=[documents.EOD])
     if not [s for s in kept if s != documents.EOD]:
         raise InputError(f"{what}: the cap leaves no symbol (no symbol is seen --min-count {cap.min_count} times)")
@@ -752,6 +759,8 @@ def _scan_labelled(source: Source, opts: TextOptions, chunk_bytes: int) -> _Scan
     if len(names) < 2:
         how = {"from-dir": "directory", "from-file": "file", "tsv": "label column"}[source.labels]
         raise InputError(f"{what}: every document has the label {names[0]!r}; labels need two or more (one {how} each)")
+    if present[ord(UNK)]:
+        raise _holds_unk(what)
     vocab = Vocab.from_codepoints(np.flatnonzero(present))
     if all(c.isspace() or c == documents.EOD for c in vocab.chars):
         raise InputError(f"{what}: holds only whitespace")
