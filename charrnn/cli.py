@@ -737,7 +737,7 @@ def train_cmd(
         raise typer.Exit(code)
 
     view = ConsoleView(quiet or not is_main)
-    stop = StopFlag(on_signal=_say_stopping if is_main else None)
+    stop = StopFlag(on_stop=_say_stopping if is_main else None)
     with stop.installed():
         try:
             result = api.run_training(plan, callbacks=view, should_stop=stop)
@@ -785,7 +785,7 @@ def _say_skipped(meta: dict) -> None:
 
 
 def _say_stopping() -> None:
-    err.print("stopping after this step to save last.pt (Ctrl-C again to quit at once)")
+    err.print("stopping: saving last.pt (Ctrl-C again to quit at once)")
 
 
 def _report_after_training(run_dir: Path) -> None:
@@ -1391,7 +1391,7 @@ def classify_train_cmd(
 
     from charrnn.interrupt import StopFlag
 
-    stop = StopFlag(on_signal=lambda: err.print("stopping: validating this epoch's weights, then saving the better"))
+    stop = StopFlag(on_stop=lambda: err.print("stopping: validating this epoch's weights, then saving the better"))
     try:
         with stop.installed():
             result = train_classifier(

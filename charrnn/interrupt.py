@@ -1,11 +1,17 @@
 """Ctrl-C and SIGTERM during training: finish the step, save last.pt, then stop.
 
-    stop = StopFlag(on_signal=lambda: print("stopping after this step"))
+    stop = StopFlag(on_stop=lambda: print("stopping: saving last.pt"))
     with stop.installed():
         train(..., should_stop=stop)
     if stop.signum: ...   # which signal asked
 
-A second Ctrl-C raises KeyboardInterrupt at once.
+A second Ctrl-C raises KeyboardInterrupt at once; a second SIGTERM changes nothing (a rank of
+`--nproc` whose launcher is killed can get several: PR_SET_PDEATHSIG fires when the thread that
+started it exits, and again when the launcher's thread it was handed to exits).
+
+The handler only sets the flag. It runs between any two bytecodes of the main thread, in the
+middle of a print or of an import (rich imports its emoji table on its first print), where
+printing again fails; so the notice is given by the loop's own call that first sees the flag.
 """
 
 from __future__ import annotations
@@ -18,19 +24,25 @@ from collections.abc import Callable, Iterator
 class StopFlag:
     """A `should_stop` callable for the training loop, set by SIGINT or SIGTERM."""
 
-    def __init__(self, on_signal: Callable[[], None] | None = None):
+    def __init__(self, on_stop: Callable[[], None] | None = None):
         self.signum: int | None = None
-        self.on_signal = on_signal  # told when a signal asks to stop
+        self.on_stop = on_stop  # told once, by the first call that sees a signal's request
+        self._told = False
 
     def __call__(self) -> bool:
-        return self.signum is not None
+        if self.signum is None:
+            return False
+        if not self._told:
+            self._told = True
+            if self.on_stop is not None:
+                self.on_stop()
+        return True
 
     def _handle(self, signum, frame) -> None:
         if self.signum is not None and signum == signal.SIGINT:
             raise KeyboardInterrupt
-        self.signum = signum
-        if self.on_signal is not None:
-            self.on_signal()
+        if self.signum is None:
+            self.signum = signum
 
     @contextlib.contextmanager
     def installed(self) -> Iterator[StopFlag]:

@@ -29,6 +29,7 @@ from charrnn.cli import app
 from charrnn.config import SampleConfig, TrainConfig
 from charrnn.data import TextOptions, preprocess
 from charrnn.errors import DeviceError, InputError, TrainingError
+from charrnn.interrupt import StopFlag
 from charrnn.loop import MAX_BAD_STEPS, Callbacks, train
 from charrnn.model import CharRNN
 from charrnn.runtime import pick_precision
@@ -585,6 +586,22 @@ def test_signal_saves_last_and_resume_is_exact(cli, tmp_path, mixed_file, signum
     assert r.exit_code == 0, r.stderr
     a, b = checkpoint.load(run / "last.pt"), checkpoint.load(tmp_path / "straight" / "last.pt")
     assert a["step"] == b["step"] == s + 12 and same_weights(a, b)
+
+
+def test_a_signal_sent_again_during_its_notice_is_harmless():
+    # a rank of --nproc gets SIGTERM once for each thread of its dying launcher, and a handler runs
+    # between any two bytecodes, in the middle of a print or an import: it only sets the flag, and
+    # the notice comes once, from the loop's own call (here sending the signal again as it is given)
+    told = []
+    stop = StopFlag(on_stop=lambda: told.append(1) or os.kill(os.getpid(), signal.SIGTERM))
+    with stop.installed():
+        os.kill(os.getpid(), signal.SIGTERM)
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert told == []  # nothing said from inside the handler
+        assert stop() and stop() and told == [1]
+        with pytest.raises(KeyboardInterrupt):  # Ctrl-C after it still quits at once
+            os.kill(os.getpid(), signal.SIGINT)
+    assert stop.exit_code() == 143
 
 
 @pytest.mark.slow
