@@ -1,17 +1,23 @@
 """Sampling speed: charrnn's sampler against per-character `nn.LSTM` calls, side by side.
 
     python benchmarks/sample_speed.py [--hidden 512 --layers 3 --length 2000]
-    python benchmarks/sample_speed.py --device cuda
+    python benchmarks/sample_speed.py --device cuda --streams 1,32,256 --batcher
 
-Prints chars/s for one stream and for 32 streams, the ratio to the baseline, and the bound
+Prints chars/s for each number of streams (one request of that many samples; 1 and 32 by
+default, the many in fp32 and in bf16), the ratio to the baseline, and the bound
 measured on the spot: the time of the bare matrix products over every weight of one step
 (what any exact sampler must at least do). For one stream that is memory bandwidth, for 32
 the arithmetic of a 32-row matrix product in the row's precision.
+
+--batcher adds the server's continuous batching (`charrnn.batching.Batcher`, what `charrnn
+serve` steps): as many separate requests as streams, each of one sample, submitted at once,
+against the same streams as one request.
 """
 
 from __future__ import annotations
 
 import argparse
+import threading
 import time
 
 import torch
@@ -52,6 +58,25 @@ def ours(model: CharRNN, vocab: Vocab, length: int, streams: int, precision: str
     return streams * length / (time.perf_counter() - t)
 
 
+def batched(model: CharRNN, vocab: Vocab, length: int, streams: int, seed: int = 0) -> float:
+    """chars/s of `streams` requests of one sample each, all submitted at once to the batcher
+    that `charrnn serve` steps, until the last is done."""
+    from charrnn.batching import Batcher, Done
+
+    done = threading.Semaphore(0)
+    deliver = lambda item: done.release() if isinstance(item, Done) else None  # noqa: E731
+    batcher = Batcher(model, vocab, max_streams=streams, max_waiting=streams)
+    try:
+        t = time.perf_counter()
+        for i in range(streams):
+            batcher.submit(SampleConfig(prime="a", length=length, temp=0.8, seed=seed + i), deliver)
+        for _ in range(streams):
+            done.acquire()
+        return streams * length / (time.perf_counter() - t)
+    finally:
+        batcher.close()
+
+
 def bound(model: CharRNN, reps: int, streams: int = 1, dtype: torch.dtype = torch.float32) -> float:
     """chars/s if a step cost only one pass over every weight matrix: each matrix multiplied by
     the streams' vectors in turn (for one stream in whichever of torch's two forms is faster).
@@ -90,6 +115,8 @@ def main() -> None:
     ap.add_argument("--vocab", type=int, default=65)
     ap.add_argument("--length", type=int, default=2000)
     ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds; the best of each is kept")
+    ap.add_argument("--streams", default="1,32", help="numbers of streams, comma-separated [default: 1,32]")
+    ap.add_argument("--batcher", action="store_true", help="also time the server's batcher at each number of streams")
     ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     args = ap.parse_args()
     device = torch.device(args.device)
@@ -102,11 +129,12 @@ def main() -> None:
         f"{where}, best of {args.rounds} interleaved rounds"
     )
     rows = []
-    for streams, length, precision in (
-        (1, args.length, "fp32"),
-        (32, max(args.length // 8, 50), "fp32"),
-        (32, max(args.length // 8, 50), "bf16"),
-    ):
+    counts = [int(x) for x in args.streams.split(",")]
+    shorter = max(args.length // 8, 50)  # many streams write fewer characters each
+    cases = [
+        (n, args.length if n == 1 else shorter, p) for n in counts for p in (("fp32",) if n == 1 else ("fp32", "bf16"))
+    ]
+    for streams, length, precision in cases:
         b = o = 0.0
         for _ in range(args.rounds):
             b = max(b, baseline(model, length, streams))
@@ -124,6 +152,15 @@ def main() -> None:
         f"bound: one pass over every weight matrix per character in that precision, on {device.type}, "
         "for that many streams at once; measured above"
     )
+    if args.batcher:
+        print(f"{'requests':>8} {'one request of N samples':>25} {'batcher, N requests':>20} {'ratio':>7}")
+        for streams in counts:
+            length = args.length if streams == 1 else shorter
+            one = many = 0.0
+            for _ in range(args.rounds):
+                one = max(one, ours(model, vocab, length, streams, "fp32"))
+                many = max(many, batched(model, vocab, length, streams))
+            print(f"{streams:>8} {one:>23.0f}/s {many:>18.0f}/s {many / one:>6.2f}x", flush=True)
 
 
 if __name__ == "__main__":

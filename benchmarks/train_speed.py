@@ -5,6 +5,7 @@ side by side in one process (interleaved rounds, best of each).
     python benchmarks/train_speed.py --hidden 128 --layers 2 --batch-size 50 --seq-len 50
     python benchmarks/train_speed.py --quality-steps 300  # + val loss, fp32 vs charrnn's precision
     python benchmarks/train_speed.py --device cuda        # on a GPU: cuDNN, bf16 autocast
+    python benchmarks/train_speed.py --batch-sizes 64,128,256,512   # + charrnn's speed by batch size
 
 "ours" is the real `charrnn.loop.train` loop (precision auto: bf16 autocast where the CPU has
 AMX or AVX512-BF16, and on CUDA), timed from its own metrics after warm-up steps. Trains on
@@ -110,6 +111,11 @@ def main() -> None:
         default=0,
         help="also train this many steps in fp32 and in charrnn's precision from the same seed and compare val loss",
     )
+    ap.add_argument(
+        "--batch-sizes",
+        default="",
+        help="also time charrnn's loop at each of these batch sizes (comma-separated), as many characters each",
+    )
     ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     ap.add_argument(
         "--corpus",
@@ -146,6 +152,18 @@ def main() -> None:
         print(f"{'baseline fp32 nn.LSTM+AdamW':<28} {best_b:>10.0f}")
         print(f"{'charrnn train (' + prec + ')':<28} {best_o:>10.0f}")
         print(f"ratio: {best_o / best_b:.2f}x")
+        if args.batch_sizes:
+            sizes = [int(x) for x in args.batch_sizes.split(",")]
+            chars = steps * b * t
+            print(f"charrnn train ({prec}) by batch size, seq {t}, about {chars:,} timed characters each")
+            print(f"{'batch':>6} {'steps':>6} {'chars/s':>10}")
+            speeds = {}
+            for size in sizes:
+                n = max(10, chars // (size * t))
+                speeds[size], _ = ours(corpus, h, layers, size, t, n, warm, tmp / f"b{size}", device)
+                print(f"{size:>6} {n:>6} {speeds[size]:>10.0f}", flush=True)
+            top = max(speeds, key=speeds.get)
+            print(f"fastest: batch {top} at {speeds[top]:.0f} chars/s, {speeds[top] / best_b:.2f}x the baseline at {b}")
         if args.quality_steps:
             n = args.quality_steps
             _, v32 = ours(corpus, h, layers, b, t, n - warm, warm, tmp / "q32", device, precision="fp32")
