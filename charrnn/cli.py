@@ -500,12 +500,15 @@ def _preset_help() -> str:
             f"batch {p['batch_size']} x seq {p['seq_len']}, lr {p['lr']}, weight decay {p['weight_decay']}"
             + (", tied embeddings" if p["tie_embeddings"] else "")
             + (f", ema {p['ema']}" if p["ema"] else "")
+            + (f", locked dropout {p['locked_dropout']}" if p["locked_dropout"] else "")
+            + (f", weight dropout {p['weight_dropout']}" if p["weight_dropout"] else "")
+            + (f", at most {p['max_epochs']:g} epochs" if p["max_epochs"] else "")
         )
     return (
         "[bold]Presets[/bold] (explicit flags override them). auto with --time-limit on the CPU first trains each "
         "preset a few steps on the corpus, within 3% of the time limit, and picks the one whose characters in that "
         "time reach the lowest val loss in a table measured on tiny-shakespeare (the console says why); on CUDA "
-        "or without --time-limit it picks large:\n\n"
+        "it picks xl, tuned on a GPU, and on the CPU without --time-limit large:\n\n"
         + "\n".join(rows)
         + "\n\n[bold]Fine-tuning[/bold] (--init-from RUN): a new run, with its own directory, optimizer, schedule "
         "and step 0, starts from RUN's weights. The architecture is RUN's (--model, --hidden and --layers may only "
@@ -539,7 +542,7 @@ def train_cmd(
         ),
     ] = None,
     preset: Annotated[
-        Literal["auto", "tiny", "small", "medium", "large"] | None,
+        Literal["auto", "tiny", "small", "medium", "large", "xl"] | None,
         typer.Option("--preset", help="Named size and recipe; see the table below."),
     ] = None,
     model: Annotated[Literal["lstm", "gru", "rnn"], typer.Option("--model", help="Recurrent cell.")] = default("model"),
@@ -725,7 +728,7 @@ def train_cmd(
     if is_main:
         _say_skipped(plan.corpus.meta)
     if preset == "auto" and is_main:
-        err.print(f"preset auto -> {plan.preset}{_auto_reason(plan.auto)}", soft_wrap=True)
+        err.print(f"preset auto -> {plan.preset}{_auto_reason(plan.auto, plan.preset)}", soft_wrap=True)
     if nproc > 1 and "WORLD_SIZE" not in os.environ:
         if plan.auto is not None:  # the processes train what was chosen here, not a choice of their own
             os.environ[api.AUTO_ENV] = json.dumps(plan.auto)
@@ -765,10 +768,10 @@ def train_cmd(
     )
 
 
-def _auto_reason(auto: dict | None) -> str:
+def _auto_reason(auto: dict | None, chosen: str) -> str:
     """Why --preset auto chose its preset: what the budget buys here, and the speeds measured."""
     if auto is None:
-        return " (no time limit, or not on the CPU: the largest)"
+        return " (on CUDA: the preset tuned there)" if chosen == "xl" else " (no time limit: the design default)"
     speeds = ", ".join(f"{k} {v / 1e3:.1f}k" for k, v in auto["chars_per_sec"].items())
     skipped = f"; not measured: {', '.join(auto['not_measured'])}" if auto["not_measured"] else ""
     measured = f"measured in {auto['measure_s']:.1f} s after {auto.get('startup_s', 0):.1f} s of start-up"

@@ -295,8 +295,10 @@ def default(name: str) -> Any:
 
 
 # Named presets: partial overrides of ModelConfig and TrainConfig fields. Explicit flags win.
-# Tuned on tiny-shakespeare on a 2-core CPU (benchmarks/README.md has the log): for a fixed
-# wall-clock budget, many small steps beat few large ones.
+# tiny to large were tuned on tiny-shakespeare on a 2-core CPU (benchmarks/README.md has the
+# log): for a fixed wall-clock budget, many small steps beat few large ones. xl was tuned on an
+# H200, where tiny-shakespeare is an epoch a second: it needs strong regularisers and a horizon
+# in epochs (60) rather than the whole time limit, past which the val loss only rises.
 # fmt: off
 PRESETS: dict[str, dict[str, Any]] = {
     "tiny": dict(hidden=128, layers=2, dropout=0.0, batch_size=32, seq_len=32, lr=5e-3, warmup_steps=50,
@@ -307,6 +309,8 @@ PRESETS: dict[str, dict[str, Any]] = {
                    min_lr_frac=0.02, weight_decay=0.2, eval_every=2000),
     "large": dict(hidden=512, layers=3, dropout=0.2, batch_size=64, seq_len=128, lr=2e-3, warmup_steps=200,
                   eval_every=1000),
+    "xl": dict(hidden=768, layers=3, dropout=0.4, locked_dropout=0.1, weight_dropout=0.2, batch_size=64,
+               seq_len=128, lr=2e-3, warmup_steps=200, weight_decay=0.1, max_epochs=60, eval_every=200),
 }
 # fmt: on
 
@@ -352,10 +356,12 @@ def configs(vocab_size: int, preset: str | None, settings: dict[str, Any]) -> tu
 
 
 def auto_preset(time_limit: float | None, device_type: str) -> str:
-    """The preset by the time limit alone: large on CUDA or without a limit. With a limit on
-    the CPU, `--preset auto` measures instead (`charrnn.autopreset`); this rule is left for
-    the processes of a data-parallel run started without the launcher's choice."""
-    if device_type == "cuda" or time_limit is None:
+    """The preset by the time limit alone: xl on CUDA (tuned there), large without a limit. With
+    a limit on the CPU, `--preset auto` measures instead (`charrnn.autopreset`); this rule is
+    left for the processes of a data-parallel run started without the launcher's choice."""
+    if device_type == "cuda":
+        return "xl"
+    if time_limit is None:
         return "large"
     if time_limit <= 120:
         return "small"

@@ -69,7 +69,8 @@ def test_presets_set_the_recipe_and_explicit_flags_win(cli, mixed_file, tmp_path
         "medium",
         "large",
     ]
-    assert auto_preset(60, "cuda") == auto_preset(None, "cpu") == "large"
+    assert auto_preset(None, "cpu") == "large"
+    assert auto_preset(60, "cuda") == auto_preset(None, "cuda") == "xl"  # tuned on a GPU
 
 
 def test_preprocess_writes_corpus_and_summary(cli, mixed_file, tmp_path):
