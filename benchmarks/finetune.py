@@ -33,8 +33,8 @@ from pathlib import Path
 import torch
 
 import charrnn
-from charrnn.data import iter_text
-from charrnn.runs import resolve_checkpoint
+from charrnn.corpus.text import iter_text
+from charrnn.training.runs import resolve_checkpoint
 
 FORTUNES = Path("/usr/share/games/fortunes")
 CORPORA = {

@@ -38,10 +38,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/classify.
 from classify import APT, DICT, LANGUAGES, read_list  # noqa: E402
 
 from charrnn import api  # noqa: E402
-from charrnn.classify import load_classifier, train_classifier  # noqa: E402
+from charrnn.classify.classifier import load_classifier, train_classifier  # noqa: E402
 from charrnn.config import ClassifierSettings, SampleConfig  # noqa: E402
-from charrnn.data import Corpus  # noqa: E402
-from charrnn.documents import EOD  # noqa: E402
+from charrnn.corpus.documents import EOD  # noqa: E402
+from charrnn.corpus.store import Corpus  # noqa: E402
 
 
 def build(out: Path, words: int, seed: int) -> None:

@@ -9,7 +9,7 @@ measured on the spot: the time of the bare matrix products over every weight of 
 (what any exact sampler must at least do). For one stream that is memory bandwidth, for 32
 the arithmetic of a 32-row matrix product in the row's precision.
 
---batcher adds the server's continuous batching (`charrnn.batching.Batcher`, what `charrnn
+--batcher adds the server's continuous batching (`charrnn.generation.batching.Batcher`, what `charrnn
 serve` steps): as many separate requests as streams, each of one sample, submitted at once,
 against the same streams as one request.
 """
@@ -23,9 +23,9 @@ import time
 import torch
 
 from charrnn.config import ModelConfig, SampleConfig
-from charrnn.model import CharRNN
-from charrnn.sample import generate
-from charrnn.vocab import Vocab
+from charrnn.corpus.vocab import Vocab
+from charrnn.generation.sample import generate
+from charrnn.model.rnn import CharRNN
 
 
 def sync(device: torch.device) -> None:
@@ -61,7 +61,7 @@ def ours(model: CharRNN, vocab: Vocab, length: int, streams: int, precision: str
 def batched(model: CharRNN, vocab: Vocab, length: int, streams: int, seed: int = 0) -> float:
     """chars/s of `streams` requests of one sample each, all submitted at once to the batcher
     that `charrnn serve` steps, until the last is done."""
-    from charrnn.batching import Batcher, Done
+    from charrnn.generation.batching import Batcher, Done
 
     done = threading.Semaphore(0)
     deliver = lambda item: done.release() if isinstance(item, Done) else None  # noqa: E731

@@ -38,7 +38,7 @@ import torch
 
 import charrnn
 from charrnn.config import SampleConfig
-from charrnn.stepper import FastStepper
+from charrnn.model.stepper import FastStepper
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -7,7 +7,7 @@ side by side in one process (interleaved rounds, best of each).
     python benchmarks/train_speed.py --device cuda        # on a GPU: cuDNN, bf16 autocast
     python benchmarks/train_speed.py --batch-sizes 64,128,256,512   # + charrnn's speed by batch size
 
-"ours" is the real `charrnn.loop.train` loop (precision auto: bf16 autocast where the CPU has
+"ours" is the real `charrnn.training.loop.train` loop (precision auto: bf16 autocast where the CPU has
 AMX or AVX512-BF16, and on CUDA), timed from its own metrics after warm-up steps. Trains on
 the bundled tiny-shakespeare, or --corpus.
 """
@@ -24,11 +24,12 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from charrnn.bundled import CORPORA
 from charrnn.config import ModelConfig, TrainConfig
-from charrnn.data import StreamBatcher, preprocess
-from charrnn.loop import train
+from charrnn.corpus.bundled import CORPORA
+from charrnn.corpus.preprocess import preprocess
 from charrnn.runtime import pick_precision
+from charrnn.training.batches import StreamBatcher
+from charrnn.training.loop import train
 
 TINYSHAKESPEARE = CORPORA["tinyshakespeare"].path  # the copy inside the package
 

@@ -28,7 +28,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from charrnn import runs
+from charrnn.training import runs
 
 
 class Block(nn.Module):

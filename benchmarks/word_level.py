@@ -34,9 +34,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from charrnn import api, checkpoint
-from charrnn.bundled import text_path
-from charrnn.data import Corpus
+from charrnn import api
+from charrnn.corpus.bundled import text_path
+from charrnn.corpus.store import Corpus
+from charrnn.training import checkpoint
 
 CJK = Path("/usr/share/games/fortunes/chinese")
 LN2 = math.log(2)

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from charrnn import autopreset, checkpoint, data, distributed, memory, runs
+from charrnn import memory
 from charrnn.config import (
     SETTINGS,
     TEST_FRAC,
@@ -37,19 +37,24 @@ from charrnn.config import (
     configs,
     finetune_config,
 )
-from charrnn.data import Corpus, TextOptions
-from charrnn.documents import EOD_TEXT, LABEL_SOURCES
+from charrnn.corpus.documents import EOD_TEXT, LABEL_SOURCES
+from charrnn.corpus.preprocess import check_fractions
+from charrnn.corpus.preprocess import preprocess as preprocess_source
+from charrnn.corpus.source import Source
+from charrnn.corpus.store import Corpus
+from charrnn.corpus.text import TextOptions, check_text_file, iter_text
+from charrnn.corpus.tokens import settings as token_settings
+from charrnn.corpus.vocab import Vocab
 from charrnn.errors import BadValueError, CheckpointError, InputError
-from charrnn.finetune import Parent
-from charrnn.loop import Callbacks, TrainResult
-from charrnn.loop import train as train_loop
-from charrnn.model import CharRNN
+from charrnn.generation.sample import generate
+from charrnn.model.rnn import CharRNN
 from charrnn.runtime import pick_device, pick_precision
-from charrnn.sample import generate
-from charrnn.scoring import char_logprobs, mean_loss
-from charrnn.tokens import settings as token_settings
+from charrnn.training import autopreset, checkpoint, distributed, runs
+from charrnn.training.finetune import Parent
+from charrnn.training.loop import Callbacks, TrainResult
+from charrnn.training.loop import train as train_loop
+from charrnn.training.scoring import char_logprobs, mean_loss
 from charrnn.values import Units, perplexity
-from charrnn.vocab import Vocab
 
 
 def preprocess(
@@ -71,13 +76,15 @@ def preprocess(
     corpora/<name>). `labels` gives the documents labels: "from-dir" (their directory's name),
     "from-file" (their file's stem), or the path of a text<TAB>label file (then the input).
     `tokens` is "char" (the default) or "word", and `max_vocab` and `min_count` cap the
-    vocabulary (see `charrnn.tokens`)."""
-    data.check_fractions(val_frac, test_frac)
+    vocabulary (see `charrnn.corpus.tokens`)."""
+    check_fractions(val_frac, test_frac)
     tokenizer, cap = token_settings(tokens, lowercase, max_vocab, min_count)
-    source = data.Source.of(input, doc_sep, force=text.force, labels=labels)
+    source = Source.of(input, doc_sep, force=text.force, labels=labels)
     out = (Path(out) if out is not None else runs.CORPORA / source.name).absolute()  # `--out .` has a name
     runs.check_corpus_out(out)
-    return data.preprocess(source, out, val_frac=val_frac, test_frac=test_frac, opts=text, tokenizer=tokenizer, cap=cap)
+    return preprocess_source(
+        source, out, val_frac=val_frac, test_frac=test_frac, opts=text, tokenizer=tokenizer, cap=cap
+    )
 
 
 # --------------------------------------------------------------------------- train
@@ -419,7 +426,7 @@ def evaluate(
     labels = None
     if file is not None:
         label_id = model.config.label_id(label)
-        content = "".join(data.iter_text(data.check_text_file(file)))
+        content = "".join(iter_text(check_text_file(file)))
         ids = np.asarray(vocab.encode(content, unknown=unknown, context=str(file)), dtype=np.int64)
         labels = None if label_id is None else np.full(len(ids), label_id, dtype=np.int64)
         what = str(file)
@@ -463,7 +470,7 @@ def info(checkpoint_path: Path) -> Info:
     shows it; its weights are checked to load."""
     path = runs.resolve_checkpoint(checkpoint_path)
     if checkpoint.load(path, kind=None).get("kind") == "classifier":
-        from charrnn import classify
+        from charrnn.classify import classifier as classify
 
         ckpt = classify.load_classifier(path).ckpt
         return Info(path, classify.describe(ckpt), None, path.stat().st_size)

@@ -13,9 +13,9 @@ import math
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
+from charrnn.corpus.vocab import shown
 from charrnn.errors import BadValueError
 from charrnn.values import is_int, is_number
-from charrnn.vocab import shown
 
 MODEL_TYPES = ("lstm", "gru", "rnn")
 SOFTMAX_KINDS = ("full", "adaptive")
@@ -357,7 +357,7 @@ def configs(vocab_size: int, preset: str | None, settings: dict[str, Any]) -> tu
 
 def auto_preset(time_limit: float | None, device_type: str) -> str:
     """The preset by the time limit alone: xl on CUDA (tuned there), large without a limit. With
-    a limit on the CPU, `--preset auto` measures instead (`charrnn.autopreset`); this rule is
+    a limit on the CPU, `--preset auto` measures instead (`charrnn.training.autopreset`); this rule is
     left for the processes of a data-parallel run started without the launcher's choice."""
     if device_type == "cuda":
         return "xl"

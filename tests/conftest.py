@@ -11,10 +11,10 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from charrnn.cli import app
+from charrnn.cli.app import app
 from charrnn.config import ModelConfig, TrainConfig
-from charrnn.data import preprocess
-from charrnn.loop import train
+from charrnn.corpus.preprocess import preprocess
+from charrnn.training.loop import train
 
 # Tiny models gain nothing from threads, and on a busy machine threads only contend.
 torch.set_num_threads(1)

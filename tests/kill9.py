@@ -24,9 +24,9 @@ from pathlib import Path
 
 import torch
 
-from charrnn import checkpoint
-from charrnn.cli import app
+from charrnn.cli.app import app
 from charrnn.errors import CheckpointError
+from charrnn.training import checkpoint
 from tests.conftest import TINY_FLAGS
 
 FLAGS = [*TINY_FLAGS, *"--checkpoint-every 1 --eval-every 3 --log-every 1 --decay-steps 1000".split()]

@@ -8,8 +8,8 @@ import time
 import pytest
 import torch
 
-from charrnn import autopreset, checkpoint
-from charrnn.autopreset import choose, predicted_loss
+from charrnn.training import autopreset, checkpoint
+from charrnn.training.autopreset import choose, predicted_loss
 
 TABLE = {  # made up: small learns fastest early, medium ends lower
     "tiny": [(100_000, 2.4), (1_000_000, 1.9), (10_000_000, 1.8)],

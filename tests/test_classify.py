@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from charrnn.classify import ClassifierSettings, evaluate_classifier, load_classifier, train_classifier
+from charrnn.classify.classifier import ClassifierSettings, evaluate_classifier, load_classifier, train_classifier
 from tests.conftest import files_under, one_line_error, subprocess_env
 from tests.test_reliability import _malicious
 from tests.test_visualize import _assert_not_blank, _chromium, needs_chromium
@@ -121,7 +121,7 @@ def test_eval_table_json_and_page_in_a_browser(cli, clf_run, tmp_path):
 @needs_chromium
 def test_eval_page_renders_in_chromium(clf_run, tmp_path):
     run, data = clf_run
-    from charrnn.classpage import write_page
+    from charrnn.pages.classify import write_page
 
     page = write_page(evaluate_classifier(run, data), tmp_path / "page.html")
     r = _chromium(tmp_path, "--dump-dom", page.as_uri())
@@ -245,7 +245,7 @@ def test_bad_option_values(cli, tmp_path, clf_run):
 def test_tsv_quotes_are_text_and_a_split_keeps_every_label_in_train(cli, tmp_path):
     rows = ['"Quoted" rest\tx', '"oops\tx', "plain\ty", "more\ty"] + [f"w{i}\t{'xy'[i % 2]}" for i in range(20)]
     _tsv(tmp_path / "q.tsv", "text\tlabel\n" + "\n".join(rows) + "\n")
-    from charrnn.classdata import load_examples, stratified_split
+    from charrnn.classify.data import load_examples, stratified_split
 
     ex = load_examples(tmp_path / "q.tsv")
     assert ex.texts[:2] == ['"Quoted" rest', '"oops'] and len(ex) == 24  # a quote is a character, rows stay rows
@@ -258,9 +258,9 @@ def test_tsv_quotes_are_text_and_a_split_keeps_every_label_in_train(cli, tmp_pat
 
 def test_a_run_that_fails_before_its_first_checkpoint_leaves_nothing(cli, tmp_path, monkeypatch, clf_run):
     _, data = clf_run
-    import charrnn.classify
+    import charrnn.classify.classifier
 
-    monkeypatch.setattr(charrnn.classify.F, "cross_entropy", lambda *a, **k: torch.tensor(float("nan")))
+    monkeypatch.setattr(charrnn.classify.classifier.F, "cross_entropy", lambda *a, **k: torch.tensor(float("nan")))
     r = cli("classify", "train", data, "--out", tmp_path / "run", "--device", "cpu", "-q")
     assert r.exit_code == 6 and "Traceback" not in r.stderr, r.stderr
     last = r.stderr.splitlines()[-1]

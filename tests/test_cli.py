@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from charrnn import checkpoint
-from charrnn.bundled import CORPORA
-from charrnn.runlog import read_samples
+from charrnn.corpus.bundled import CORPORA
+from charrnn.training import checkpoint
+from charrnn.training.runlog import read_samples
 from tests.conftest import MIXED_TEXT, TINY_FLAGS
 
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from charrnn import checkpoint
-from charrnn.sample import sample_text
+from charrnn.generation.sample import sample_text
+from charrnn.training import checkpoint
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 RUNS = ("old-run", "run-55cb211")

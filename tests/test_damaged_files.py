@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from charrnn.report import load_run, loss_sparkline
-from charrnn.runlog import read_samples
+from charrnn.pages.report import load_run, loss_sparkline
+from charrnn.training.runlog import read_samples
 from tests.conftest import TINY_FLAGS, one_line_error
 
 

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from charrnn import checkpoint, distributed
-from charrnn.loop import train
-from charrnn.sample import sample_text
+from charrnn.generation.sample import sample_text
+from charrnn.training import checkpoint, distributed
+from charrnn.training.loop import train
 from tests.conftest import TINY_FLAGS, subprocess_env, tiny_model, tiny_train
 
 # a batch of 8 splits between 2 processes; the schedule's horizon is fixed so that runs of any length compare
@@ -178,7 +178,7 @@ def _alive(pid: int) -> bool:
 INJECT_RANK_1_FAILURE = """
 import os
 if os.environ.get("RANK") == "1":  # the third reduction on rank 1 fails with an error of its own
-    import charrnn.distributed as d
+    import charrnn.training.distributed as d
     from charrnn.errors import TrainingError
     real, calls = d.all_sum, []
     def all_sum(*args, **kwargs):

@@ -13,9 +13,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import charrnn
-from charrnn import checkpoint
-from charrnn.data import Corpus, Source, preprocess
-from charrnn.documents import EOD, document_splits, split_pieces
+from charrnn.corpus.documents import EOD, document_splits, split_pieces
+from charrnn.corpus.preprocess import preprocess
+from charrnn.corpus.source import Source
+from charrnn.corpus.store import Corpus
+from charrnn.training import checkpoint
 from tests.conftest import TINY_FLAGS, one_line_error, subprocess_env
 
 NAMES = {
@@ -181,7 +183,7 @@ def test_preprocessing_thousands_of_files_stays_within_bounded_memory(tmp_path):
 
     def peak_kib(root) -> int:
         code = (
-            "import resource, sys; from charrnn.cli import main; sys.argv = ['charrnn', 'preprocess', sys.argv[1], "
+            "import resource, sys; from charrnn.cli.app import main; sys.argv = ['charrnn', 'preprocess', sys.argv[1], "
             "'--out', sys.argv[2]]\ntry:\n    main()\nexcept SystemExit:\n    pass\n"
             "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
         )

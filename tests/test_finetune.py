@@ -10,12 +10,13 @@ import pytest
 import torch
 
 import charrnn
-from charrnn import checkpoint
 from charrnn.config import FINETUNE_LR_FRAC, FINETUNE_WARMUP_STEPS
-from charrnn.data import file_sha256, preprocess
-from charrnn.finetune import Parent, new_char_bias
-from charrnn.model import CharRNN
-from charrnn.runs import resolve_checkpoint
+from charrnn.corpus.preprocess import preprocess
+from charrnn.corpus.text import file_sha256
+from charrnn.model.rnn import CharRNN
+from charrnn.training import checkpoint
+from charrnn.training.finetune import Parent, new_char_bias
+from charrnn.training.runs import resolve_checkpoint
 from tests.conftest import TINY_FLAGS, one_line_error
 
 # text the tiny run never saw: some of its characters, and five it has no id for

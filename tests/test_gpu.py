@@ -7,10 +7,10 @@ import threading
 import pytest
 import torch
 
-from charrnn import checkpoint
 from charrnn.config import SampleConfig
-from charrnn.loop import train
-from charrnn.sample import generate, sample_text
+from charrnn.generation.sample import generate, sample_text
+from charrnn.training import checkpoint
+from charrnn.training.loop import train
 from tests.conftest import tiny_model, tiny_train
 
 pytestmark = pytest.mark.gpu
@@ -63,7 +63,7 @@ def test_batcher_on_cuda_writes_what_sample_writes(tmp_path, mixed_corpus):
     # continuous batching on the GPU: a request served alone writes what `charrnn sample` writes
     # there with the same seed, and two at once each reach their length
     import charrnn
-    from charrnn.batching import Batcher, Done
+    from charrnn.generation.batching import Batcher, Done
 
     run = tmp_path / "run"
     train(mixed_corpus, tiny_model(len(mixed_corpus.vocab), hidden=32), tiny_train(max_steps=20), run_dir=run)

@@ -15,12 +15,13 @@ import torch
 
 import charrnn
 from charrnn.config import ModelConfig, SampleConfig
-from charrnn.data import Corpus, preprocess
-from charrnn.documents import EOD
-from charrnn.model import CharRNN
-from charrnn.sample import generate
-from charrnn.scoring import mean_loss
-from charrnn.stepper import FastStepper
+from charrnn.corpus.documents import EOD
+from charrnn.corpus.preprocess import preprocess
+from charrnn.corpus.store import Corpus
+from charrnn.generation.sample import generate
+from charrnn.model.rnn import CharRNN
+from charrnn.model.stepper import FastStepper
+from charrnn.training.scoring import mean_loss
 from tests.conftest import TINY_FLAGS, one_line_error
 from tests.test_serve import running
 

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from typer.main import get_command
 
-from charrnn.bundled import CORPORA
-from charrnn.cli import app
-from charrnn.runlog import read_samples
+from charrnn.cli.app import app
+from charrnn.corpus.bundled import CORPORA
+from charrnn.training.runlog import read_samples
 from tests.conftest import MIXED_TEXT, ROOT, TINY_FLAGS, one_line_error
 
 COMMANDS = ("preprocess", "corpora", "train", "sample", "eval", "info", "visualize", "report")
@@ -65,7 +65,7 @@ def test_the_wheel_carries_the_corpus_into_an_installed_copy(tmp_path):
     assert "charrnn/corpora/tinyshakespeare.txt" in zipfile.ZipFile(wheel).namelist()
     site = tmp_path / "site"
     subprocess.run([*pip, "install", "--no-deps", "--target", str(site), str(wheel)], check=True, cwd=tmp_path)
-    code = "from charrnn.bundled import CORPORA; print(CORPORA['tinyshakespeare'].path)"
+    code = "from charrnn.corpus.bundled import CORPORA; print(CORPORA['tinyshakespeare'].path)"
     out = subprocess.run(
         [sys.executable, "-c", code],
         env={**os.environ, "PYTHONPATH": str(site)},

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import charrnn
-from charrnn.scoring import char_logprobs
+from charrnn.training.scoring import char_logprobs
 from tests.conftest import ROOT, one_line_error
 
 

@@ -6,12 +6,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from charrnn import checkpoint
 from charrnn.config import ModelConfig, SampleConfig
-from charrnn.loop import train
-from charrnn.model import CharRNN
-from charrnn.sample import generate
-from charrnn.stepper import FastStepper
+from charrnn.generation.sample import generate
+from charrnn.model.rnn import CharRNN
+from charrnn.model.stepper import FastStepper
+from charrnn.training import checkpoint
+from charrnn.training.loop import train
 from tests.conftest import TINY_FLAGS, tiny_model, tiny_train
 
 REGULARISED = dict(locked_dropout=0.3, weight_dropout=0.3, tie_embeddings=True)

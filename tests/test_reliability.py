@@ -23,19 +23,22 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from charrnn import api, checkpoint, loop
-from charrnn import data as data_mod
-from charrnn.cli import app
+from charrnn import api
+from charrnn.cli.app import app
 from charrnn.config import SampleConfig, TrainConfig
-from charrnn.data import TextOptions, preprocess
+from charrnn.corpus import text as text_mod
+from charrnn.corpus.preprocess import preprocess
+from charrnn.corpus.store import Corpus
+from charrnn.corpus.text import TextOptions
+from charrnn.corpus.tokens import UNK
+from charrnn.corpus.vocab import Vocab
 from charrnn.errors import DeviceError, InputError, TrainingError
-from charrnn.interrupt import StopFlag
-from charrnn.loop import MAX_BAD_STEPS, Callbacks, train
-from charrnn.model import CharRNN
+from charrnn.generation.sample import generate, pick
+from charrnn.model.rnn import CharRNN
 from charrnn.runtime import pick_precision
-from charrnn.sample import generate, pick
-from charrnn.tokens import UNK
-from charrnn.vocab import Vocab
+from charrnn.training import checkpoint, loop
+from charrnn.training.interrupt import StopFlag
+from charrnn.training.loop import MAX_BAD_STEPS, Callbacks, train
 from tests.conftest import (
     MIXED_TEXT,
     TINY_FLAGS,
@@ -91,7 +94,7 @@ def test_directory_and_unreadable_input(cli, tmp_path, monkeypatch):
     src.chmod(0)
     if os.access(src, os.R_OK):  # root reads anything: make the check see what a user would
         real = os.access
-        monkeypatch.setattr(data_mod.os, "access", lambda p, mode: False if Path(p) == src else real(p, mode))
+        monkeypatch.setattr(text_mod.os, "access", lambda p, mode: False if Path(p) == src else real(p, mode))
     one_line_error(cli("train", src, *TINY_FLAGS), 3, "permission denied")
     one_line_error(cli("preprocess", src), 3, "permission denied")
 
@@ -110,7 +113,7 @@ def test_encoding_errors_replace_or_ignore_proceed(cli, tmp_path):
     for mode, expect in (("replace", "Mot \ufffd mot"), ("ignore", "Mot  mot")):
         r = cli("preprocess", src, "--encoding-errors", mode, "--out", f"c-{mode}")
         assert r.exit_code == 0, r.stderr
-        corpus = data_mod.Corpus.load(tmp_path / f"c-{mode}")
+        corpus = Corpus.load(tmp_path / f"c-{mode}")
         assert corpus.vocab.decode(corpus.ids).startswith(expect)
 
 
@@ -120,7 +123,7 @@ def test_bom_dropped_crlf_kept_unless_newline_lf(cli, tmp_path):
     src.write_bytes(b"\xef\xbb\xbf" + text.encode())
     assert cli("preprocess", src, "--out", "keep").exit_code == 0
     assert cli("preprocess", src, "--out", "lf", "--newline", "lf").exit_code == 0
-    keep, lf = data_mod.Corpus.load(tmp_path / "keep"), data_mod.Corpus.load(tmp_path / "lf")
+    keep, lf = Corpus.load(tmp_path / "keep"), Corpus.load(tmp_path / "lf")
     assert keep.vocab.decode(keep.ids) == text and "\ufeff" not in keep.vocab
     assert lf.vocab.decode(lf.ids) == text.replace("\r\n", "\n")
     # the BOM is found even when the first read is shorter than it
@@ -138,7 +141,7 @@ def test_binary_file_accepted_with_force(cli, tmp_path):
     # replacing bad bytes does not sneak a binary file past the check
     one_line_error(cli("preprocess", noise, "--encoding-errors", "replace"), 3, "binary")
     assert cli("preprocess", noise, "--encoding-errors", "replace", "--force").exit_code == 0
-    forced = data_mod.Corpus.load(tmp_path / "corpora" / "noise")
+    forced = Corpus.load(tmp_path / "corpora" / "noise")
     assert set(forced.vocab.decode(forced.ids)) == {"\ufffd"}
 
 

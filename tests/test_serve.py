@@ -305,7 +305,7 @@ def test_replies_are_not_held_back_for_a_delayed_ack():
     import asyncio
     import socket
 
-    from charrnn.serve import _listen
+    from charrnn.serve.app import _listen
 
     async def accepted_nodelay() -> int:
         sock = _listen("127.0.0.1", 0)
@@ -326,8 +326,8 @@ def test_replies_are_not_held_back_for_a_delayed_ack():
 
 
 def test_a_stream_whose_client_lags_pauses_and_the_others_go_on(tiny_run):
-    from charrnn.batching import MAX_BACKLOG, Batcher, Done
     from charrnn.config import SampleConfig
+    from charrnn.generation.batching import MAX_BACKLOG, Batcher, Done
 
     model = charrnn.load(tiny_run)
     batcher = Batcher(model.net, model.vocab, max_streams=4, max_waiting=4)
@@ -360,7 +360,7 @@ def test_the_app_mounts_in_python_code(tiny_run):
     # create_app is an ASGI app for a server of the user's own; its lifespan starts the batcher
     import asyncio
 
-    from charrnn.serve import create_app
+    from charrnn.serve.app import create_app
 
     model = charrnn.load(tiny_run)
     app = create_app(model)
@@ -379,8 +379,8 @@ def test_the_app_mounts_in_python_code(tiny_run):
 
 
 def test_the_batcher_takes_what_fits_queues_the_rest_and_closes_cleanly(tiny_run):
-    from charrnn.batching import Batcher, Busy, Closed, Done
     from charrnn.config import SampleConfig
+    from charrnn.generation.batching import Batcher, Busy, Closed, Done
 
     model = charrnn.load(tiny_run)
     ends: list[str] = []
@@ -403,8 +403,8 @@ def test_the_batcher_takes_what_fits_queues_the_rest_and_closes_cleanly(tiny_run
 def test_runs_that_join_and_leave_mid_batch_write_what_they_write_alone(tiny_run):
     # each plain run draws its noise several steps at a time; runs that join part-way through
     # those steps, leave early or pick with other options beside them must not shift anyone's draws
-    from charrnn.batching import Batcher, Done
     from charrnn.config import SampleConfig
+    from charrnn.generation.batching import Batcher, Done
 
     model = charrnn.load(tiny_run)
     batcher = Batcher(model.net, model.vocab, max_streams=8, max_waiting=8)

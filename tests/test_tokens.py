@@ -11,11 +11,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from charrnn import api, checkpoint
+from charrnn import api
 from charrnn.config import SampleConfig
-from charrnn.data import Corpus, preprocess
-from charrnn.sample import generate
-from charrnn.tokens import UNK, Tokenizer, VocabCap
+from charrnn.corpus.preprocess import preprocess
+from charrnn.corpus.store import Corpus
+from charrnn.corpus.tokens import UNK, Tokenizer, VocabCap
+from charrnn.generation.sample import generate
+from charrnn.training import checkpoint
 from tests.conftest import TINY_FLAGS, one_line_error
 
 WORD = Tokenizer("word")
@@ -209,7 +211,7 @@ def test_a_capped_run_resumed_on_its_text_keeps_its_cap_and_kinds_never_mix(word
 
 
 def test_visualize_shows_a_word_model_token_by_token(word_run, tmp_path):
-    from charrnn.visualize import visualize_checkpoint
+    from charrnn.pages.visualize import visualize_checkpoint
 
     page, shown = visualize_checkpoint(word_run, prime="the cat sat on the mat", out=tmp_path / "v.html")
     assert shown == 11  # tokens, spaces included
@@ -247,7 +249,7 @@ def test_the_loss_at_each_position_is_the_cross_entropy_of_the_logits(softmax):
     from torch.nn import functional as F
 
     from charrnn.config import ModelConfig
-    from charrnn.model import CharRNN
+    from charrnn.model.rnn import CharRNN
 
     torch.manual_seed(0)
     model = CharRNN(ModelConfig(vocab_size=700, hidden=16, layers=1, softmax=softmax))

@@ -3,14 +3,15 @@ import json
 import pytest
 import torch
 
-from charrnn import checkpoint
 from charrnn.config import SampleConfig
-from charrnn.data import StreamBatcher, preprocess
-from charrnn.loop import train
-from charrnn.model import CharRNN
+from charrnn.corpus.preprocess import preprocess
+from charrnn.generation.sample import generate, pick, sample_text
+from charrnn.model.rnn import CharRNN
+from charrnn.model.stepper import FastStepper
 from charrnn.runtime import cpu_runs_bf16_rnn, needs_loss_scaling
-from charrnn.sample import generate, pick, sample_text
-from charrnn.stepper import FastStepper
+from charrnn.training import checkpoint
+from charrnn.training.batches import StreamBatcher
+from charrnn.training.loop import train
 from tests.conftest import MIXED_TEXT, tiny_model, tiny_train
 
 
@@ -220,7 +221,7 @@ def test_bf16_sampling_runs_and_stays_close(tiny_run):
 def test_draw_is_the_draw_torch_multinomial_makes():
     # the server draws many runs' rows at once, each from its own generator; alone, a run must
     # draw what `charrnn sample` always drew
-    from charrnn.sample import draw
+    from charrnn.generation.sample import draw
 
     for seed in range(200):
         probs = torch.softmax(torch.randn(1 + seed % 3, 65, dtype=torch.float64) * (1 + seed % 4), dim=-1)

@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 import torch
 
-from charrnn.model import CharRNN
-from charrnn.report import load_run, loss_sparkline, sparkline, write_report
-from charrnn.runlog import read_samples
-from charrnn.visualize import (
+from charrnn.corpus.vocab import Vocab
+from charrnn.model.rnn import CharRNN
+from charrnn.pages.report import load_run, loss_sparkline, sparkline, write_report
+from charrnn.pages.visualize import (
     FEATURES,
     build_page,
     correlations,
@@ -28,7 +28,7 @@ from charrnn.visualize import (
     trace,
     unit_matrix,
 )
-from charrnn.vocab import Vocab
+from charrnn.training.runlog import read_samples
 from tests.conftest import MIXED_TEXT, TINY_FLAGS, one_line_error, tiny_model
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

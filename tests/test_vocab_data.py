@@ -3,9 +3,12 @@ import json
 import numpy as np
 import pytest
 
-from charrnn.data import Corpus, StreamBatcher, eval_batches, preprocess, split_bounds
+from charrnn.corpus.preprocess import preprocess
+from charrnn.corpus.store import Corpus, split_bounds
+from charrnn.corpus.text import TextOptions
+from charrnn.corpus.vocab import Vocab
 from charrnn.errors import UnknownCharacterError
-from charrnn.vocab import Vocab
+from charrnn.training.batches import StreamBatcher, eval_batches
 from tests.conftest import MIXED_TEXT
 
 
@@ -57,9 +60,7 @@ def test_preprocess_chunked_equals_whole(tmp_path, mixed_file):
     a = preprocess(mixed_file, tmp_path / "a", chunk_bytes=7)
     b = preprocess(mixed_file, tmp_path / "b")
     assert np.array_equal(np.asarray(a.ids), np.asarray(b.ids))
-    c = preprocess(
-        mixed_file, tmp_path / "c", chunk_bytes=7, opts=__import__("charrnn.data").data.TextOptions(newline="lf")
-    )
+    c = preprocess(mixed_file, tmp_path / "c", chunk_bytes=7, opts=TextOptions(newline="lf"))
     assert "\r" not in c.vocab.decode(c.ids)
     assert c.vocab.decode(c.ids) == MIXED_TEXT.replace("\r\n", "\n")
 

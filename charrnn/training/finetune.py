@@ -22,12 +22,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from charrnn import checkpoint, runs
 from charrnn.config import ARCHITECTURE, ModelConfig, TrainConfig
-from charrnn.data import Corpus, file_sha256
+from charrnn.corpus.store import Corpus
+from charrnn.corpus.text import file_sha256
+from charrnn.corpus.vocab import Vocab, shown
 from charrnn.errors import BadValueError, CheckpointError, first_line
-from charrnn.model import CharRNN
-from charrnn.vocab import Vocab, shown
+from charrnn.model.rnn import CharRNN
+from charrnn.training import checkpoint, runs
 
 # the weights whose rows are the vocabulary's characters
 ROWS_ARE_CHARS = ("embed.weight", "head.weight", "head.bias")

@@ -33,14 +33,14 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
-from charrnn import checkpoint, runs
-from charrnn.classdata import Examples, load_examples, stratified_split
+from charrnn.classify.data import Examples, load_examples, stratified_split
 from charrnn.config import MODEL_TYPES, ClassifierSettings
-from charrnn.data import TextOptions
+from charrnn.corpus.text import TextOptions
+from charrnn.corpus.vocab import Vocab
 from charrnn.errors import BadValueError, CheckpointError, InputError, TrainingError, first_line
 from charrnn.runtime import pick_device, seed_everything
+from charrnn.training import checkpoint, runs
 from charrnn.values import as_dict, number
-from charrnn.vocab import Vocab
 
 KIND = "classifier"
 MARK = "classifier.json"  # in a classifier's run directory: its labels and scores (`charrnn sample` skips such runs)
@@ -284,7 +284,7 @@ def train_classifier(
     on_epoch: Callable[[EpochStats], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> ClassifyResult:
-    """Train a classifier on labelled examples (see `charrnn.classdata`) and write
+    """Train a classifier on labelled examples (see `charrnn.classify.data`) and write
     `RUN/best.pt` (and `RUN/classifier.json`, its labels and scores). The data, the options and
     the device are all checked before the run directory is made; a run that fails before its
     first checkpoint leaves none behind. `should_stop` (Ctrl-C, say) ends the epoch early,

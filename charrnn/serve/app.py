@@ -16,7 +16,7 @@
 - `GET /`: a page to write from in a browser (no network needed beyond this server).
 
 Every bad request is a 4xx with a one-line JSON `{"error": ...}`; past the limits the answer is
-413 (body) or 429 (too many waiting), never a crash. See `charrnn.batching` for how
+413 (body) or 429 (too many waiting), never a crash. See `charrnn.generation.batching` for how
 concurrent requests share a step.
 """
 
@@ -39,9 +39,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from charrnn import api
-from charrnn.batching import Batcher, Busy, Closed, Done, deliver_each
 from charrnn.config import SampleConfig, ServeLimits
 from charrnn.errors import CharRNNError
+from charrnn.generation.batching import Batcher, Busy, Closed, Done, deliver_each
 from charrnn.pages import page_head
 
 MAX_SEED = 2**63 - 1

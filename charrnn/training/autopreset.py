@@ -22,10 +22,11 @@ import torch
 
 from charrnn import memory
 from charrnn.config import ModelConfig, configs
-from charrnn.data import Corpus, StreamBatcher
+from charrnn.corpus.store import Corpus
 from charrnn.errors import CharRNNError
-from charrnn.model import CharRNN
+from charrnn.model.rnn import CharRNN
 from charrnn.runtime import autocast, training_precision
+from charrnn.training.batches import StreamBatcher
 
 CANDIDATES = ("tiny", "small", "medium", "large")
 MEASURE_SHARE = 0.03  # of the time limit, spent measuring at most

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from charrnn.errors import InputError
 
-HERE = Path(__file__).resolve().parent / "corpora"
+HERE = Path(__file__).resolve().parent.parent / "corpora"
 
 
 @dataclass(frozen=True)

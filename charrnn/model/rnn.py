@@ -11,7 +11,7 @@ character's at every step, so `forward` then takes a label id for every position
 
 Pure `nn.Module` code: no I/O, no printing. Training runs whole sequences through
 `nn.LSTM` (cuDNN's fused kernel on CUDA); sampling steps one character at a time with
-`charrnn.stepper.FastStepper`, over the same weights.
+`charrnn.model.stepper.FastStepper`, over the same weights.
 
 Regularisers beside `dropout` (all identity in eval mode, so sampling needs nothing of them):
 `locked_dropout` drops the same units of the input embedding and of the last layer's output

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from charrnn.model import CharRNN, State
+from charrnn.model.rnn import CharRNN, State
 
 
 class FastStepper:

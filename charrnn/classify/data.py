@@ -21,7 +21,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from charrnn.data import TextOptions, iter_text
+from charrnn.corpus.text import TextOptions, iter_text
 from charrnn.errors import BadValueError, InputError
 
 

@@ -25,14 +25,11 @@ from typing import Protocol
 
 import torch
 
-from charrnn import checkpoint, distributed, runlog
-from charrnn.checkpoint import TrainState
 from charrnn.config import DEFAULT_MAX_EPOCHS, ModelConfig, TrainConfig
-from charrnn.data import Corpus, StreamBatcher
-from charrnn.distributed import Ranks
+from charrnn.corpus.store import Corpus
 from charrnn.errors import BadValueError, PeerLostError, TrainingError, first_line
-from charrnn.finetune import Parent
-from charrnn.model import CharRNN, State
+from charrnn.generation.sample import sample_text
+from charrnn.model.rnn import CharRNN, State
 from charrnn.runtime import (
     autocast,
     needs_loss_scaling,
@@ -43,8 +40,12 @@ from charrnn.runtime import (
     set_rng_state,
     training_precision,
 )
-from charrnn.sample import sample_text
-from charrnn.scoring import mean_loss
+from charrnn.training import checkpoint, distributed, runlog
+from charrnn.training.batches import StreamBatcher
+from charrnn.training.checkpoint import TrainState
+from charrnn.training.distributed import Ranks
+from charrnn.training.finetune import Parent
+from charrnn.training.scoring import mean_loss
 from charrnn.values import Units, perplexity
 
 MAX_BAD_STEPS = 8  # consecutive non-finite steps before training gives up

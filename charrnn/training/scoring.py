@@ -9,11 +9,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from charrnn import distributed
-from charrnn.data import eval_batches
-from charrnn.distributed import Ranks
-from charrnn.model import CharRNN
+from charrnn.model.rnn import CharRNN
 from charrnn.runtime import autocast
+from charrnn.training import distributed
+from charrnn.training.batches import eval_batches
+from charrnn.training.distributed import Ranks
 
 
 @torch.no_grad()

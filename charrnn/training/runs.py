@@ -11,11 +11,13 @@ import re
 from datetime import datetime
 from pathlib import Path
 
-from charrnn import checkpoint, runlog
 from charrnn.config import TEST_FRAC, VAL_FRAC
-from charrnn.data import Corpus, TextOptions, cached_corpus
+from charrnn.corpus.preprocess import cached_corpus
+from charrnn.corpus.store import Corpus
+from charrnn.corpus.text import TextOptions
+from charrnn.corpus.tokens import Tokenizer, VocabCap
 from charrnn.errors import BadValueError, CheckpointError, InputError
-from charrnn.tokens import Tokenizer, VocabCap
+from charrnn.training import checkpoint, runlog
 
 CORPORA = Path("corpora")  # the cache of preprocessed text files, by content hash
 CHECKPOINTS = Path("checkpoints")  # one directory per run

@@ -25,13 +25,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from charrnn import checkpoint, runs
-from charrnn.data import Corpus, check_text_file, iter_text
+from charrnn.corpus.store import Corpus
+from charrnn.corpus.text import check_text_file, iter_text
+from charrnn.corpus.vocab import Vocab
 from charrnn.errors import BadValueError, InputError
-from charrnn.model import CharRNN
+from charrnn.model.rnn import CharRNN
+from charrnn.model.stepper import FastStepper
 from charrnn.pages import page_head, write_html
-from charrnn.stepper import FastStepper
-from charrnn.vocab import Vocab
+from charrnn.training import checkpoint, runs
 
 TOP_K = 5
 MAX_STORED = 3_000_000  # activation values (one byte each) kept in a page: about 4 MB of base64

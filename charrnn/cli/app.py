@@ -26,7 +26,7 @@ from rich.table import Table
 from rich.text import Text
 from typer.core import TyperCommand, TyperGroup
 
-from charrnn import __version__, documents
+from charrnn import __version__
 from charrnn.config import (
     AUTO_ADAPTIVE_VOCAB,
     DEFAULT_MAX_EPOCHS,
@@ -45,11 +45,12 @@ from charrnn.config import (
     default,
     preset_settings,
 )
-from charrnn.data import TextOptions
+from charrnn.corpus import documents
+from charrnn.corpus.text import TextOptions
+from charrnn.corpus.tokens import WORD_MAX_VOCAB, cap_flags
+from charrnn.corpus.vocab import shown
 from charrnn.errors import ERROR_PREFIX, LAUNCHED_ENV, CharRNNError, InputError, PeerLostError
-from charrnn.tokens import WORD_MAX_VOCAB, cap_flags
 from charrnn.values import Units
-from charrnn.vocab import shown
 
 # The commands import charrnn.api (and through it torch) inside their bodies: torch takes
 # seconds to load, which `--help` and a usage error should not wait for.
@@ -478,7 +479,7 @@ def corpora_cmd():
 
       charrnn train tinyshakespeare --preset auto --time-limit 600
     """
-    from charrnn.bundled import CORPORA  # see the note on lazy imports at the top
+    from charrnn.corpus.bundled import CORPORA  # see the note on lazy imports at the top
 
     t = Table(show_header=True, title_justify="left")
     for column in ("name", "size", "source"):
@@ -703,8 +704,9 @@ def train_cmd(
 
       charrnn train comments.txt --tokens word --max-vocab 8000 --doc-sep '\\n'   [dim]# words; a comment a line[/dim]
     """
-    from charrnn import api, distributed  # see the note on lazy imports at the top
-    from charrnn.interrupt import StopFlag
+    from charrnn import api
+    from charrnn.training import distributed  # see the note on lazy imports at the top
+    from charrnn.training.interrupt import StopFlag
 
     is_main = distributed.from_env().is_main  # the other processes of --nproc stay silent
     distributed.die_with_launcher()
@@ -792,7 +794,7 @@ def _say_stopping() -> None:
 
 
 def _report_after_training(run_dir: Path) -> None:
-    from charrnn.report import load_run, loss_sparkline, write_report
+    from charrnn.pages.report import load_run, loss_sparkline, write_report
 
     try:
         run = load_run(run_dir)  # reads last.pt once, for the sparkline and the report
@@ -1119,7 +1121,7 @@ def info_cmd(checkpoint_path: CheckpointArg):
       charrnn info checkpoints/my-run/best.pt
     """
     from charrnn import api  # see the note on lazy imports at the top
-    from charrnn.report import loss_sparkline
+    from charrnn.pages.report import loss_sparkline
 
     info = api.info(checkpoint_path)
     t = Table(title=str(info.path), show_header=False, title_justify="left")
@@ -1177,7 +1179,7 @@ def visualize_cmd(
 
       charrnn visualize checkpoints/my-run --prime "ROMEO: (aside) \\"Is she not down so late?\\""
     """
-    from charrnn.visualize import visualize_checkpoint  # see the note on lazy imports at the top
+    from charrnn.pages.visualize import visualize_checkpoint  # see the note on lazy imports at the top
 
     page, shown = visualize_checkpoint(
         checkpoint_path, text=text, prime=prime, out=out, max_chars=max_chars, unknown=unknown, label=label
@@ -1211,7 +1213,7 @@ def report_cmd(
 
       charrnn report checkpoints/my-run --out ~/my-run.html
     """
-    from charrnn.report import write_report  # see the note on lazy imports at the top
+    from charrnn.pages.report import write_report  # see the note on lazy imports at the top
 
     err.print(f"wrote {write_report(run_dir, out)}", soft_wrap=True)
 
@@ -1254,7 +1256,7 @@ def serve_cmd(
 
       curl localhost:8000/v1/score -d '{"text": "To be, or not to be"}'
     """
-    from charrnn.serve import serve  # see the note on lazy imports at the top
+    from charrnn.serve.app import serve  # see the note on lazy imports at the top
 
     limits = ServeLimits(max_length=max_length, max_streams=max_streams, max_waiting=max_queue, max_body=max_body)
     serve(checkpoint_path, host=host, port=port, limits=limits, device=device)
@@ -1349,7 +1351,7 @@ def classify_train_cmd(
 
       charrnn classify train lines.jsonl --model gru --hidden 256 --time-limit 60
     """
-    from charrnn.classify import train_classifier
+    from charrnn.classify.classifier import train_classifier
 
     settings = ClassifierSettings(
         model=model, hidden=hidden, layers=layers, bidirectional=bidirectional, dropout=dropout,
@@ -1392,7 +1394,7 @@ def classify_train_cmd(
             f"macro-F1 {e.val_macro_f1:.4f} · {e.elapsed_s:.1f} s" + (" · best" if e.best else "")
         )
 
-    from charrnn.interrupt import StopFlag
+    from charrnn.training.interrupt import StopFlag
 
     stop = StopFlag(on_stop=lambda: err.print("stopping: validating this epoch's weights, then saving the better"))
     try:
@@ -1437,7 +1439,7 @@ def classify_predict_cmd(
     """
     import json
 
-    from charrnn.classify import load_classifier
+    from charrnn.classify.classifier import load_classifier
 
     clf = load_classifier(checkpoint_path, device)  # before stdin is read
     if not texts:
@@ -1491,8 +1493,8 @@ def classify_eval_cmd(
     """
     import json
 
-    from charrnn.classify import evaluate_classifier
-    from charrnn.classpage import write_page
+    from charrnn.classify.classifier import evaluate_classifier
+    from charrnn.pages.classify import write_page
 
     ev = evaluate_classifier(
         checkpoint_path, data, text_col=text_col, label_col=label_col,

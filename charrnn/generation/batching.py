@@ -27,12 +27,12 @@ from dataclasses import dataclass, field
 import torch
 
 from charrnn.config import SampleConfig
-from charrnn.documents import EOD_TEXT
+from charrnn.corpus.documents import EOD_TEXT
+from charrnn.corpus.vocab import Vocab
 from charrnn.errors import BadValueError, CharRNNError
-from charrnn.model import CharRNN
-from charrnn.sample import SampleRun, draw, plain, read_primes, tempered
-from charrnn.stepper import FastStepper
-from charrnn.vocab import Vocab
+from charrnn.generation.sample import SampleRun, draw, plain, read_primes, tempered
+from charrnn.model.rnn import CharRNN
+from charrnn.model.stepper import FastStepper
 
 # What deliver() is given: a tuple of pieces (one per sample), or at the end a Done.
 Deliver = Callable[[object], None]

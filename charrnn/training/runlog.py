@@ -18,8 +18,8 @@ import json
 import re
 from pathlib import Path
 
-from charrnn import checkpoint
 from charrnn.errors import TrainingError, os_reason
+from charrnn.training import checkpoint
 from charrnn.values import is_int, is_number
 
 METRICS = "metrics.jsonl"

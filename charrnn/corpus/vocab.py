@@ -1,6 +1,6 @@
 """`Vocab`: a model's symbols <-> integer ids. The symbols are Unicode code points (a corpus's
 sorted by code point; a fine-tuned model's keep its parent's order, with the new text's new
-characters after them), or with word tokens the words, likeliest first (see `charrnn.tokens`).
+characters after them), or with word tokens the words, likeliest first (see `charrnn.corpus.tokens`).
 A capped vocabulary holds UNK, which stands for every symbol it left out.
 
 >>> v = Vocab.from_text("hello")
@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from charrnn.corpus.tokens import UNK, UNK_TEXT, Tokenizer
 from charrnn.errors import UnknownCharacterError
-from charrnn.tokens import UNK, UNK_TEXT, Tokenizer
 from charrnn.values import Units
 
 

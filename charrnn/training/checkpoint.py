@@ -27,11 +27,11 @@ import torch
 
 from charrnn import __version__
 from charrnn.config import MODEL_FIELDS, ModelConfig, TrainConfig
-from charrnn.documents import EOD_TEXT
+from charrnn.corpus.documents import EOD_TEXT
+from charrnn.corpus.tokens import Tokenizer, VocabCap, cap_flags
+from charrnn.corpus.vocab import Vocab, shown
 from charrnn.errors import BadValueError, CheckpointError, TrainingError, first_line, os_reason
-from charrnn.tokens import Tokenizer, VocabCap, cap_flags
 from charrnn.values import Units, as_dict, is_number, number
-from charrnn.vocab import Vocab, shown
 
 FORMAT = "charrnn-checkpoint"
 VERSION = 1
@@ -226,7 +226,7 @@ def _fsync_dir(d: Path) -> None:
 def load(path: Path, kind: str | None = "lm") -> dict:
     """Load and validate a checkpoint on the CPU; every failure is a one-line CheckpointError.
     `kind` is what the caller can use: "lm" (a text-generating model), "classifier" (see
-    `charrnn.classify`), or None for either."""
+    `charrnn.classify.classifier`), or None for either."""
     path = Path(path)
     try:
         if path.stat().st_size == 0:
@@ -337,7 +337,7 @@ def kept(run_dir: Path) -> str:
 
 def load_model(path: Path, device: torch.device = torch.device("cpu")):
     """(model in eval mode on `device`, vocab, checkpoint dict)."""
-    from charrnn.model import CharRNN
+    from charrnn.model.rnn import CharRNN
 
     ckpt = load(path)
     cfg = model_config(ckpt)

@@ -14,12 +14,12 @@ from collections.abc import Iterator
 import torch
 
 from charrnn.config import MAX_DOCUMENT, ModelConfig, SampleConfig
-from charrnn.documents import EOD, EOD_TEXT
+from charrnn.corpus.documents import EOD, EOD_TEXT
+from charrnn.corpus.vocab import Vocab
 from charrnn.errors import BadValueError
-from charrnn.model import CharRNN
+from charrnn.model.rnn import CharRNN
+from charrnn.model.stepper import FastStepper
 from charrnn.runtime import generator
-from charrnn.stepper import FastStepper
-from charrnn.vocab import Vocab
 
 
 def pick(

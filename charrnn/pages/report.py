@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from itertools import pairwise
 from pathlib import Path
 
-from charrnn import checkpoint, runlog
 from charrnn.errors import CharRNNError, InputError
 from charrnn.pages import page_head, write_html
+from charrnn.training import checkpoint, runlog
 from charrnn.values import Units, is_number
 
 BLOCKS = "▁▂▃▄▅▆▇█"

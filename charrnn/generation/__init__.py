@@ -1,0 +1,1 @@
+"""Writing text: sampling runs, and the continuous batching that `charrnn serve` steps."""

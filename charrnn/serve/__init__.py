@@ -1,0 +1,1 @@
+"""`charrnn serve`: the ASGI app and the server that runs it."""
