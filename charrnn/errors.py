@@ -13,8 +13,9 @@ class CharRNNError(Exception):
     exit_code = 1
 
 
-class BadValueError(CharRNNError):
-    """An option value that makes no sense (same code as click's usage errors)."""
+class BadValueError(CharRNNError, ValueError):
+    """An option value that makes no sense (same code as click's usage errors). Every config
+    refuses its values with it; it is a ValueError too, for callers that catch those."""
 
     exit_code = 2
 

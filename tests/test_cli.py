@@ -33,7 +33,7 @@ def test_every_command_has_help_with_examples(cli):
 
 
 def test_presets_set_the_recipe_and_explicit_flags_win(cli, mixed_file, tmp_path):
-    from charrnn.config import PRESETS, auto_preset
+    from charrnn.training.presets import PRESETS, auto_preset
 
     r = cli(
         "train",

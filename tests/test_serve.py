@@ -305,7 +305,7 @@ def test_replies_are_not_held_back_for_a_delayed_ack():
     import asyncio
     import socket
 
-    from charrnn.serve.app import _listen
+    from charrnn.serve.server import _listen
 
     async def accepted_nodelay() -> int:
         sock = _listen("127.0.0.1", 0)

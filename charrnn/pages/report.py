@@ -31,12 +31,12 @@ class Run:
     train: list[dict] = field(default_factory=list)  # metrics.jsonl lines with train_loss
     evals: list[dict] = field(default_factory=list)  # metrics.jsonl lines with val_loss
     samples: list[dict] = field(default_factory=list)  # {"step", "train_loss", "val_loss", "text"}
-    ckpt: dict | None = None  # last.pt (or best.pt) without optimizer, RNG and carried state
+    ckpt: checkpoint.Checkpoint | None = None  # last.pt (or best.pt) without optimizer, RNG and carried state
 
     @property
     def units(self) -> Units:
         """How its losses are reported: per character, or a word model's per token."""
-        return Units.of((self.ckpt or {}).get("corpus"))
+        return Units.of(self.ckpt.corpus if self.ckpt is not None else None)
 
 
 def load_run(run_dir: Path) -> Run:
@@ -51,10 +51,9 @@ def load_run(run_dir: Path) -> Run:
     for name in ("last.pt", "best.pt"):
         if (run_dir / name).is_file():
             try:
-                ckpt = checkpoint.load(run_dir / name)
+                run.ckpt = checkpoint.read(run_dir / name, strict=False).lightened()
             except CharRNNError:
                 continue
-            run.ckpt = {k: v for k, v in ckpt.items() if k not in ("optimizer", "rng", "hidden", "scaler")}
             break
     return run
 

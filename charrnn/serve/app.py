@@ -24,18 +24,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import copy
 import json
-import signal
-import socket
-import sys
-import threading
 from pathlib import Path
-from typing import Literal
 
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from charrnn import api
@@ -43,36 +37,7 @@ from charrnn.config import SampleConfig, ServeLimits
 from charrnn.errors import CharRNNError
 from charrnn.generation.batching import Batcher, Busy, Closed, Done, deliver_each
 from charrnn.pages import page_head
-
-MAX_SEED = 2**63 - 1
-
-
-class GenerateBody(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-    prime: str = SampleConfig.prime
-    length: int = Field(SampleConfig.length, ge=0)
-    temp: float = Field(SampleConfig.temp, ge=0, allow_inf_nan=False)
-    top_k: int | None = Field(SampleConfig.top_k, ge=1)
-    top_p: float | None = Field(SampleConfig.top_p, gt=0, le=1)
-    stop: str | None = Field(SampleConfig.stop, min_length=1)
-    seed: int | None = Field(SampleConfig.seed, ge=0, le=MAX_SEED)
-    num_samples: int = Field(SampleConfig.num_samples, ge=1)
-    unknown: Literal["auto", "error", "skip", "unk"] = SampleConfig.unknown
-    allow_unk: bool = SampleConfig.allow_unk
-    documents: int | None = Field(SampleConfig.documents, ge=1)
-    min_length: int | None = Field(SampleConfig.min_length, ge=0)
-    max_length: int | None = Field(SampleConfig.max_length, ge=1)
-    label: str | None = Field(SampleConfig.label, min_length=1)
-    stream: bool = False
-
-
-class ScoreBody(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-    text: str
-    unknown: Literal["auto", "error", "skip", "unk"] = "auto"
-    label: str | None = Field(None, min_length=1)
+from charrnn.serve.bodies import GenerateBody, ScoreBody
 
 
 class HTTPError(Exception):
@@ -83,14 +48,25 @@ class HTTPError(Exception):
 def create_app(model: api.Model, limits: ServeLimits = ServeLimits(), batcher: Batcher | None = None) -> FastAPI:
     """The HTTP app over one loaded model. The app's lifespan starts its batcher (one in a
     thread of its own, unless one is given) and closes it."""
-    given = batcher
-    described = api.info(model.path)  # read once: what /v1/info shows of the model being served
+    served = _Served(model, limits, batcher, api.info(model.path))  # info read once, for /v1/info
+    app = FastAPI(title="charrnn", docs_url=None, redoc_url=None, openapi_url=None, lifespan=served.lifespan)
+    app.add_middleware(_BodyLimit, max_body=limits.max_body)
+    _handle_errors(app)
+    _route(app, served)
+    return app
+
+
+class _Served:
+    """The model an app serves, its limits and its batcher (started with the app, unless given)."""
+
+    def __init__(self, model: api.Model, limits: ServeLimits, batcher: Batcher | None, described):
+        self.model, self.limits, self.batcher, self.given, self.described = model, limits, batcher, batcher, described
 
     @contextlib.asynccontextmanager
-    async def lifespan(app: FastAPI):
-        nonlocal batcher
-        if given is None:
-            batcher = Batcher(
+    async def lifespan(self, app: FastAPI):
+        model, limits = self.model, self.limits
+        if self.given is None:
+            self.batcher = Batcher(
                 model.net,
                 model.vocab,
                 max_streams=limits.max_streams,
@@ -104,14 +80,30 @@ def create_app(model: api.Model, limits: ServeLimits = ServeLimits(), batcher: B
             with contextlib.suppress(RuntimeError):  # the loop has closed: nobody is left to tell
                 loop.call_soon_threadsafe(deliver_each, outbox)
 
-        batcher.dispatch = dispatch
+        self.batcher.dispatch = dispatch
         try:
             yield
         finally:
-            batcher.close()
+            self.batcher.close()
 
-    app = FastAPI(title="charrnn", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
-    app.add_middleware(_BodyLimit, max_body=limits.max_body)
+    def config(self, body) -> SampleConfig:
+        """The sampling a /v1/generate body asks for, refused (a 400) where it is past the limits
+        or names what the model cannot read."""
+        limits, model = self.limits, self.model
+        if body.documents is None and body.length > limits.max_length:  # documents: see _within_limits
+            raise HTTPError(400, f"length {body.length} is more than this server's --max-length {limits.max_length}")
+        if len(body.prime) > limits.max_length:  # read in one pass that every stream waits for
+            too_long = f"the prime is {len(body.prime)} characters, more than this server's --max-length"
+            raise HTTPError(400, f"{too_long} {limits.max_length}")
+        model.vocab.encode(body.prime, unknown=body.unknown, context="the prime text")  # a 400 before any text
+        if body.label is not None:
+            model.net.config.label_id(body.label)
+        body = _within_limits(body, limits)
+        return SampleConfig(**body.model_dump(exclude={"stream"}))
+
+
+def _handle_errors(app: FastAPI) -> None:
+    """Every refusal is a one-line JSON error with its status."""
 
     @app.exception_handler(ValidationError)
     async def invalid(request: Request, e: ValidationError) -> JSONResponse:
@@ -129,22 +121,17 @@ def create_app(model: api.Model, limits: ServeLimits = ServeLimits(), batcher: B
     async def not_here(request: Request, e: StarletteHTTPException) -> JSONResponse:
         return _error(e.status_code, f"{request.method} {request.url.path}: {e.detail}")
 
+
+def _route(app: FastAPI, served: _Served) -> None:
+    model = served.model
+
     @app.post("/v1/generate")
     async def generate(request: Request) -> Response:
         # the body is JSON whatever its declared type: `curl -d` declares a form
         body = GenerateBody.model_validate_json(await request.body())
-        if body.documents is None and body.length > limits.max_length:  # documents: see _within_limits
-            raise HTTPError(400, f"length {body.length} is more than this server's --max-length {limits.max_length}")
-        if len(body.prime) > limits.max_length:  # read in one pass that every stream waits for
-            too_long = f"the prime is {len(body.prime)} characters, more than this server's --max-length"
-            raise HTTPError(400, f"{too_long} {limits.max_length}")
-        model.vocab.encode(body.prime, unknown=body.unknown, context="the prime text")  # a 400 before any text
-        if body.label is not None:
-            model.net.config.label_id(body.label)
-        body = _within_limits(body, limits)
-        config = SampleConfig(**body.model_dump(exclude={"stream"}))
+        config = served.config(body)
         queue: asyncio.Queue = asyncio.Queue()
-        handle = batcher.submit(config, queue.put_nowait, queue.qsize)
+        handle = served.batcher.submit(config, queue.put_nowait, queue.qsize)
         if body.stream:
             return StreamingResponse(_lines(queue, handle, body.num_samples), media_type="application/x-ndjson")
         return await _whole(queue, handle, body.num_samples, request)
@@ -158,17 +145,16 @@ def create_app(model: api.Model, limits: ServeLimits = ServeLimits(), batcher: B
 
     @app.get("/v1/info")
     def info() -> dict:
+        described = served.described
         return {"path": str(described.path), **dict(described.rows), "bytes": described.size}
 
     @app.get("/healthz")
     def healthz() -> dict:
-        return {"status": "ok", **batcher.load()}
+        return {"status": "ok", **served.batcher.load()}
 
     @app.get("/", response_class=HTMLResponse)
     def page() -> str:
         return _page(model)
-
-    return app
 
 
 async def _lines(queue: asyncio.Queue, handle, samples: int):
@@ -226,7 +212,7 @@ async def _whole(queue: asyncio.Queue, handle, samples: int, request: Request) -
     return JSONResponse({**answer, "stopped": item.stopped})
 
 
-def _within_limits(body: GenerateBody, limits: ServeLimits) -> GenerateBody:
+def _within_limits(body, limits: ServeLimits):
     """Whole documents (a model of documents) are bounded by --max-length too: all of them
     together, so each is at most its share unless the request asks for less."""
     if body.documents is None:
@@ -294,84 +280,3 @@ def _page(model: api.Model) -> str:
     html = Path(__file__).with_name("serve.html").read_text(encoding="utf-8")
     name = f"{model.path.parent.name}/{model.path.name}"
     return html.replace("__HEAD__\n", page_head(f"{name} · charrnn serve")).replace("__NAME__", name)
-
-
-# --------------------------------------------------------------------------- the command
-
-
-def serve(checkpoint_path: Path | None, *, host: str, port: int, limits: ServeLimits, device: str = "cpu") -> None:
-    """Load the model, listen on host:port, and answer until Ctrl-C or SIGTERM (then the
-    requests in flight get a few seconds to finish). HTTP is answered in a second thread; the
-    model is stepped in this one, where torch's CPU threads serve it best."""
-    import uvicorn
-
-    model = api.load(checkpoint_path, device=device)
-    batcher = Batcher(
-        model.net,
-        model.vocab,
-        max_streams=limits.max_streams,
-        max_waiting=limits.max_waiting,
-        thread=False,
-        eod_text=model.eod_text,
-    )
-    app = create_app(model, limits, batcher)  # before listening: a checkpoint it cannot describe fails here
-    sock = _listen(host, port)
-    url_host = f"[{host}]" if ":" in host else host
-    if host in ("0.0.0.0", "::"):
-        print(
-            f"charrnn: warning: --host {host} answers every network this machine is on, without any authentication",
-            file=sys.stderr,
-        )
-    print(f"serving {model.path} on http://{url_host}:{sock.getsockname()[1]} (Ctrl-C to stop)", file=sys.stderr)
-    log_config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
-    log_config["handlers"]["access"]["stream"] = "ext://sys.stderr"  # stdout is for the product only
-    config = uvicorn.Config(
-        app,
-        log_level="info",
-        log_config=log_config,
-        timeout_graceful_shutdown=5,
-        lifespan="on",
-    )
-    server = uvicorn.Server(config)  # outside the main thread it leaves the signals to us
-    failed: list[BaseException] = []
-
-    def answer() -> None:
-        try:
-            server.run(sockets=[sock])
-        except BaseException as e:  # noqa: BLE001 - handed to the main thread
-            failed.append(e)
-        finally:
-            batcher.close()
-
-    def stop(signum, frame) -> None:  # the first Ctrl-C or SIGTERM drains; a second Ctrl-C stops at once
-        if server.should_exit and signum == signal.SIGINT:
-            server.force_exit = True
-        server.should_exit = True
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, stop)
-    web = threading.Thread(target=answer, name="charrnn-http")
-    web.start()
-    try:
-        batcher.run()  # until the server has stopped
-    finally:
-        server.should_exit = True  # the loop stopped: so does the server, whatever stopped it
-        web.join()
-    if failed:
-        raise failed[0]
-
-
-def _listen(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    # IPPROTO_TCP named, not 0: asyncio sets TCP_NODELAY only on sockets that say they are TCP,
-    # and without it a reply on a kept-alive connection waits ~40 ms for a delayed ACK
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as e:
-        sock.close()
-        raise CharRNNError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
-    sock.listen(2048)
-    sock.set_inheritable(True)
-    return sock

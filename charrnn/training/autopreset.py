@@ -21,12 +21,13 @@ import numpy as np
 import torch
 
 from charrnn import memory
-from charrnn.config import ModelConfig, configs
+from charrnn.config import ModelConfig
 from charrnn.corpus.store import Corpus
 from charrnn.errors import CharRNNError
 from charrnn.model.rnn import CharRNN
 from charrnn.runtime import autocast, training_precision
 from charrnn.training.batches import StreamBatcher
+from charrnn.training.presets import configs
 
 CANDIDATES = ("tiny", "small", "medium", "large")
 MEASURE_SHARE = 0.03  # of the time limit, spent measuring at most

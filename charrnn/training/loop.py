@@ -26,6 +26,7 @@ from typing import Protocol
 import torch
 
 from charrnn.config import DEFAULT_MAX_EPOCHS, ModelConfig, TrainConfig
+from charrnn.corpus.documents import eod_text
 from charrnn.corpus.store import Corpus
 from charrnn.errors import BadValueError, PeerLostError, TrainingError, first_line
 from charrnn.generation.sample import sample_text
@@ -42,7 +43,7 @@ from charrnn.runtime import (
 )
 from charrnn.training import checkpoint, distributed, runlog
 from charrnn.training.batches import StreamBatcher
-from charrnn.training.checkpoint import TrainState
+from charrnn.training.checkpoint import Checkpoint, TrainState
 from charrnn.training.distributed import Ranks
 from charrnn.training.finetune import Parent
 from charrnn.training.scoring import mean_loss
@@ -124,7 +125,7 @@ def train(
     *,
     run_dir: Path,
     callbacks: Callbacks | None = None,
-    resume: dict | None = None,
+    resume: Checkpoint | dict | None = None,
     parent: Parent | None = None,
     should_stop: Callable[[], bool] | None = None,
     auto: dict | None = None,
@@ -132,7 +133,10 @@ def train(
     """Train a new model (`model_cfg`), starting from random weights or from the trained
     model `parent`, or go on from a checkpoint (`resume`, whose model config is used) on
     `corpus`, writing checkpoints and logs to `run_dir`. Under torchrun (or `charrnn train
-    --nproc`) this is one rank of a data-parallel run."""
+    --nproc`) this is one rank of a data-parallel run. `resume` may be a file's payload, as
+    `checkpoint.load` returns it."""
+    if isinstance(resume, dict):
+        resume = Checkpoint.from_payload(resume)
     ranks = distributed.from_env()
     run_dir = Path(run_dir)
     device = pick_device(cfg.device)
@@ -144,7 +148,7 @@ def train(
         raise TrainingError(f"the training processes could not connect ({first_line(e)})") from None
     try:
         trainer = _Trainer(corpus, model_cfg, cfg, resume=resume, parent=parent, ranks=ranks, device=device, rows=rows)
-        trainer.auto = auto if resume is None else resume.get("auto")
+        trainer.auto = auto if resume is None else resume.auto
         result = trainer.run(
             run_dir, callbacks if callbacks is not None and ranks.is_main else _Silent(), should_stop or (lambda: False)
         )
@@ -197,7 +201,7 @@ class _Trainer:
         model_cfg: ModelConfig | None,
         cfg: TrainConfig,
         *,
-        resume: dict | None,
+        resume: Checkpoint | None,
         parent: Parent | None,
         ranks: Ranks,
         device: torch.device,
@@ -208,12 +212,12 @@ class _Trainer:
         self.parent = parent  # only for a run starting from it, not for a resumed one
         self.parent_record = None if parent is None else parent.record()
         if resume is not None:
-            model_cfg = checkpoint.model_config(resume)
+            model_cfg = resume.model_config
             checkpoint.check_resumes_on(
                 resume, corpus_vocab=corpus.vocab, corpus_name=corpus.name, cfg=cfg, corpus_labels=corpus.labels
             )
-            self.vocab = checkpoint.vocab(resume)
-            self.parent_record = resume.get("parent")
+            self.vocab = resume.vocab
+            self.parent_record = resume.parent
         elif parent is not None:
             self.vocab = parent.vocab
         assert model_cfg is not None and model_cfg.vocab_size == len(self.vocab)
@@ -279,19 +283,19 @@ class _Trainer:
         self.last_eval_step = -1
         self.auto: dict | None = None  # set by `train`: how --preset auto chose
 
-    def _restore(self, ckpt: dict) -> None:
-        self.state = TrainState.from_payload(ckpt, self.cfg.seq_len)
+    def _restore(self, ckpt: Checkpoint) -> None:
+        self.state = ckpt.resumable_state(self.cfg.seq_len)
         try:  # a checkpoint that loads can still hold a damaged training state
-            self.model.load_state_dict(ckpt["model"])
-            self.opt.load_state_dict(ckpt["optimizer"])
+            self.model.load_state_dict(ckpt.weights)
+            self.opt.load_state_dict(ckpt.optimizer)
             if self.ema_model is not None:  # a run that had no shadow starts one from its weights
-                self.ema_model.load_state_dict(ckpt.get("ema") or ckpt["model"])
-            if ckpt.get("scaler"):
-                self.scaler.load_state_dict(ckpt["scaler"])
+                self.ema_model.load_state_dict(ckpt.ema or ckpt.weights)
+            if ckpt.scaler:
+                self.scaler.load_state_dict(ckpt.scaler)
             hidden = checkpoint.carried_state(ckpt, self.model_cfg, batch_size=self.cfg.batch_size, rows=self.rows)
             self.hidden = None if hidden is None else tuple(h.to(self.device) for h in hidden)
             if self.ranks.is_main:
-                set_rng_state(ckpt["rng"])
+                set_rng_state(ckpt.rng)
         except (KeyError, TypeError, ValueError, OverflowError, RuntimeError, AttributeError, IndexError) as e:
             raise checkpoint.damaged_state(e) from None
 
@@ -530,7 +534,7 @@ class _Trainer:
         text = sample_text(
             self._evaluated(),
             self.vocab,
-            eod_text=checkpoint.eod_text({"corpus": self.corpus_info}),
+            eod_text=eod_text(self.corpus_info),
             length=cfg.sample_length,
             temp=cfg.sample_temp,
             seed=cfg.seed + state.step,
@@ -544,11 +548,12 @@ class _Trainer:
         hidden = None if self.hidden is None else [distributed.gather_rows(h, self.ranks) for h in self.hidden]
         if not self.ranks.is_main:
             return
-        payload = self.state.to_payload(
+        ckpt = Checkpoint(
             model_config=self.model_cfg,
             train_config=self.cfg,
             vocab=self.vocab,
             weights=(self._evaluated() if kind == "best" else self.model).state_dict(),
+            state=self.state,
             # best.pt's weights are the shadow's already; last.pt keeps it beside the trained ones
             ema=None if self.ema_model is None or kind == "best" else self.ema_model.state_dict(),
             optimizer=self.opt.state_dict(),
@@ -562,7 +567,7 @@ class _Trainer:
             auto=self.auto,
         )
         path = self.run_dir / f"{kind}.pt"
-        checkpoint.save(payload, path)
+        checkpoint.write(ckpt, path)
         self.cb.on_checkpoint(path, kind)
 
     def _finish(self, stopped: str) -> None:
