@@ -1,6 +1,6 @@
 """Bad input gets a clear one-line answer, a checkpoint is data and is never lost.
 
-Each test here backs a row of the README's Reliability table.
+Each test here backs a row of the Reliability table (docs/reliability.md).
 """
 
 from __future__ import annotations
