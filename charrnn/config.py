@@ -167,9 +167,8 @@ class ModelConfig:
     # symbols in a head, the rarer ones in clusters of smaller products: for large vocabularies)
     softmax: str = opt(
         "full",
-        "The output layer: full, or adaptive (the 256 likeliest symbols in a head, the rarer ones in smaller "
-        "clusters; several times faster steps for vocabularies of thousands: words, CJK); auto is adaptive "
-        f"above {AUTO_ADAPTIVE_VOCAB:,} symbols.",
+        "The output layer: full, or adaptive (the 256 likeliest symbols in a head, the rest in smaller clusters: "
+        f"faster steps for thousands of symbols); auto is adaptive above {AUTO_ADAPTIVE_VOCAB:,} symbols.",
         choices=("auto", *SOFTMAX_KINDS),
         shown="auto",
     )
@@ -257,6 +256,13 @@ class TrainConfig:
         0.0, "Decay of a moving average of the weights that is evaluated and saved as best.pt, 0 = off."
     )
     grad_clip: float = opt(1.0, "Max global gradient norm, 0 = off.", lo=0.0)
+    time_limit: float | None = opt(
+        None,
+        "Stop after this many seconds of training (counted across resumes), then evaluate and save.",
+        lo=0,
+        lo_open=True,
+        metavar="SECONDS",
+    )
     max_steps: int | None = opt(None, "Total optimizer steps (counted across resumes).", lo=1)
     max_epochs: float | None = opt(
         None,
@@ -264,12 +270,6 @@ class TrainConfig:
         lo=0,
         lo_open=True,
         show_default=False,
-    )
-    time_limit: float | None = opt(
-        None,
-        "Stop after this many seconds of training (counted across resumes), then evaluate and save.",
-        lo=0,
-        lo_open=True,
     )
     eval_every: int = opt(500, "Steps between full validation passes, 0 = only at the end.", lo=0)
     checkpoint_every: int = opt(500, "Steps between writes of last.pt, 0 = only at the end.", lo=0)
@@ -349,17 +349,16 @@ class CorpusOptions:
     )
     labels: str | None = opt(
         None,
-        "Label each document: from-dir (the folder it is in, below the directory named), from-file (its file's "
-        "stem, as in names/French.txt), or FILE.tsv (text<TAB>label lines, each a document; then INPUT may be "
-        "left out). The model learns a label embedding, and samples take --label.",
+        "Label each document: from-dir (its folder), from-file (its file's stem, as in names/French.txt), or "
+        "FILE.tsv (text<TAB>label lines, a document each; INPUT may be left out). Samples then take --label.",
         show_default=False,
         metavar="from-dir|from-file|FILE.tsv",
         parse=_label_source,
     )
     tokens: str | None = opt(
         None,
-        "What the model's symbols are: char (code points; the default) or word (words, numbers, punctuation "
-        "marks and whitespace runs; CJK and Thai text a character each). Joined, the tokens are the text.",
+        "The model's symbols: char (code points; the default) or word (words, numbers, punctuation and "
+        "whitespace runs; CJK and Thai a character each).",
         choices=("char", "word"),
         show_default=False,
     )

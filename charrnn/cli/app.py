@@ -25,7 +25,6 @@ from charrnn.cli.errors import Command, OneLineErrors
 app = typer.Typer(
     cls=OneLineErrors,
     name="charrnn",
-    help="Character-level RNN text generator: learn any UTF-8 text and write more of it.",
     no_args_is_help=True,
     add_completion=False,
     rich_markup_mode="rich",

@@ -105,7 +105,7 @@ def classify_train_cmd(
 
       charrnn classify train data/names --out checkpoints/names     # data/names/Russian.txt, ...
 
-      charrnn classify train reviews.tsv --text-col review --label-col stars --balance
+      charrnn classify train reviews.tsv --text-col review --label-col stars
 
       charrnn classify train lines.jsonl --model gru --hidden 256 --time-limit 60
     """
@@ -152,7 +152,7 @@ def classify_predict_cmd(
 
       charrnn classify predict checkpoints/names Dostoevsky Nakamura --top 3
 
-      cut -f1 names.txt | charrnn classify predict checkpoints/names | sort -t$'\\t' -k2
+      cut -f1 names.txt | charrnn classify predict checkpoints/names | sort -k2
 
       charrnn classify predict checkpoints/names --json < names.txt > labelled.jsonl
     """

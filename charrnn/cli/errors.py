@@ -67,9 +67,17 @@ class OneLineErrors(_NoHelpPlaceholder, TyperGroup):
             fail(f"{e.filename + ': ' if e.filename else ''}{e.strerror or e}", 1)
         sys.exit(rv if isinstance(rv, int) else 0)
 
+    def format_help(self, ctx, formatter) -> None:
+        from charrnn.cli.help import render_group
+
+        formatter.write(render_group(self, ctx))
+
 
 class Command(_NoHelpPlaceholder, TyperCommand):
-    pass
+    def format_help(self, ctx, formatter) -> None:
+        from charrnn.cli.help import render_command
+
+        formatter.write(render_command(self, ctx))
 
 
 def _out_of_memory(e: RuntimeError) -> bool:

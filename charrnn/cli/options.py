@@ -61,7 +61,28 @@ def _parsed(parse):
     return callback
 
 
-def option_of(f, o: Opt) -> tuple[Any, Any]:
+# The --help panel of each group's options, and of the fields that go elsewhere
+PANELS = {"ModelConfig": "Model", "TrainConfig": "Optimization", "CorpusOptions": "Text", "SampleConfig": "Sampling",
+          "ServeLimits": "Limits", "ClassifierSettings": "Optimization"}  # fmt: skip
+FIELD_PANELS = {
+    "Run": ("max_steps", "max_epochs", "time_limit", "patience"),
+    "Evaluation and output": ("eval_every", "checkpoint_every", "sample_every", "sample_length", "sample_temp",
+                              "log_every"),
+    "Device": ("device", "precision", "seed"),
+    "Documents and labels": ("documents", "min_length", "max_length", "label"),
+    "Model": ("model", "hidden", "layers", "bidirectional", "dropout"),
+}  # fmt: skip
+
+
+def panel_of(cls, name: str) -> str:
+    if cls.__name__ == "ServeLimits":
+        return PANELS["ServeLimits"]
+    if cls.__name__ == "SampleConfig" and name == "precision":
+        return PANELS["SampleConfig"]
+    return next((p for p, names in FIELD_PANELS.items() if name in names), PANELS.get(cls.__name__, "Options"))
+
+
+def option_of(f, o: Opt, panel: str | None = None) -> tuple[Any, Any]:
     """(Annotated type with its typer.Option, default) of a config field."""
     base, optional = kind(f)
     py: Any = {"int": int, "float": float, "bool": bool}.get(base, str)
@@ -71,7 +92,7 @@ def option_of(f, o: Opt) -> tuple[Any, Any]:
         py = py | None
     name = o.name(f.name)
     decls = [f"{name}/{o.off}" if o.off else name] + ([o.short] if o.short else [])
-    kw: dict[str, Any] = {"help": o.help, "show_default": o.show_default}
+    kw: dict[str, Any] = {"help": o.help, "show_default": o.show_default, "rich_help_panel": panel}
     if base == "bool":
         kw["metavar"] = ""
     if o.metavar:
@@ -121,7 +142,7 @@ def with_options(*groups, only: tuple[str, ...] = (), skip: tuple[str, ...] = ()
             for f, o in options(cls):
                 if o.flag == "" or f.name in skip or (only and f.name not in only):
                     continue
-                annotation, default = option_of(f, o)
+                annotation, default = option_of(f, o, panel_of(cls, f.name))
                 added.append(
                     inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
                 )
@@ -174,12 +195,23 @@ NewestCheckpointArg = Annotated[
         help="A checkpoint file or run directory (its best.pt); default: the newest run in checkpoints/.",
     ),
 ]
-DeviceOpt = Annotated[Literal[DEVICES], typer.Option("--device", help="auto picks cuda, then mps, then cpu.")]
+DeviceOpt = Annotated[
+    Literal[DEVICES], typer.Option("--device", help="auto picks cuda, then mps, then cpu.", rich_help_panel="Device")
+]
 LabelOpt = Annotated[
     str | None,
     typer.Option("--label", show_default=False, help="A labelled model: the label of the text (see charrnn info)."),
 ]
-QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", metavar="", help="No progress bar or samples on the console.")]
+QuietOpt = Annotated[
+    bool,
+    typer.Option(
+        "--quiet",
+        "-q",
+        metavar="",
+        help="No progress bar or samples on the console.",
+        rich_help_panel="Evaluation and output",
+    ),
+]
 
 
 def inputs(help: str):

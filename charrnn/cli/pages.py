@@ -48,9 +48,9 @@ def visualize_cmd(
 
       charrnn visualize checkpoints/my-run
 
-      charrnn visualize checkpoints/my-run/best.pt --text act1.txt --out act1.html --max-chars 2000
+      charrnn visualize checkpoints/my-run --text act1.txt --max-chars 2000
 
-      charrnn visualize checkpoints/my-run --prime "ROMEO: (aside) \\"Is she not down so late?\\""
+      charrnn visualize checkpoints/my-run --prime "ROMEO: \\"Is she not down?\\""
     """
     from charrnn.pages.visualize import visualize_checkpoint  # see the note on lazy imports in charrnn.cli.app
 

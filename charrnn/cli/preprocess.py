@@ -45,7 +45,7 @@ def preprocess_cmd(inputs: Inputs = None, out: Out = None, opts: Given = None):
 
       charrnn preprocess tinyshakespeare            [dim]# the bundled corpus, into corpora/tinyshakespeare[/dim]
 
-      charrnn preprocess poems.txt --out corpora/poems --val-frac 0.05 --test-frac 0.05
+      charrnn preprocess poems.txt --out corpora/poems --val-frac 0.05
 
       charrnn preprocess /usr/share/games/fortunes/de --doc-sep '\\n%\\n'   [dim]# a fortune a document[/dim]
 

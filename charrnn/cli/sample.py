@@ -48,7 +48,7 @@ def sample_cmd(
 
       charrnn sample checkpoints/names --documents 10 --prime K --max-length 12
 
-      charrnn sample checkpoints/names --label French --documents 10 --separator $'\\n'
+      charrnn sample checkpoints/names --label French --documents 9 --separator ' '
 
       charrnn sample checkpoints/comments --prime "I think" --length 50   [dim]# a word model: 50 tokens[/dim]
     """

@@ -30,7 +30,7 @@ def serve_cmd(
 
       charrnn serve checkpoints/my-run --port 8000
 
-      curl -N localhost:8000/v1/generate -d '{"prime": "ROMEO:", "length": 200, "stream": true}'
+      curl -N localhost:8000/v1/generate -d '{"prime": "ROMEO:", "stream": true}'
 
       curl localhost:8000/v1/score -d '{"text": "To be, or not to be"}'
     """

@@ -20,22 +20,30 @@ from charrnn.training.presets import FINETUNE_LR_FRAC, FINETUNE_WARMUP_STEPS, PR
 from charrnn.values import Units
 
 Inputs = inputs(
-    "A UTF-8 text file (preprocessed on the fly and cached in corpora/), a preprocessed directory, or "
-    "several files, directories or glob patterns (each file a document; see charrnn preprocess --help). "
-    "Optional with --resume."
+    "A UTF-8 text file (preprocessed on the fly, cached in corpora/), a preprocessed directory, or files, "
+    "directories and glob patterns (a document each: see preprocess --help). Optional with --resume."
 )
 Out = Annotated[
     Path | None,
     typer.Option(
-        "--out", show_default=False, help="Run directory (default: checkpoints/<corpus>-<time>, or the resumed run's)."
+        "--out",
+        show_default=False,
+        help="Run directory (default: checkpoints/<corpus>-<time>, or the resumed run's).",
+        rich_help_panel="Run",
     ),
 ]
 Preset = Annotated[
-    Literal[("auto", *PRESETS)] | None, typer.Option("--preset", help="Named size and recipe; see the table below.")
+    Literal[("auto", *PRESETS)] | None,
+    typer.Option("--preset", help="Named size and recipe; see the table below.", rich_help_panel="Run"),
 ]
 Resume = Annotated[
     Path | None,
-    typer.Option("--resume", readable=False, help="Continue a run: its directory (last.pt) or a checkpoint file."),
+    typer.Option(
+        "--resume",
+        readable=False,
+        help="Continue a run: its directory (last.pt) or a checkpoint file.",
+        rich_help_panel="Run",
+    ),
 ]
 InitFrom = Annotated[
     Path | None,
@@ -44,10 +52,17 @@ InitFrom = Annotated[
         readable=False,
         help="Fine-tune: start a new run from a trained model's weights (its run directory, best.pt, or a "
         "checkpoint file). See the recipe below.",
+        rich_help_panel="Run",
     ),
 ]
 Nproc = Annotated[
-    int, typer.Option("--nproc", min=1, help="Data-parallel processes on this machine (one per GPU; gloo on the CPU).")
+    int,
+    typer.Option(
+        "--nproc",
+        min=1,
+        help="Data-parallel processes on this machine (one per GPU; gloo on the CPU).",
+        rich_help_panel="Device",
+    ),
 ]
 
 
@@ -56,38 +71,39 @@ def preset_help() -> str:
     rows = []
     for name in PRESETS:
         p = preset_settings(name)
+        extras = [
+            f"wd {p['weight_decay']:g}" if p["weight_decay"] else "",
+            "tied" if p["tie_embeddings"] else "",
+            f"ema {p['ema']:g}" if p["ema"] else "",
+            f"locked {p['locked_dropout']:g}" if p["locked_dropout"] else "",
+            f"weight dropout {p['weight_dropout']:g}" if p["weight_dropout"] else "",
+            f"<= {p['max_epochs']:g} epochs" if p["max_epochs"] else "",
+        ]
         rows.append(
-            f"  {name:<7} {p['layers']}x{p['hidden']} {p['model']}, dropout {p['dropout']}, "
-            f"batch {p['batch_size']} x seq {p['seq_len']}, lr {p['lr']}, weight decay {p['weight_decay']}"
-            + (", tied embeddings" if p["tie_embeddings"] else "")
-            + (f", ema {p['ema']}" if p["ema"] else "")
-            + (f", locked dropout {p['locked_dropout']}" if p["locked_dropout"] else "")
-            + (f", weight dropout {p['weight_dropout']}" if p["weight_dropout"] else "")
-            + (f", at most {p['max_epochs']:g} epochs" if p["max_epochs"] else "")
+            f"  {name:<7} {p['layers']}x{p['hidden']} {p['model']}, batch {p['batch_size']}x{p['seq_len']}, "
+            f"lr {p['lr']:g}, dropout {p['dropout']:g}" + "".join(f", {e}" for e in extras if e)
         )
     return (
-        "[bold]Presets[/bold] (explicit flags override them). auto with --time-limit on the CPU first trains each "
-        "preset a few steps on the corpus, within 3% of the time limit, and picks the one whose characters in that "
-        "time reach the lowest val loss in a table measured on tiny-shakespeare (the console says why); on CUDA "
-        "it picks xl, tuned on a GPU, and on the CPU without --time-limit large:\n\n"
-        + "\n".join(rows)
-        + "\n\n[bold]Fine-tuning[/bold] (--init-from RUN): a new run, with its own directory, optimizer, schedule "
-        "and step 0, starts from RUN's weights. The architecture is RUN's (--model, --hidden and --layers may only "
-        "repeat it). Characters RUN knows keep their ids; characters new to it get fresh rows, their output bias "
-        "set from their frequency in the new text. The recipe is RUN's own, with the peak --lr at "
-        f"{FINETUNE_LR_FRAC} of RUN's and {FINETUNE_WARMUP_STEPS} --warmup-steps, and the model is "
-        "evaluated before the first step, to show where it starts on the new text. Explicit flags override the recipe."
+        "[bold]Presets[/bold] (flags override them). auto with --time-limit on the CPU trains each preset a few "
+        "steps first (within 3% of the limit) and picks the one whose characters in that time reach the lowest "
+        "val loss measured on tiny-shakespeare (the console says why); on CUDA it picks xl, and without "
+        "--time-limit large. wd: weight decay, tied: tied embeddings, ema: weight average, locked: locked dropout."
+        "\n\n" + "\n".join(rows) + "\n\n[bold]Fine-tuning[/bold] (--init-from RUN): a new run starts from RUN's "
+        "weights and architecture (--model, --hidden and --layers may only repeat it). Characters RUN knows keep "
+        "their ids; new ones get fresh rows, their output bias set from their frequency in the new text. The "
+        f"recipe is RUN's, with --lr at {FINETUNE_LR_FRAC} of RUN's and {FINETUNE_WARMUP_STEPS} --warmup-steps, and "
+        "the model is evaluated before the first step; explicit flags override the recipe."
     )
 
 
 @with_options(CorpusOptions, ModelConfig, TrainConfig)
 def train_cmd(
     inputs: Inputs = None,
-    out: Out = None,
     preset: Preset = None,
+    opts: Given = None,
+    out: Out = None,
     resume: Resume = None,
     init_from: InitFrom = None,
-    opts: Given = None,
     quiet: QuietOpt = False,
     nproc: Nproc = 1,
 ):
@@ -102,13 +118,13 @@ def train_cmd(
 
       charrnn train tinyshakespeare --preset auto --time-limit 600        [dim]# the bundled corpus[/dim]
 
-      charrnn train poems.txt --hidden 128 --layers 2 --max-steps 500 --sample-every 100
+      charrnn train poems.txt --hidden 128 --max-steps 500 --sample-every 100
 
-      charrnn train --resume checkpoints/tinyshakespeare-20261128-101500 --max-steps 5000
+      charrnn train --resume checkpoints/shakespeare --max-steps 5000
 
-      charrnn train fortunes.txt --init-from checkpoints/tinyshakespeare-20261128-101500 --time-limit 120
+      charrnn train jokes.txt --init-from checkpoints/shakespeare --time-limit 120
 
-      charrnn train names/ --doc-sep '\\n' --labels from-file --out checkpoints/names   [dim]# then sample --label[/dim]
+      charrnn train names/ --doc-sep '\\n' --labels from-file --out checkpoints/names   [dim]# sample --label[/dim]
 
       charrnn train comments.txt --tokens word --max-vocab 8000 --doc-sep '\\n'   [dim]# words; a comment a line[/dim]
     """
