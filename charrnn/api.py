@@ -15,7 +15,7 @@ for how text is read, and those of `ModelConfig` and `TrainConfig` for a run.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -32,13 +32,15 @@ from charrnn.errors import BadValueError, InputError
 from charrnn.generation.sample import generate
 from charrnn.model.rnn import CharRNN
 from charrnn.runtime import pick_device, pick_precision
-from charrnn.training import checkpoint, runs
+from charrnn.training import checkpoint, distributed, runs
 from charrnn.training.loop import Callbacks, TrainResult
 from charrnn.training.plan import plan_training, run_training
+from charrnn.training.progress import TextProgress
 from charrnn.training.scoring import Evaluation, char_logprobs, evaluate
 from charrnn.values import Units, perplexity
 
-__all__ = ["Evaluation", "Info", "Model", "Score", "evaluate", "info", "load", "preprocess", "sample", "train"]
+__all__ = ["Evaluation", "Info", "Model", "Score", "evaluate", "info", "load", "preprocess", "sample", "train",
+           "write_report"]  # fmt: skip
 CORPUS_FIELDS = frozenset(f.name for f in fields(CorpusOptions))
 
 
@@ -75,16 +77,32 @@ def train(
     init_from: Path | None = None,
     callbacks: Callbacks | None = None,
     should_stop: Callable[[], bool] | None = None,
+    progress: bool = False,
     **options: Any,
 ) -> TrainResult:
     """Train on a text file or corpus directory (or go on with `resume`, or start from the
-    trained model `init_from`), as `charrnn train`; `options` are the options of `charrnn
-    train` by their field names (hidden=128, lr=0.01, doc_sep="\\n")."""
+    trained model `init_from`), as `charrnn train`, which writes the run's report.html too;
+    `options` are the options of `charrnn train` by their field names (hidden=128, lr=0.01,
+    doc_sep="\\n"). Silent unless `progress` (a line on stderr every few seconds) or
+    `callbacks` (the loop's `Callbacks`: on_start, on_step, on_eval, ...) say otherwise."""
+    if progress and callbacks is not None:
+        raise BadValueError("give callbacks or progress=True, not both")
     corpus, settings = corpus_options(options)
     plan = plan_training(
         input, out=out, preset=preset, resume=resume, init_from=init_from, settings=settings, corpus=corpus
     )
-    return run_training(plan, callbacks=callbacks, should_stop=should_stop)
+    result = run_training(plan, callbacks=TextProgress() if progress else callbacks, should_stop=should_stop)
+    if result.stopped != "interrupted" and distributed.from_env().is_main:
+        write_report(plan.run_dir)
+    return result
+
+
+def write_report(run_dir: Path, run=None) -> Path:
+    """The run's report.html (`charrnn report`), written at the end of a run by the command and
+    by `train` alike (`run`: the run as `pages.report.load_run` read it, where it has been)."""
+    from charrnn.pages.report import write_report as write
+
+    return write(run_dir, run=run)
 
 
 # --------------------------------------------------------------------------- use a model
@@ -199,9 +217,10 @@ def sample(
 @dataclass(frozen=True)
 class Info:
     path: Path
-    rows: list[tuple[str, str]]  # `checkpoint.describe`'s
+    rows: list[tuple[str, str]]  # `checkpoint.describe`'s: what `charrnn info` shows
     history: list  # the checkpoint's loss records, as stored (possibly damaged)
     size: int  # bytes
+    values: dict = field(default_factory=dict)  # the same as values (`checkpoint.summary`): what /v1/info answers
 
 
 def info(checkpoint_path: Path) -> Info:
@@ -214,4 +233,4 @@ def info(checkpoint_path: Path) -> Info:
         ckpt = classifier.read(path)
         return Info(path, classifier.describe(ckpt), None, path.stat().st_size)
     _, _, ckpt = checkpoint.load_model(path)
-    return Info(path, checkpoint.describe(ckpt), ckpt.history, path.stat().st_size)
+    return Info(path, checkpoint.describe(ckpt), ckpt.history, path.stat().st_size, checkpoint.summary(ckpt))

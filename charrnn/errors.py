@@ -64,7 +64,10 @@ class UnknownCharacterError(CharRNNError):
     def __init__(self, chars: list[str], context: str = "text", unit: str = "character"):
         self.chars = chars
         shown = ", ".join(repr(c) for c in chars[:10]) + (" ..." if len(chars) > 10 else "")
-        super().__init__(f"{context} has {len(chars)} {unit}(s) not in the model's vocabulary: {shown}")
+        super().__init__(
+            f"{context} has {len(chars)} {unit}(s) not in the model's vocabulary: {shown} "
+            "(--unknown skip leaves them out)"
+        )
 
     @classmethod
     def no_unk(cls) -> UnknownCharacterError:

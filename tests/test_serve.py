@@ -139,7 +139,10 @@ def test_score_info_health_and_page(server, tiny_run):
     assert r.json()["logprobs"] == pytest.approx(expected.logprobs, abs=1e-5)
     assert r.json()["nats"] == pytest.approx(expected.nats, abs=1e-5) and r.json()["chars"] == 19
     info = httpx.get(f"{url}/v1/info").json()
-    assert info["model"] == "lstm 2 x 16, dropout 0.0" and info["path"].endswith("best.pt")
+    assert info["model"] == {"model": "lstm", "layers": 2, "hidden": 16, "dropout": 0.0, "softmax": "full",
+                             "tie_embeddings": False} and info["path"].endswith("best.pt")  # fmt: skip
+    assert isinstance(info["parameters"], int) and isinstance(info["step"], int) and info["loss_unit"] == "nats/char"
+    assert info["parameters"] == charrnn.load(tiny_run).net.num_params() and isinstance(info["best_val_loss"], float)
     assert httpx.get(f"{url}/healthz").json() == {"status": "ok", "streams": 0, "waiting": 0}
     page = httpx.get(f"{url}/").text
     assert 'id="go"' in page and 'id="stop"' in page and "chars/s" in page

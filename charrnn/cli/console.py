@@ -35,14 +35,15 @@ def say_stopping() -> None:
 
 def report_after_training(run_dir: Path) -> None:
     """The train loss as a sparkline, and the run's report page, written at the end of training."""
-    from charrnn.pages.report import load_run, loss_sparkline, write_report
+    from charrnn.api import write_report
+    from charrnn.pages.report import load_run, loss_sparkline
 
     try:
         run = load_run(run_dir)  # reads last.pt once, for the sparkline and the report
         spark = loss_sparkline(run.ckpt.history if run.ckpt is not None else [])
         if spark:
             err.print(f"train loss {spark}")
-        err.print(f"report: {write_report(run_dir, run=run)}", soft_wrap=True)
+        err.print(f"report: {write_report(run_dir, run)}", soft_wrap=True)
     except (CharRNNError, OSError) as e:  # the model is saved; a report that fails must not fail the run
         err.print(Text(f"charrnn: warning: no report written: {e}"))
 

@@ -17,7 +17,25 @@ from typer.core import TyperCommand, TyperGroup
 
 from charrnn.errors import ERROR_PREFIX, LAUNCHED_ENV, CharRNNError, PeerLostError
 
-OUT_OF_MEMORY = "out of memory; try a smaller --batch-size, --seq-len, --hidden or --num-samples"
+# What to make smaller when a command runs out of memory, by command: each names its own options
+OUT_OF_MEMORY = {
+    "train": "a smaller --batch-size, --seq-len or --hidden",
+    "sample": "fewer --num-samples, or a shorter prime",
+    "eval": "a shorter --file, or a smaller model",
+    "visualize": "a smaller --max-chars",
+    "classify train": "a smaller --batch-size, --hidden or --max-length",
+    "classify predict": "fewer or shorter texts at a time",
+    "classify eval": "fewer or shorter texts",
+}
+
+
+def out_of_memory(args: list[str]) -> str:
+    """The out-of-memory line for the command `args` ran."""
+    words = [a for a in args if not a.startswith("-")]
+    command = " ".join(words[:2]) if words[:1] == ["classify"] else (words[0] if words else "")
+    hint = OUT_OF_MEMORY.get(command)
+    return "out of memory" + (f"; try {hint}" if hint else "")
+
 
 err = Console(stderr=True, highlight=False)  # progress, logs and errors: stdout is for the product
 
@@ -41,7 +59,8 @@ class OneLineErrors(_NoHelpPlaceholder, TyperGroup):
                 args=args, prog_name=prog_name or "charrnn", complete_var=complete_var, standalone_mode=False, **extra
             )
         except typer.TyperException as e:  # usage errors: bad option values, missing arguments
-            if type(e).__name__ == "NoArgsIsHelpError":  # `charrnn` alone: the help was the answer
+            if type(e).__name__ == "NoArgsIsHelpError":  # `charrnn` alone: the help is the answer
+                typer.echo(e.format_message(), nl=False)
                 sys.exit(e.exit_code)
             fail(e.format_message(), e.exit_code)
         except typer.Abort:
@@ -58,11 +77,11 @@ class OneLineErrors(_NoHelpPlaceholder, TyperGroup):
             quiet_broken_pipe()
             sys.exit(0)
         except MemoryError:
-            fail(OUT_OF_MEMORY, 1)
+            fail(out_of_memory(sys.argv[1:] if args is None else list(args)), 1)
         except RuntimeError as e:  # torch's allocators report a failed allocation as a RuntimeError
             if not _out_of_memory(e):
                 raise
-            fail(OUT_OF_MEMORY, 1)
+            fail(out_of_memory(sys.argv[1:] if args is None else list(args)), 1)
         except OSError as e:
             fail(f"{e.filename + ': ' if e.filename else ''}{e.strerror or e}", 1)
         sys.exit(rv if isinstance(rv, int) else 0)

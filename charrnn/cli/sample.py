@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from charrnn.cli.console import read_stdin, utf8_stdout, warn_unk
-from charrnn.cli.errors import fail, quiet_broken_pipe
+from charrnn.cli.errors import err, fail, quiet_broken_pipe
 from charrnn.cli.options import DeviceOpt, Given, NewestCheckpointArg, given, with_options
 from charrnn.config import SampleConfig
 
@@ -22,6 +22,11 @@ Separator = Annotated[
 ]
 
 
+Quiet = Annotated[
+    bool, typer.Option("--quiet", "-q", metavar="", help="Nothing on stderr but errors (not which checkpoint it uses).")
+]
+
+
 @with_options(SampleConfig)
 def sample_cmd(
     ctx: typer.Context,
@@ -29,6 +34,7 @@ def sample_cmd(
     opts: Given = None,
     separator: Separator = "\n\n",
     device: DeviceOpt = "cpu",
+    quiet: Quiet = False,
 ):
     """Generate text from a trained model to stdout, streamed as it is written.
 
@@ -56,6 +62,8 @@ def sample_cmd(
 
     v = opts.values
     model = api.load(checkpoint_path, device=device, precision=v["precision"])  # before stdin is read
+    if checkpoint_path is None and not quiet:  # the newest run: say which it is
+        err.print(f"using {model.path}", soft_wrap=True)
     if (v["min_length"] is not None or v["max_length"] is not None) and v["documents"] is None:
         fail("--min-length and --max-length go with --documents", 2)
     over = {"prime": read_stdin() if v["prime"] is None else v["prime"]}

@@ -77,7 +77,12 @@ def collect(inputs: list[Path], looks_binary) -> Collection:
             for path in matched:
                 add(path, named=False)
     if not files:
-        raise InputError(f"no text files among the inputs ({len(skipped)} look binary)")
+        named = ", ".join(str(p) for p in skipped[:3]) + (f" and {len(skipped) - 3} more" if len(skipped) > 3 else "")
+        if not skipped:
+            raise InputError("no files among the inputs")
+        raise InputError(
+            f"no text files among the inputs ({len(skipped)} look binary: {named}); --force reads them anyway"
+        )
     return Collection(files, skipped, roots)
 
 

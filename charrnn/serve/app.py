@@ -12,7 +12,8 @@
 - `POST /v1/score`: `{"text": ...}` (and `"label"` for a labelled model) -> nats and bits per
   character, and each character's log-probability (a word model's: nats per token, its
   perplexity and token count, and bits per character of the text).
-- `GET /v1/info`: what `charrnn info` shows. `GET /healthz`: streams being written and requests waiting.
+- `GET /v1/info`: what `charrnn info` shows, as values (numbers, and objects of them). `GET
+  /healthz`: streams being written and requests waiting.
 - `GET /`: a page to write from in a browser (no network needed beyond this server).
 
 Every bad request is a 4xx with a one-line JSON `{"error": ...}`; past the limits the answer is
@@ -146,7 +147,7 @@ def _route(app: FastAPI, served: _Served) -> None:
     @app.get("/v1/info")
     def info() -> dict:
         described = served.described
-        return {"path": str(described.path), **dict(described.rows), "bytes": described.size}
+        return {"path": str(described.path), "bytes": described.size, **described.values}
 
     @app.get("/healthz")
     def healthz() -> dict:

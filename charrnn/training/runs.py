@@ -43,6 +43,10 @@ def resolve_checkpoint(path: Path, prefer: str = "best.pt") -> Path:
         for name in (prefer, "last.pt", "best.pt"):
             if (path / name).is_file():
                 return path / name
+        runs = sorted((p.parent for p in path.glob("*/*.pt")), key=lambda d: d.stat().st_mtime, reverse=True)
+        if runs:  # the folder of runs itself: name one of them
+            newest = ", ".join(str(d) for d in dict.fromkeys(runs[:3]))
+            raise CheckpointError(f"{path}: is a folder of runs, not a run; name one, as {newest}")
         raise CheckpointError(f"{path}: run directory holds no best.pt or last.pt")
     if not path.exists():
         raise CheckpointError(f"{path}: no such checkpoint or run directory")

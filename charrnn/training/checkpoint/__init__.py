@@ -6,7 +6,7 @@ of it (`describe`). Nothing outside this package reads a checkpoint's payload by
     write(ckpt, run_dir / "copy.pt")
 """
 
-from charrnn.training.checkpoint.describe import config_fields, describe, provenance_rows
+from charrnn.training.checkpoint.describe import config_fields, describe, provenance_rows, summary
 from charrnn.training.checkpoint.files import (
     FORMAT,
     VERSION,
@@ -30,5 +30,6 @@ from charrnn.training.checkpoint.schema import Checkpoint, TrainState, damaged_s
 __all__ = [
     "FORMAT", "RESUME_KEYS", "VERSION", "Checkpoint", "TrainState", "carried_state", "check_not_behind",
     "check_resumes_on", "config_fields", "damaged_state", "describe", "kept", "kind_of", "load", "load_model",
-    "provenance", "provenance_rows", "read", "remove_leftovers", "resume_config", "save", "write", "write_atomic",
+    "provenance", "provenance_rows", "read", "remove_leftovers", "resume_config", "save", "summary", "write",
+    "write_atomic",
 ]  # fmt: skip

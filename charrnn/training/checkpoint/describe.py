@@ -20,6 +20,56 @@ def config_fields(c: Checkpoint, key: str) -> dict:
     return config.to_dict() if config is not None else as_dict(c.payload.get(key))
 
 
+def parameters(weights, mc: dict) -> int | None:
+    """The model's parameters, as `CharRNN.num_params` counts them: its weights but the buffers
+    (an adaptive softmax's order), the tied output matrix once."""
+    if not isinstance(weights, dict):
+        return None
+    skip = {"order"} | ({"head.weight"} if mc.get("tie_embeddings") is True else set())
+    return sum(t.numel() for name, t in weights.items() if name not in skip)
+
+
+def _finite(v):
+    """A number as JSON can hold it (None for a damaged value, or an infinite or NaN loss)."""
+    return v if is_number(v) and v == v and abs(v) != float("inf") else None
+
+
+def summary(c: Checkpoint) -> dict:
+    """What `describe` shows, as values: the JSON of the server's /v1/info."""
+    ckpt = c.payload or c.to_payload()
+    mc, tc = config_fields(c, "model_config"), config_fields(c, "train_config")
+    corpus, tokens = as_dict(ckpt.get("corpus")), as_dict(ckpt.get("tokens"))
+    cap = as_dict(corpus.get("tokens"))
+    labels = mc.get("labels") if isinstance(mc.get("labels"), (list, tuple)) else []
+    return {
+        "model": {k: mc.get(k) for k in ("model", "layers", "hidden", "dropout", "softmax", "tie_embeddings")},
+        "parameters": parameters(ckpt.get("model"), mc),
+        "vocabulary": {
+            "size": len(ckpt["vocab"]) if isinstance(ckpt.get("vocab"), list) else None,
+            "tokens": tokens.get("kind", "char"),
+            "lowercase": bool(tokens.get("lowercase", False)),
+            "max_vocab": cap.get("max_vocab"),
+            "min_count": cap.get("min_count"),
+        },
+        "step": _finite(ckpt.get("step")),
+        "epoch": _finite(ckpt.get("epoch")),
+        "best_val_loss": _finite(ckpt.get("best_val_loss")),
+        "best_step": _finite(ckpt.get("best_step")),
+        "loss_unit": "nats/token" if Units.of(corpus).word else "nats/char",
+        "training": {k: tc.get(k) for k in ("batch_size", "seq_len", "lr", "seed")} | {
+            "elapsed_s": _finite(ckpt.get("elapsed_s"))},
+        "precision": ckpt.get("precision"),
+        "device": ckpt.get("device"),
+        "corpus": {k: corpus.get(k) for k in ("name", "chars", "sha256", "documents", "doc_sep")},
+        "labels": dict(zip(labels, mc.get("label_counts") or [None] * len(labels), strict=False)),
+        "created": ckpt.get("created"),
+        "charrnn_version": ckpt.get("charrnn_version"),
+        "torch_version": ckpt.get("torch_version"),
+        "format": ckpt.get("format"),
+        "format_version": ckpt.get("version"),
+    }  # fmt: skip
+
+
 def _vocab_row(size, tokenizer, chosen) -> str:
     """The vocabulary row of `describe`: its size, its kind of symbols and their cap."""
     tokenizer, chosen = as_dict(tokenizer), as_dict(chosen)
@@ -38,8 +88,7 @@ def describe(c: Checkpoint) -> list[tuple[str, str]]:
     mc, tc = config_fields(c, "model_config"), config_fields(c, "train_config")
     corpus = as_dict(ckpt.get("corpus"))
     best = ckpt.get("best_val_loss")
-    weights = ckpt.get("model")
-    params = sum(t.numel() for t in weights.values()) if isinstance(weights, dict) else None
+    params = parameters(ckpt.get("model"), mc)
     vocab_size = len(ckpt["vocab"]) if isinstance(ckpt.get("vocab"), list) else None
     units = Units.of(corpus)
 
