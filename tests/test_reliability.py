@@ -482,6 +482,36 @@ def test_malicious_pickle_is_refused_and_never_runs(cli, tmp_path, kind):
         assert not marker.exists(), args
 
 
+class _Runs:
+    """Unpickling this calls `call(*args)`: the payloads hostile checkpoints carry most."""
+
+    def __init__(self, call, *args):
+        self.call, self.args = call, args
+
+    def __reduce__(self):
+        return (self.call, self.args)
+
+
+@pytest.mark.parametrize("payload", ["os.system", "subprocess", "eval"])
+def test_code_in_a_checkpoint_is_refused_without_advice_to_load_it_anyway(cli, tmp_path, payload):
+    marker = tmp_path / "pwned"
+    call = {
+        "os.system": _Runs(os.system, f"touch {marker}"),
+        "subprocess": _Runs(subprocess.call, ["touch", str(marker)]),
+        "eval": _Runs(eval, f"open({str(marker)!r}, 'w')"),
+    }[payload]
+    evil = tmp_path / "evil.pt"
+    torch.save({"format": checkpoint.FORMAT, "version": 1, "model": call}, evil)
+    torch.load(evil, weights_only=False)  # the payload is live
+    assert marker.exists()
+    marker.unlink()
+    r = cli("sample", evil, "--length", 5)
+    assert r.exit_code == 4 and r.stderr.count("\n") == 1, r.stderr
+    assert "refused: the file asks to run code" in r.stderr
+    assert "weights_only" not in r.stderr and "Re-running" not in r.stderr  # torch's advice, never passed on
+    assert not marker.exists()
+
+
 def test_metadata_paths_never_write_outside_the_run_directory(cli, tmp_path, mixed_file, monkeypatch):
     work = tmp_path / "work"
     work.mkdir()

@@ -97,7 +97,8 @@ def load(path: Path, kind: str | None = "lm") -> dict:
         raise
     except pickle.UnpicklingError as e:
         detail = _unpickler_detail(e)
-        if any(w in detail.lower() for w in ("global", "reduce", "build", "class")):
+        # torch's restricted unpickler refused what the file asks for (its words differ by version)
+        if any(w in detail.lower() for w in ("global", "reduce", "build", "class", "blocked")):
             raise CheckpointError(
                 f"{path}: refused: the file asks to run code or build objects a checkpoint never holds "
                 "(it is not a charrnn checkpoint, or it was tampered with)"
@@ -142,11 +143,15 @@ def load(path: Path, kind: str | None = "lm") -> dict:
 
 
 def _unpickler_detail(e: BaseException) -> str:
-    """The restricted unpickler's own reason, without torch's advice around it."""
+    """The restricted unpickler's own reason, without torch's advice around it (which, by
+    version, includes loading the file with the protection off: never passed on)."""
     text = str(e)
     if "WeightsUnpickler error:" in text:
         text = text.split("WeightsUnpickler error:", 1)[1]
-    return first_line(ValueError(text.strip()))
+    advice = ("weights only load failed", "weights_only", "please file an issue", "check the documentation")
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    own = [line for line in lines if not any(a in line.lower() for a in advice)]
+    return first_line(ValueError(own[0] if own else "not a pickle torch can read"))
 
 
 def kept(run_dir: Path) -> str:
