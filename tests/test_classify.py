@@ -100,6 +100,7 @@ def test_predict_top_json_and_unknown_characters(cli, clf_run):
     one_line_error(cli("classify", "predict", run, "abqx"), 7, "'q'")
     r = cli("classify", "predict", run, "abqx", "--unknown", "skip")
     assert r.exit_code == 0 and r.stdout.split("\t")[1] == "alpha"
+    one_line_error(cli("classify", "predict", run, input=b"ab\xff\n"), 3, "the texts on stdin are not UTF-8")
 
 
 def test_eval_table_json_and_page_in_a_browser(cli, clf_run, tmp_path):

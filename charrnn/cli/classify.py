@@ -160,7 +160,7 @@ def classify_predict_cmd(
 
     clf = load_classifier(checkpoint_path, device)  # before stdin is read
     if not texts:
-        raw = read_stdin("the texts on stdin")
+        raw = read_stdin("the texts on stdin", "are")
         texts = [line.rstrip("\r") for line in raw.split("\n")]
         if texts and texts[-1] == "":
             texts.pop()

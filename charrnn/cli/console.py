@@ -139,7 +139,7 @@ def warn_unk(vocab, text: str, unknown: str, what: str) -> None:
             )  # fmt: skip
 
 
-def read_stdin(what: str = "the prime text on stdin") -> str:
+def read_stdin(what: str = "the prime text on stdin", verb: str = "is") -> str:
     stdin = sys.stdin
     if stdin is None or stdin.closed:
         return ""
@@ -154,7 +154,7 @@ def read_stdin(what: str = "the prime text on stdin") -> str:
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as e:
-        raise InputError(f"{what} is not UTF-8 (byte {e.start})") from None
+        raise InputError(f"{what} {verb} not UTF-8 (byte {e.start})") from None
 
 
 def utf8_stdout():
