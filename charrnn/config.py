@@ -39,6 +39,7 @@ MAX_DOCUMENT = 10_000  # characters a sampled document is ended at when no max_l
 WORD_MAX_VOCAB = 10_000  # --max-vocab's default for word tokens
 DEFAULT_MAX_EPOCHS = 20  # when a run sets no limit at all it trains this many epochs
 DEVICES = ("auto", "cpu", "cuda", "mps")
+MAX_LOGPROBS = 20  # the likeliest symbols whose log-probabilities a step can report
 
 
 # --------------------------------------------------------------------------- how a field is given
@@ -459,11 +460,18 @@ class SampleConfig:
         choices=("fp32", "bf16"),
     )
     doc_separator: str | None = None  # given by the command's --separator
+    # For the server's OpenAI routes: more stop strings (a sample ends at the first of any),
+    # and the N likeliest symbols' log-probabilities at each step (see `generation.sample.Pieces`)
+    stops: tuple[str, ...] = bound(())
+    logprobs: int | None = bound(None, lo=0, hi=MAX_LOGPROBS)
 
     def __post_init__(self):  # the CLI and the server check their options with the same bounds first
         check(self)
         if self.max_length is not None and self.max_length < (self.min_length or 0):
             raise BadValueError(f"--max-length must be >= --min-length, not {self.max_length!r}")
+        object.__setattr__(self, "stops", tuple(self.stops) if isinstance(self.stops, (list, tuple)) else self.stops)
+        if not (isinstance(self.stops, tuple) and all(isinstance(x, str) and x for x in self.stops)):
+            raise BadValueError(f"stop strings must be non-empty text, not {self.stops!r}")
 
 
 SAMPLE_FIELDS = frozenset(_names(SampleConfig))
@@ -480,6 +488,14 @@ class ServeLimits:
     max_streams: int = opt(64, "Samples written at once (one batched step); more wait.", lo=1)
     max_waiting: int = opt(256, "Requests that may wait for room; more are answered 429.", lo=0, flag="--max-queue")
     max_body: int = opt(64 * 1024, "Largest request body in bytes; larger is answered 413.", lo=64)
+    timeout: float = opt(
+        10.0,
+        "Seconds a client may take to send a request's headers, or its body; a slower one is closed (408).",
+        lo=0,
+        lo_open=True,
+        metavar="SECONDS",
+    )
+    max_connections: int = opt(1024, "Open connections at most; a request past them is answered 503.", lo=1)
 
     def __post_init__(self):
         check(self)
