@@ -17,8 +17,12 @@ from charrnn.config import SampleConfig, kind
 NOT_IN_BODY = ("precision", "doc_separator")  # chosen by the server, and a command-line option
 
 
-def _field(f) -> tuple[Any, Any]:
-    """(type, pydantic Field) of a config field, with its Opt's bounds."""
+_SAME = object()
+
+
+def _field(f, default: Any = _SAME) -> tuple[Any, Any]:
+    """(type, pydantic Field) of a config field, with its Opt's bounds (and its default, or
+    `default`)."""
     o = f.metadata["opt"]
     base, optional = kind(f)
     py: Any = {"int": int, "float": float, "bool": bool}.get(base, str)
@@ -36,7 +40,7 @@ def _field(f) -> tuple[Any, Any]:
             bounds["allow_inf_nan"] = False
     if base == "str" and o.nonempty:
         bounds["min_length"] = 1
-    return py, Field(f.default, **bounds)
+    return py, Field(f.default if default is _SAME else default, **bounds)
 
 
 def body_of(name: str, cls, *, only=(), exclude=(), before=None, after=None):
@@ -45,10 +49,20 @@ def body_of(name: str, cls, *, only=(), exclude=(), before=None, after=None):
     own = {
         f.name: _field(f)
         for f in fields(cls)
-        if "opt" in f.metadata and f.name not in exclude and (not only or f.name in only)
+        if "opt" in f.metadata
+        and f.metadata["opt"].flag != ""
+        and f.name not in exclude
+        and (not only or f.name in only)
     }
     config = ConfigDict(extra="forbid", strict=True)
     return create_model(name, __config__=config, **(before or {}), **own, **(after or {}))
+
+
+def renamed(name: str, default=None) -> tuple[Any, Any]:
+    """A SampleConfig field's type and bounds, for a body that names it otherwise (OpenAI's
+    `temperature` is `temp`), with that body's own default."""
+    py, spec = _field(next(f for f in fields(SampleConfig) if f.name == name), default)
+    return py | None, spec
 
 
 GenerateBody = body_of("GenerateBody", SampleConfig, exclude=NOT_IN_BODY, after={"stream": (bool, False)})
