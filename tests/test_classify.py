@@ -24,6 +24,7 @@ from tests.conftest import files_under, one_line_error, subprocess_env
 from tests.test_reliability import _malicious
 from tests.test_visualize import _assert_not_blank, _chromium, needs_chromium
 
+FIXTURES = Path(__file__).parent / "fixtures"
 MARKS = {"alpha": "x", "beta": "y", "gamma": "z"}
 FAST = dict(hidden=16, batch_size=16, lr=1e-2, max_epochs=25, patience=25, device="cpu", seed=5)
 
@@ -97,9 +98,12 @@ def test_predict_top_json_and_unknown_characters(cli, clf_run):
     r = cli("classify", "predict", run, "--json", "y", "ccz")
     got = [json.loads(line) for line in r.stdout.splitlines()]
     assert [g["labels"][0]["label"] for g in got] == ["beta", "gamma"] and got[1]["text"] == "ccz"
-    one_line_error(cli("classify", "predict", run, "abqx"), 7, "'q'")
-    r = cli("classify", "predict", run, "abqx", "--unknown", "skip")
+    r = cli("classify", "predict", run, "abqx")  # 'q' was never seen: read as the unknown symbol
     assert r.exit_code == 0 and r.stdout.split("\t")[1] == "alpha"
+    assert r.stderr.count("\n") == 1 and "read as the unknown symbol" in r.stderr and "'q' 1" in r.stderr
+    one_line_error(cli("classify", "predict", run, "abqx", "--unknown", "error"), 7, "'q'", "--unknown skip")
+    r = cli("classify", "predict", run, "abqx", "--unknown", "skip")
+    assert r.exit_code == 0 and r.stdout.split("\t")[1] == "alpha" and "left out" in r.stderr
     one_line_error(cli("classify", "predict", run, input=b"ab\xff\n"), 3, "the texts on stdin are not UTF-8")
 
 
@@ -291,8 +295,8 @@ def test_sigterm_validates_saves_and_exits_143(tmp_path):
 
 def test_predict_writes_nothing_until_every_text_is_readable(cli, clf_run):
     run, _ = clf_run
-    r = cli("classify", "predict", run, input="abx\nzz\nabq\n")
-    one_line_error(r, 7, "(text 3)", "'q'")
+    r = cli("classify", "predict", run, "--unknown", "error", input="abx\nzz\nabq\n")
+    one_line_error(r, 7, "line 3 of stdin has 1 character(s)", "'q'", "--unknown skip")
     assert r.stdout == ""
     r = cli("classify", "predict", run, "a\tb\ny\rz", "--unknown", "skip")
     assert r.exit_code == 0 and r.stdout.count("\n") == 1 and r.stdout.startswith("a b y z\t")
@@ -305,3 +309,59 @@ def test_sample_never_picks_a_classifier_run_and_eval_survives_an_unwritable_pag
     r = cli("classify", "eval", run, data, "--json", "--out", data / "alpha.txt" / "page.html")
     assert r.exit_code == 0 and json.loads(r.stdout)["examples"] == 360
     assert "warning: could not write the page" in r.stderr
+
+
+def test_a_test_set_with_characters_never_seen_is_classified_with_one_warning(cli, clf_run, tmp_path):
+    run, _ = clf_run
+    # the marks of the labels, among characters training never saw (é three times, 7 twice, ü)
+    test = write_dir(tmp_path / "test", {"alpha": ["abxü", "x7"], "beta": ["ébyca", "cy"], "gamma": ["zé", "ezé7"]})
+    r = cli("classify", "eval", run, test, "--json", "--out", tmp_path / "page.html")
+    assert r.exit_code == 0 and json.loads(r.stdout)["accuracy"] == 1.0, r.stderr
+    warning = [line for line in r.stderr.splitlines() if "warning" in line]
+    assert warning == [
+        "charrnn: warning: 5 of 6 texts held 6 characters the classifier never saw, read as the unknown "
+        "symbol (--unknown error refuses them); the commonest: 'é' 3, '7' 2, 'ü' 1"
+    ]
+    assert "6 characters it never saw read as the unknown symbol, in 5 examples" in (tmp_path / "page.html").read_text()
+    r = cli("classify", "predict", run, input="abxü\nzé\nyyy\n")  # a pipeline of lines goes through
+    assert r.exit_code == 0 and [line.split("\t")[1] for line in r.stdout.splitlines()] == ["alpha", "gamma", "beta"]
+    assert r.stderr.count("\n") == 1 and "2 of 3 texts held 2 characters" in r.stderr
+
+
+def test_a_classifier_from_before_the_unknown_symbol_still_reads_texts(cli):
+    old = FIXTURES / "classifier-da87776"  # see tests/fixtures/make_old_classifier.py
+    expected = json.loads((old / "expected.json").read_text())
+    clf = load_classifier(old)
+    assert clf.vocab.unk is None and clf.unknown_rule() == "skip" and not clf.net.config.ngrams
+    # characters it never saw are left out, as --unknown skip did then: the same probabilities
+    assert torch.allclose(clf.probabilities(expected["texts"]), torch.tensor(expected["skip"]), atol=1e-6)
+    r = cli("classify", "predict", old, *expected["texts"])
+    assert r.exit_code == 0 and [line.split("\t")[1] for line in r.stdout.splitlines()] == ["alpha", "gamma", "beta"]
+    assert r.stderr.count("\n") == 1 and "2 of 3 texts held 2 characters" in r.stderr and "left out" in r.stderr
+    one_line_error(cli("classify", "predict", old, "abq", "--unknown", "unk"), 7, "<unk>")
+
+
+def test_time_limit_alone_trains_until_the_time_is_up(cli, tmp_path):
+    data = write_dir(tmp_path / "data", marked_words(10, seed=7))
+    r = cli("classify", "train", data, "--out", tmp_path / "run", "--time-limit", 1.5, "--patience", 10_000,
+            "--hidden", 4, "--device", "cpu", "-q")  # fmt: skip
+    assert r.exit_code == 0, r.stderr
+    assert r.stderr.splitlines()[0].endswith("until 1.5 s are up (--time-limit; no epoch cap), or 10000 epochs "
+                                             "without a better val accuracy (--patience)")  # fmt: skip
+    done = re.search(r"done: (\d+) epochs in ([\d.]+) s \(time-limit\)", r.stderr)
+    assert done and int(done[1]) > 3 and float(done[2]) >= 1.5, r.stderr  # past the old default of 3 epochs
+    r = cli("classify", "train", data, "--out", tmp_path / "run2", "--time-limit", 60, "--max-epochs", 2,
+            "--hidden", 4, "--device", "cpu", "-q")  # fmt: skip
+    assert "until 2 epochs (--max-epochs) or 60 s (--time-limit), whichever comes first" in r.stderr.splitlines()[0]
+    assert "done: 2 epochs" in r.stderr and "(max-epochs)" in r.stderr
+
+
+def test_the_progress_bar_ends_on_the_last_epoch_that_ran(cli, tmp_path):
+    data = write_dir(tmp_path / "data", marked_words(20, seed=8))
+    r = cli("classify", "train", data, "--out", tmp_path / "run", "--max-epochs", 3, "--hidden", 4, "--device", "cpu")
+    assert r.exit_code == 0, r.stderr
+    bar = [line for line in r.stderr.splitlines() if line.startswith("epoch ") and ":" not in line]
+    assert bar and all(line.startswith("epoch 3 ") for line in bar), r.stderr  # never an "epoch 4" that never ran
+    lines = r.stderr.splitlines()
+    assert [line.split(":")[0] for line in lines if re.match(r"epoch \d+:", line)] == ["epoch 1", "epoch 2", "epoch 3"]
+    assert not any(line.strip() == "best" for line in lines)  # piped, a line is never wrapped

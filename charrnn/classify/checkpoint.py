@@ -99,9 +99,10 @@ def describe(c: ClassifierCheckpoint) -> list[tuple[str, str]]:
 
     shown = ", ".join(map(str, labels[:12])) + (f", ... ({len(labels)} in all)" if len(labels) > 12 else "")
     direction = "bidirectional " if mc.get("bidirectional") else ""
+    bag = f" + character 1-{mc['ngrams']}-grams in {number(mc.get('buckets'), ',')} buckets" if mc.get("ngrams") else ""
     return [
         ("kind", "classifier (charrnn classify)"),
-        ("model", f"{direction}{mc.get('model', '?')} {mc.get('layers', '?')} x {mc.get('hidden', '?')}"),
+        ("model", f"{direction}{mc.get('model', '?')} {mc.get('layers', '?')} x {mc.get('hidden', '?')}{bag}"),
         ("parameters", number(params, ",")),
         ("labels", f"{len(labels)}: {shown}"),
         ("vocabulary", f"{number(len(ckpt['vocab']) if isinstance(ckpt.get('vocab'), list) else None)} characters"),

@@ -7,7 +7,8 @@ recall, the confusion matrix and the pairs it confuses most, with examples.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from charrnn.classify.data import load_examples
@@ -23,8 +24,14 @@ class Evaluation:
     data: str
     scores: Scores
     confused: list[tuple[str, str, int, list[str]]]  # (true, predicted, count, examples), commonest first
-    skipped_chars: int
-    truncated: int
+    unseen: Counter = field(default_factory=Counter)  # characters the classifier never saw, counted
+    unseen_texts: int = 0  # texts that hold one
+    unknown: str = "unk"  # what was done with them: unk | skip
+    truncated: int = 0
+
+    @property
+    def unseen_chars(self) -> int:
+        return sum(self.unseen.values())
 
     def to_json(self) -> dict:
         return {
@@ -46,7 +53,7 @@ def evaluate_classifier(
     text_col: str = "text",
     label_col: str = "label",
     opts: CorpusOptions = CorpusOptions(),
-    unknown: str = "skip",
+    unknown: str = "auto",
     device: str = "cpu",
 ) -> Evaluation:
     """Accuracy, macro-F1, per-label precision and recall, and the confusion matrix of a
@@ -59,8 +66,8 @@ def evaluate_classifier(
     if unknown_labels:
         shown = ", ".join(map(repr, unknown_labels[:5]))
         raise InputError(f"{data}: holds labels the classifier was not trained on: {shown}")
-    skipped = sum(1 for t in examples.texts for c in t if c not in clf.vocab)
-    probs = clf.probabilities(examples.texts, unknown=unknown)
+    unseen, holding = clf.unseen(examples.texts)
+    probs = clf.probabilities(examples.texts, unknown=unknown, where=lambda i: f"{data} example {i + 1}")
     predicted = probs.argmax(dim=-1).tolist()
     index = {label: i for i, label in enumerate(clf.labels)}
     truth = [index[label] for label in examples.labels]
@@ -75,6 +82,8 @@ def evaluate_classifier(
         str(data),
         sc,
         [(clf.labels[t], clf.labels[p], len(ex), ex[:6]) for (t, p), ex in confused],
-        skipped,
+        unseen,
+        holding,
+        clf.unknown_rule(unknown),
         examples.truncated,
     )

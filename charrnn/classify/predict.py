@@ -2,17 +2,22 @@
 
 clf = load_classifier(Path("checkpoints/names"))
 clf.predict(["Dostoevsky", "Nakamura"], top=3)      # [[("Russian", 0.97), ...], ...]
+
+A character the classifier never saw is read as its unknown symbol by default (`unknown="auto"`;
+a classifier trained before it had one leaves such characters out); `unseen` counts them.
 """
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 from charrnn.classify import checkpoint
-from charrnn.classify.model import CharClassifier, batch, encode
+from charrnn.classify.model import CharClassifier, batch, encode, hashed, pad, unknown_rule, unseen
 from charrnn.corpus.vocab import Vocab
 from charrnn.errors import CheckpointError, first_line
 from charrnn.runtime import pick_device
@@ -31,20 +36,42 @@ class Classifier:
     def device(self) -> torch.device:
         return next(self.net.parameters()).device
 
+    def unknown_rule(self, unknown: str = "auto") -> str:
+        """What `unknown` does here: unk, skip or error."""
+        return unknown_rule(self.vocab, unknown)
+
+    def unseen(self, texts: list[str]) -> tuple[Counter, int]:
+        """The characters of `texts` this classifier never saw, counted, and the texts holding one."""
+        return unseen(self.vocab, texts)
+
     @torch.no_grad()
-    def probabilities(self, texts: list[str], *, unknown: str = "error", batch_size: int = 256) -> torch.Tensor:
-        """(N, labels) probabilities. Characters outside the vocabulary raise
-        UnknownCharacterError (exit 7) unless `unknown="skip"`."""
-        encoded = encode(self.vocab, texts, unknown, "the text")
+    def probabilities(
+        self,
+        texts: list[str],
+        *,
+        unknown: str = "auto",
+        batch_size: int = 256,
+        where: Callable[[int], str] | None = None,
+    ) -> torch.Tensor:
+        """(N, labels) probabilities. Characters outside the vocabulary are read as the unknown
+        symbol, or left out (`unknown="skip"`), or raise UnknownCharacterError (exit 7) naming
+        the text as `where(i)` does (`unknown="error"`)."""
+        name = where or (lambda i: "the text" if len(texts) == 1 else f"text {i + 1}")
+        encoded = encode(self.vocab, texts, unknown, name)
+        cfg = self.net.config
+        grams = hashed(texts, cfg.ngrams, cfg.buckets) if cfg.ngrams else None
         out = []
         for start in range(0, len(encoded), batch_size):
             ids, lengths = batch(encoded[start : start + batch_size], self.device)
-            out.append(torch.softmax(self.net(ids, lengths).float(), dim=-1).cpu())
+            bag = None if grams is None else pad(grams[start : start + batch_size], self.device)
+            out.append(torch.softmax(self.net(ids, lengths, bag).float(), dim=-1).cpu())
         return torch.cat(out) if out else torch.zeros(0, len(self.labels))
 
-    def predict(self, texts: list[str], *, top: int = 1, unknown: str = "error") -> list[list[tuple[str, float]]]:
+    def predict(
+        self, texts: list[str], *, top: int = 1, unknown: str = "auto", where: Callable[[int], str] | None = None
+    ) -> list[list[tuple[str, float]]]:
         """For each text, its `top` likeliest labels with their probabilities, likeliest first."""
-        probs = self.probabilities(texts, unknown=unknown)
+        probs = self.probabilities(texts, unknown=unknown, where=where)
         k = min(top, len(self.labels))
         values, idx = probs.topk(k, dim=-1) if len(texts) else (probs, probs.long())
         return [

@@ -25,7 +25,7 @@ from torch import nn
 from charrnn.classify import checkpoint
 from charrnn.classify.config import ClassifierConfig, ClassifierSettings
 from charrnn.classify.data import Examples, load_examples, stratified_split
-from charrnn.classify.model import CharClassifier, batch, batches, encode
+from charrnn.classify.model import CharClassifier, batch, batches, encode, hashed, pad, vocabulary
 from charrnn.classify.scores import Scores, scores
 from charrnn.config import CorpusOptions
 from charrnn.corpus.vocab import Vocab
@@ -72,6 +72,23 @@ class TrainStart:
     device: str
     run_dir: Path
     batches_per_epoch: int
+    rare: int  # distinct characters of the training texts read as the unknown symbol (--min-count)
+    settings: ClassifierSettings
+
+    @property
+    def limit(self) -> str:
+        """Which limit ends the run, in words."""
+        s = self.settings
+        cap = s.epoch_cap
+        if cap is not None and s.time_limit is not None:
+            first = f"{cap} epochs (--max-epochs) or {s.time_limit:g} s (--time-limit), whichever comes first"
+        elif s.time_limit is not None:
+            first = f"{s.time_limit:g} s are up (--time-limit; no epoch cap)"
+        elif s.max_epochs is not None:
+            first = f"{cap} epochs (--max-epochs)"
+        else:
+            first = f"{cap} epochs (the default; --time-limit alone trains for a time instead)"
+        return f"until {first}, or {s.patience} epochs without a better val accuracy (--patience)"
 
 
 @dataclass
@@ -82,6 +99,7 @@ class _Data:
     labels: list[str]
     vocab: Vocab
     encoded: list[list[int]]
+    grams: list[list[int]] | None  # each text's n-gram ids, where the network reads them
     y: list[int]
     train: list[int]
     val: list[int]
@@ -91,9 +109,18 @@ class _Data:
         train_idx, val_idx = stratified_split(examples, s.val_frac, s.seed)
         labels = examples.label_set
         label_id = {label: i for i, label in enumerate(labels)}
-        vocab = Vocab.from_text("".join(examples.texts))
-        encoded = encode(vocab, examples.texts, "error", "the data")
-        return cls(examples, labels, vocab, encoded, [label_id[x] for x in examples.labels], train_idx, val_idx)
+        # from the training texts alone: a character only val holds is read as UNK, as a
+        # character of a text to label that training never saw will be
+        vocab = vocabulary([examples.texts[i] for i in train_idx], s.min_count)
+        encoded = encode(vocab, examples.texts, "unk", "text {}".format)
+        grams = hashed(examples.texts, s.ngrams, s.buckets) if s.ngrams else None
+        y = [label_id[x] for x in examples.labels]
+        return cls(examples, labels, vocab, encoded, grams, y, train_idx, val_idx)
+
+    def inputs(self, rows: list[int], device: torch.device) -> tuple:
+        """The network's inputs for the texts `rows`: ids, lengths and n-gram ids (or None)."""
+        ids, lengths = batch([self.encoded[i] for i in rows], device)
+        return ids, lengths, None if self.grams is None else pad([self.grams[i] for i in rows], device)
 
 
 def train_classifier(
@@ -131,9 +158,8 @@ class _Run:
     def __init__(self, d: _Data, s: ClassifierSettings, device: torch.device, run_dir: Path, source: str):
         self.d, self.s, self.device, self.run_dir, self.source = d, s, device, run_dir, source
         seed_everything(s.seed)
-        self.cfg = ClassifierConfig(
-            len(d.vocab), len(d.labels), s.model, s.hidden, s.layers, s.bidirectional, s.dropout
-        )
+        self.cfg = ClassifierConfig(len(d.vocab), len(d.labels), s.model, s.hidden, s.layers, s.bidirectional,
+                                    s.dropout, s.ngrams, s.buckets if s.ngrams else 0)  # fmt: skip
         self.net = CharClassifier(self.cfg).to(device)
         self.opt = torch.optim.AdamW(self.net.parameters(), lr=s.lr, weight_decay=0.0)
         self.weight = None
@@ -148,14 +174,17 @@ class _Run:
 
     def start(self) -> TrainStart:
         d, params = self.d, sum(p.numel() for p in self.net.parameters())
+        rare = len({c for i in d.train for c in d.examples.texts[i]} - set(d.vocab.chars))
         return TrainStart(d.examples, len(d.train), len(d.val), d.labels, len(d.vocab), params, self.device.type,
-                          self.run_dir, self.steps_per_epoch)  # fmt: skip
+                          self.run_dir, self.steps_per_epoch, rare, self.s)  # fmt: skip
 
     def train(self, on_batch, on_epoch, should_stop: Callable[[], bool]) -> ClassifyResult:
         s, d = self.s, self.d
         self.t0 = time.monotonic()
         best_acc, best_f1, stale, stopped, epoch = -1.0, 0.0, 0, "max-epochs", 0
-        for epoch in range(1, s.max_epochs + 1):
+        cap = s.epoch_cap
+        while cap is None or epoch < cap:
+            epoch += 1
             loss, why = self._epoch(epoch, on_batch, should_stop)
             sc = scores(d.labels, [d.y[i] for i in d.val], self._predicted())
             better = sc.accuracy > best_acc
@@ -179,9 +208,8 @@ class _Run:
         self.net.train()
         total, n = 0.0, 0
         for b, rows in enumerate(batches(d.train, d.encoded, s.batch_size, self.rng)):
-            ids, lengths = batch([d.encoded[i] for i in rows], self.device)
             target = torch.tensor([d.y[i] for i in rows], device=self.device)
-            loss = F.cross_entropy(self.net(ids, lengths), target, weight=self.weight)
+            loss = F.cross_entropy(self.net(*d.inputs(rows, self.device)), target, weight=self.weight)
             if not torch.isfinite(loss):
                 kept = (
                     f"; {self.run_dir / 'best.pt'} holds the best weights so far"
@@ -215,8 +243,7 @@ class _Run:
         self.net.eval()
         out = []
         for rows in self.val_batches:
-            ids, lengths = batch([self.d.encoded[i] for i in rows], self.device)
-            out += self.net(ids, lengths).argmax(dim=-1).tolist()
+            out += self.net(*self.d.inputs(rows, self.device)).argmax(dim=-1).tolist()
         return out
 
     def _save(self, epoch: int, sc: Scores) -> None:

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import json
+import math
+import time
+from collections import Counter
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn
 from rich.table import Table
 
-from charrnn.classify.config import ClassifierSettings
+from charrnn.classify.config import ClassifierReading, ClassifierSettings
 from charrnn.cli.console import read_stdin, utf8_stdout
 from charrnn.cli.errors import err, quiet_broken_pipe
-from charrnn.cli.options import CheckpointArg, DeviceOpt, Given, UnknownOpt, field_option, with_options
+from charrnn.cli.options import CheckpointArg, DeviceOpt, Given, field_option, with_options
 from charrnn.config import CorpusOptions
 
 TextCol = Annotated[
@@ -33,6 +36,8 @@ DataArg = Annotated[
     ),
 ]
 EncodingErrors = field_option(CorpusOptions, "encoding_errors")
+UnknownOpt = field_option(ClassifierReading, "unknown")
+UNSEEN_SHOWN = 5  # the commonest unseen characters the warning names
 Out = Annotated[
     Path | None,
     typer.Option("--out", "-o", show_default=False, help="Run directory (default: checkpoints/classify/NAME-TIME)."),
@@ -40,10 +45,12 @@ Out = Annotated[
 
 
 class ClassifyView:
-    """`train_classifier`'s callbacks as a progress bar and a line per epoch on stderr."""
+    """`train_classifier`'s callbacks as a progress bar and a line per epoch on stderr. The bar
+    runs over the epochs where they cap the run, else over the seconds of --time-limit."""
 
     def __init__(self, settings: ClassifierSettings, quiet: bool):
         self.settings, self.quiet = settings, quiet
+        self.by_time = settings.epoch_cap is None
         self.progress = Progress(
             TextColumn("epoch {task.fields[epoch]}"),
             BarColumn(),
@@ -53,31 +60,42 @@ class ClassifyView:
             transient=False,
         )
         self.task = None
+        self.t0 = 0.0
 
     def start(self, st) -> None:
         counts = st.examples.counts()
+        # one line each, however narrow the terminal or the pipe: soft_wrap leaves the wrapping to it
+        err.print(f"classifying {len(st.labels)} labels from {st.examples.source} {st.limit}", soft_wrap=True)
+        rare = (
+            f" ({st.rare:,} rare ones among them read as one, --min-count {self.settings.min_count})" if st.rare else ""
+        )
         err.print(
-            f"classifying {len(st.labels)} labels from {st.examples.source}: {len(st.examples):,} examples "
-            f"({st.train:,} train, {st.val:,} val; largest {counts.most_common(1)[0][1]:,}, "
-            f"smallest {min(counts.values()):,}) · {st.vocab_size} characters · {st.parameters:,} parameters "
-            f"· {st.device} · run {st.run_dir}"
+            f"{len(st.examples):,} examples ({st.train:,} train, {st.val:,} val; largest "
+            f"{counts.most_common(1)[0][1]:,}, smallest {min(counts.values()):,}) · {st.vocab_size} characters"
+            f"{rare} · {st.parameters:,} parameters · {st.device} · run {st.run_dir}",
+            soft_wrap=True,
         )
         if st.examples.truncated:
             err.print(
                 f"charrnn: warning: {st.examples.truncated:,} texts were cut to --max-length {self.settings.max_length}"
             )
+        total = self.settings.time_limit if self.by_time else self.settings.epoch_cap
         self.progress.start()
-        self.task = self.progress.add_task("train", total=self.settings.max_epochs, epoch=1, loss=float("nan"), acc="-")
+        self.t0 = time.monotonic()
+        self.task = self.progress.add_task("train", total=total, epoch=1, loss=float("nan"), acc="-")
 
     def batch(self, done: float, loss: float) -> None:
-        self.progress.update(self.task, completed=done, epoch=int(done) + 1, loss=loss)
+        # `done` is epochs: 2.5 is halfway through the third, 3.0 the end of the third
+        completed = min(self.settings.time_limit, time.monotonic() - self.t0) if self.by_time else done
+        self.progress.update(self.task, completed=completed, epoch=max(1, math.ceil(done)), loss=loss)
 
     def epoch(self, e) -> None:
-        self.progress.update(self.task, acc=f"{e.val_accuracy:.3f}")
+        self.progress.update(self.task, acc=f"{e.val_accuracy:.3f}", epoch=e.epoch)
         if not self.quiet:
             self.progress.console.print(
                 f"epoch {e.epoch}: train loss {e.train_loss:.3f} · val accuracy {e.val_accuracy:.4f} · "
-                f"macro-F1 {e.val_macro_f1:.4f} · {e.elapsed_s:.1f} s" + (" · best" if e.best else "")
+                f"macro-F1 {e.val_macro_f1:.4f} · {e.elapsed_s:.1f} s" + (" · best" if e.best else ""),
+                soft_wrap=True,
             )
 
     def close(self) -> None:
@@ -126,7 +144,8 @@ def classify_train_cmd(
         view.close()
     err.print(
         f"done: {result.epochs} epochs in {result.elapsed_s:.1f} s ({result.stopped}); val accuracy "
-        f"{result.val_accuracy:.4f}, macro-F1 {result.val_macro_f1:.4f}; checkpoint {result.checkpoint}"
+        f"{result.val_accuracy:.4f}, macro-F1 {result.val_macro_f1:.4f}; checkpoint {result.checkpoint}",
+        soft_wrap=True,
     )
     if stop.signum is not None:
         raise typer.Exit(stop.exit_code())
@@ -159,13 +178,15 @@ def classify_predict_cmd(
     from charrnn.classify.predict import load_classifier
 
     clf = load_classifier(checkpoint_path, device)  # before stdin is read
+    where = (lambda i: f"text {i + 1}") if texts else (lambda i: f"line {i + 1} of stdin")
     if not texts:
         raw = read_stdin("the texts on stdin", "are")
         texts = [line.rstrip("\r") for line in raw.split("\n")]
         if texts and texts[-1] == "":
             texts.pop()
     out = utf8_stdout()
-    predictions = clf.predict(texts, top=top, unknown=unknown)  # every text is checked before a line is written
+    # with --unknown error, every text is checked before a line is written
+    predictions = clf.predict(texts, top=top, unknown=unknown, where=where)
     try:
         for text, ranked in zip(texts, predictions, strict=True):
             if as_json:
@@ -177,6 +198,22 @@ def classify_predict_cmd(
         out.flush()
     except BrokenPipeError:
         quiet_broken_pipe()
+    _warn_unseen(*clf.unseen(texts), len(texts), clf.unknown_rule(unknown))
+
+
+def _warn_unseen(counts: Counter, holding: int, texts: int, rule: str) -> None:
+    """One line on stderr: how many characters the classifier never saw, in how many texts,
+    what was done with them, and the commonest."""
+    if not counts:
+        return
+    how = "read as the unknown symbol" if rule == "unk" else "left out"
+    common = ", ".join(f"{c!r} {n:,}" for c, n in counts.most_common(UNSEEN_SHOWN))
+    more = f" and {len(counts) - UNSEEN_SHOWN:,} more" if len(counts) > UNSEEN_SHOWN else ""
+    err.print(
+        f"charrnn: warning: {holding:,} of {texts:,} texts held {sum(counts.values()):,} characters the "
+        f"classifier never saw, {how} (--unknown error refuses them); the commonest: {common}{more}",
+        soft_wrap=True,
+    )
 
 
 def classify_eval_cmd(
@@ -190,10 +227,7 @@ def classify_eval_cmd(
     text_col: TextCol = "text",
     label_col: LabelCol = "label",
     encoding_errors: EncodingErrors = "strict",
-    unknown: Annotated[
-        Literal["error", "skip"],
-        typer.Option("--unknown", help="Characters the classifier never saw: skip them, or error."),
-    ] = "skip",
+    unknown: UnknownOpt = "auto",
     device: DeviceOpt = "cpu",
 ):
     """Accuracy, macro-F1 and per-label precision and recall on labelled texts, and a page with the confusion matrix.
@@ -211,8 +245,6 @@ def classify_eval_cmd(
         checkpoint_path, data, text_col=text_col, label_col=label_col,
         opts=CorpusOptions(encoding_errors=encoding_errors), unknown=unknown, device=device,
     )  # fmt: skip
-    if ev.skipped_chars:
-        err.print(f"charrnn: warning: skipped {ev.skipped_chars:,} characters the classifier never saw")
     out_stream = utf8_stdout()
     if as_json:
         out_stream.write(json.dumps(ev.to_json()) + "\n")
@@ -225,6 +257,7 @@ def classify_eval_cmd(
         err.print(f"page: {page}")
     except OSError as e:
         err.print(f"charrnn: warning: could not write the page {page}: {e.strerror or e}")
+    _warn_unseen(ev.unseen, ev.unseen_texts, ev.scores.total, ev.unknown)
 
 
 def _scores_table(ev) -> Table:

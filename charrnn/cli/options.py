@@ -70,7 +70,7 @@ FIELD_PANELS = {
                               "log_every"),
     "Device": ("device", "precision", "seed"),
     "Documents and labels": ("documents", "min_length", "max_length", "label"),
-    "Model": ("model", "hidden", "layers", "bidirectional", "dropout"),
+    "Model": ("model", "hidden", "layers", "bidirectional", "dropout", "ngrams", "buckets"),
 }  # fmt: skip
 
 

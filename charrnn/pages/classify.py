@@ -45,7 +45,7 @@ def write_page(ev: Evaluation, out: Path) -> Path:
     body = (
         f"<header><h1>{escape(ev.path.parent.name)}/{escape(ev.path.name)} on {escape(ev.data)}</h1>"
         f"<p>accuracy {sc.accuracy:.4f} · macro-F1 {sc.macro_f1:.4f} · {sc.total:,} examples"
-        f"{f' · {ev.skipped_chars:,} unseen characters skipped' if ev.skipped_chars else ''}</p></header>"
+        f"{_unseen(ev)}</p></header>"
         "<main><h2>Confusion matrix</h2>"
         "<p>Rows are the true labels, columns the predicted ones; each row is shaded by the share of its "
         "examples (hover a cell for the count).</p>"
@@ -57,6 +57,13 @@ def write_page(ev: Evaluation, out: Path) -> Path:
     )
     title = f"{ev.path.parent.name} · charrnn classify eval"
     return write_html(out, page_head(title) + CSS + "</style></head><body>" + body)
+
+
+def _unseen(ev: Evaluation) -> str:
+    if not ev.unseen_chars:
+        return ""
+    how = "read as the unknown symbol" if ev.unknown == "unk" else "skipped"
+    return f" · {ev.unseen_chars:,} characters it never saw {how}, in {ev.unseen_texts:,} examples"
 
 
 def _matrix(ev: Evaluation) -> str:
