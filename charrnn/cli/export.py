@@ -53,7 +53,7 @@ def export_cmd(
 
       charrnn export checkpoints/my-run -f html --dtype float32
     """
-    from charrnn.export import export  # see the note on lazy imports in charrnn.cli.app
+    from charrnn import api  # see the note on lazy imports in charrnn.cli.app
 
-    written = export(checkpoint_path, format, out, dtype=dtype)
+    written = api.export(checkpoint_path, format, out, dtype=dtype)
     err.print(f"wrote {written} ({written.stat().st_size / 1e6:.2f} MB, {format})", soft_wrap=True)
