@@ -39,8 +39,8 @@ from charrnn.training.progress import TextProgress
 from charrnn.training.scoring import Evaluation, char_logprobs, evaluate
 from charrnn.values import Units, perplexity
 
-__all__ = ["Evaluation", "Info", "Model", "Score", "evaluate", "info", "load", "preprocess", "sample", "train",
-           "write_report"]  # fmt: skip
+__all__ = ["Evaluation", "Info", "Model", "Score", "evaluate", "export", "info", "load", "preprocess", "sample",
+           "train", "write_report"]  # fmt: skip
 CORPUS_FIELDS = frozenset(f.name for f in fields(CorpusOptions))
 
 
@@ -234,3 +234,26 @@ def info(checkpoint_path: Path) -> Info:
         return Info(path, classifier.describe(ckpt), None, path.stat().st_size)
     _, _, ckpt = checkpoint.load_model(path)
     return Info(path, checkpoint.describe(ckpt), ckpt.history, path.stat().st_size, checkpoint.summary(ckpt))
+
+
+def export(checkpoint_path: Path | str, format: str, out: Path | str | None = None, *, dtype: str = "float16") -> Path:
+    """Write the model of a checkpoint or run directory (its best.pt) as `format` ("onnx",
+    "safetensors" or "html"), by default beside the checkpoint with the format's suffix, and
+    return the file. `dtype` is how an HTML page stores its weights (float32, float16, int8);
+    ONNX and safetensors keep float32."""
+    from charrnn import export as exporting
+    from charrnn.export.source import Source
+
+    exporting.check(format, dtype)
+    path = runs.resolve_checkpoint(Path(checkpoint_path))
+    out = exporting.target(path, format, None if out is None else Path(out))
+    src = Source.read(path)
+    if format == "html":
+        from charrnn.pages.writer import to_bytes
+
+        return exporting.save(out, to_bytes(src, dtype))
+    if format == "onnx":
+        from charrnn.export.to_onnx import to_bytes
+    else:
+        from charrnn.export.to_safetensors import to_bytes
+    return exporting.save(out, to_bytes(src))

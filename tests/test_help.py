@@ -15,7 +15,7 @@ RUNNER = CliRunner()
 
 COMMANDS = [
     [], ["preprocess"], ["corpora"], ["train"], ["sample"], ["eval"], ["info"], ["visualize"], ["report"],
-    ["serve"], ["classify"], ["classify", "train"], ["classify", "predict"], ["classify", "eval"],
+    ["serve"], ["export"], ["classify"], ["classify", "train"], ["classify", "predict"], ["classify", "eval"],
 ]  # fmt: skip
 
 

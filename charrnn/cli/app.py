@@ -19,7 +19,7 @@ from typing import Annotated
 import typer
 
 from charrnn import __version__
-from charrnn.cli import classify, evaluate, pages, preprocess, sample, serve, train
+from charrnn.cli import classify, evaluate, export, pages, preprocess, sample, serve, train
 from charrnn.cli.errors import Command, OneLineErrors
 
 app = typer.Typer(
@@ -73,6 +73,7 @@ app.command("info", cls=Command)(evaluate.info_cmd)
 app.command("visualize", cls=Command)(pages.visualize_cmd)
 app.command("report", cls=Command)(pages.report_cmd)
 app.command("serve", cls=Command)(serve.serve_cmd)
+app.command("export", cls=Command)(export.export_cmd)
 classify_app.command("train", cls=Command)(classify.classify_train_cmd)
 classify_app.command("predict", cls=Command)(classify.classify_predict_cmd)
 classify_app.command("eval", cls=Command)(classify.classify_eval_cmd)

@@ -1,6 +1,7 @@
 """Checkpoint files on disk: written atomically (a crash or a full disk mid-write leaves the
 previous one intact), read only as data (`torch.load(weights_only=True)`, so a checkpoint
-from a stranger cannot run code), and checked to be charrnn's, of a format this version reads,
+from a stranger cannot run code; an exported safetensors file is read with no pickle at all,
+see `safetensors_file`), and checked to be charrnn's, of a format this version reads,
 and of the kind the caller can use.
 
     save(payload, run_dir / "last.pt")
@@ -20,6 +21,7 @@ import torch
 
 from charrnn import __version__
 from charrnn.errors import CheckpointError, TrainingError, first_line, os_reason
+from charrnn.training.checkpoint import safetensors_file
 
 FORMAT = "charrnn-checkpoint"
 VERSION = 1
@@ -89,10 +91,17 @@ def load(path: Path, kind: str | None = "lm") -> dict:
     `kind` is what the caller can use: "lm" (a text-generating model), "classifier" (see
     `charrnn.classify.checkpoint`), or None for either."""
     path = Path(path)
+    ckpt = safetensors_file.read(path) if safetensors_file.is_safetensors(path) else _torch_load(path)
+    _check(path, ckpt, kind)
+    return ckpt
+
+
+def _torch_load(path: Path) -> dict:
+    """A torch checkpoint's payload, unchecked; a file torch cannot read is a CheckpointError."""
     try:
         if path.stat().st_size == 0:
             raise CheckpointError(f"{path}: empty file, not a checkpoint")
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except CheckpointError:
         raise
     except pickle.UnpicklingError as e:
@@ -115,6 +124,11 @@ def load(path: Path, kind: str | None = "lm") -> dict:
         raise CheckpointError(
             f"{path}: truncated or corrupt checkpoint ({type(e).__name__}: {first_line(e)})"
         ) from None
+
+
+def _check(path: Path, ckpt, kind: str | None) -> None:
+    """Refuse a payload that is not charrnn's, of a newer format, of another kind than `kind`,
+    or whose weights are missing, malformed or not finite."""
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a charrnn checkpoint")
     version = ckpt.get("version")
@@ -139,7 +153,6 @@ def load(path: Path, kind: str | None = "lm") -> dict:
         raise CheckpointError(f"{path}: checkpoint has malformed weights")
     if not all(bool(torch.isfinite(t).all()) for t in weights.values() if t.is_floating_point()):
         raise CheckpointError(f"{path}: checkpoint holds non-finite (NaN or infinite) weights")
-    return ckpt
 
 
 def _unpickler_detail(e: BaseException) -> str:
