@@ -365,3 +365,16 @@ def test_the_progress_bar_ends_on_the_last_epoch_that_ran(cli, tmp_path):
     lines = r.stderr.splitlines()
     assert [line.split(":")[0] for line in lines if re.match(r"epoch \d+:", line)] == ["epoch 1", "epoch 2", "epoch 3"]
     assert not any(line.strip() == "best" for line in lines)  # piped, a line is never wrapped
+
+
+def test_ngram_ids_follow_the_documented_recipe():
+    # what a runtime feeding the exported ONNX graph computes: CRC-32 of each n-gram's UTF-8 of
+    # " " + text + " ", 1-grams first, modulo the buckets, plus one
+    import zlib
+
+    from charrnn.classify.model import hashed
+
+    for text in ("ab", "smørrebrød", ""):
+        t = f" {text} "
+        want = [zlib.crc32(t[i : i + k].encode("utf-8")) % 97 + 1 for k in (1, 2, 3) for i in range(len(t) - k + 1)]
+        assert hashed([text], 3, 97)[0].tolist() == want

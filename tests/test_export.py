@@ -26,7 +26,7 @@ from charrnn import api
 from charrnn.classify.checkpoint import ClassifierCheckpoint
 from charrnn.classify.checkpoint import write as write_classifier
 from charrnn.classify.config import ClassifierConfig
-from charrnn.classify.model import CharClassifier, batch, encode
+from charrnn.classify.model import CharClassifier, batch, encode, hashed, pad
 from charrnn.classify.predict import load_classifier
 from charrnn.config import ModelConfig, TrainConfig
 from charrnn.corpus.preprocess import preprocess
@@ -157,19 +157,28 @@ def test_onnx_greedy_text_equals_charrnn_sample(cli, trained):
 
 
 @needs_ort
-@pytest.mark.parametrize("kind,both", [("lstm", True), ("gru", False)])
-def test_onnx_classifier_probabilities_match(kind, both, tmp_path):
+@pytest.mark.parametrize("kind,both,ngrams", [("lstm", True, 0), ("gru", False, 3)])
+def test_onnx_classifier_probabilities_match(kind, both, ngrams, tmp_path):
     vocab = Vocab.from_text("abcdefghijxyz")
     torch.manual_seed(0)
-    cfg = ClassifierConfig(vocab_size=len(vocab), labels=3, model=kind, hidden=16, layers=2, bidirectional=both)
+    cfg = ClassifierConfig(vocab_size=len(vocab), labels=3, model=kind, hidden=16, layers=2, bidirectional=both,
+                           ngrams=ngrams, buckets=97 if ngrams else 0)  # fmt: skip
     net = CharClassifier(cfg).eval()
+    if ngrams:
+        torch.nn.init.normal_(net.grams.weight[1:])  # trained rows, not the zeros it starts from
     write_classifier(ClassifierCheckpoint(cfg, ["a", "b", "c"], vocab, net.state_dict()), tmp_path / "c.pt")
     out = api.export(tmp_path / "c.pt", "onnx")
-    ids, lengths = batch(encode(vocab, ["abc", "", "xyzzyjihgfedcba", "j", "ax" * 20], "error", "t"), "cpu")
+    texts = ["abc", "", "xyzzyjihgfedcba", "j", "ax" * 20, "é, ü"]
+    ids, lengths = batch(encode(vocab, texts, "skip", "text {}".format), "cpu")
+    feed = {"ids": ids.numpy(), "lengths": lengths.numpy()}
+    grams = None
+    if ngrams:
+        grams = pad(hashed(texts, ngrams, 97), "cpu")
+        feed["grams"] = grams.numpy()
     with torch.no_grad():
-        want = torch.softmax(net(ids, lengths), dim=-1).numpy()
+        want = torch.softmax(net(ids, lengths, grams), dim=-1).numpy()
     session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
-    got = session.run(["probs"], {"ids": ids.numpy(), "lengths": lengths.numpy()})[0]
+    got = session.run(["probs"], feed)[0]
     assert np.abs(got - want).max() < 1e-5
     meta = session.get_modelmeta().custom_metadata_map
     assert meta["kind"] == "classifier" and json.loads(meta["labels"]) == ["a", "b", "c"]
@@ -228,14 +237,17 @@ def test_safetensors_loads_without_pickle_and_the_library_reads_it(trained, tmp_
 def test_a_classifier_exports_to_safetensors_and_predicts_the_same(tmp_path):
     vocab = Vocab.from_text("abcxyz")
     torch.manual_seed(0)
-    cfg = ClassifierConfig(vocab_size=len(vocab), labels=2, hidden=16)
-    write_classifier(ClassifierCheckpoint(cfg, ["p", "q"], vocab, CharClassifier(cfg).state_dict()), tmp_path / "c.pt")
+    cfg = ClassifierConfig(vocab_size=len(vocab), labels=2, hidden=16, ngrams=3, buckets=61)
+    net = CharClassifier(cfg)
+    torch.nn.init.normal_(net.grams.weight[1:])
+    write_classifier(ClassifierCheckpoint(cfg, ["p", "q"], vocab, net.state_dict()), tmp_path / "c.pt")
     out = api.export(tmp_path / "c.pt", "safetensors")
     texts = ["abc", "xyzzy", ""]
     assert torch.equal(
         load_classifier(out).probabilities(texts), load_classifier(tmp_path / "c.pt").probabilities(texts)
     )
     assert api.info(out).rows[0] == ("kind", "classifier (charrnn classify)")
+    assert ("model", "lstm 1 x 16 + character 1-3-grams in 61 buckets") in api.info(out).rows
 
 
 def test_a_damaged_safetensors_file_is_refused_in_one_line(cli, trained, tmp_path):

@@ -31,7 +31,7 @@ class ClassifierSettings:
     ngrams: int = opt(
         4,
         "Also read the text's character n-grams up to this length, hashed into --buckets rows of label "
-        "scores, whose mean is added to the recurrent model's (0: the recurrent model alone).",
+        "scores added to the recurrent model's (0: the recurrent model alone).",
         lo=0,
         hi=MAX_NGRAM,
     )

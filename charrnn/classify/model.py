@@ -1,7 +1,9 @@
 """The classifier network: each character embedded, a (bi)directional recurrent stack run over
 the text, and the label read from the last hidden state of each direction, plus, where the
 config has `ngrams`, a bag of the text's character n-grams: each n-gram hashed into one of
-`buckets` rows of label scores, their mean added to the recurrent model's. And how texts become
+`buckets` rows of label scores, their sum over the square root of their count added to the
+recurrent model's (a long text's n-grams count for more than a short one's, but not in
+proportion to its length). And how texts become
 its batches (ids shifted by one, 0 is padding; batches of similar length).
 
     net = CharClassifier(ClassifierConfig(vocab_size=60, labels=3, ngrams=4, buckets=1024))
@@ -51,7 +53,8 @@ class CharClassifier(nn.Module):
         self.drop = nn.Dropout(config.dropout)
         self.head = nn.Linear(config.hidden * (2 if config.bidirectional else 1), config.labels)
         if config.ngrams:
-            self.grams = nn.Embedding(config.buckets + 1, config.labels, padding_idx=0)
+            # sparse: a step's gradient and update touch only the rows of its texts' n-grams
+            self.grams = nn.Embedding(config.buckets + 1, config.labels, padding_idx=0, sparse=True)
             nn.init.zeros_(self.grams.weight)  # the bag says nothing until it has learned
 
     def forward(self, ids: torch.Tensor, lengths: torch.Tensor, grams: torch.Tensor | None = None) -> torch.Tensor:
@@ -63,7 +66,7 @@ class CharClassifier(nn.Module):
         if grams is None:
             raise ValueError("this classifier reads n-grams: pass their ids")
         counts = (grams > 0).sum(dim=1, keepdim=True).clamp(min=1)
-        return logits + self.grams(grams).sum(dim=1) / counts
+        return logits + self.grams(grams).sum(dim=1) / counts.sqrt()
 
     def _recurrent(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         packed = pack_padded_sequence(self.embed(ids), lengths.cpu(), batch_first=True, enforce_sorted=False)
@@ -111,30 +114,26 @@ def encode(vocab: Vocab, texts: list[str], unknown: str, where) -> list[list[int
     return out
 
 
-def hashed(texts: list[str], n: int, buckets: int) -> list[list[int]]:
-    """The ids of each text's character 1..n-grams (see the module's docstring)."""
+def hashed(texts: list[str], n: int, buckets: int) -> list[torch.Tensor]:
+    """The ids of each text's character 1..n-grams (see the module's docstring), int64."""
     out = []
     for text in texts:
         t = f" {text} "
         b = t.encode("utf-8", "surrogatepass")
         if len(b) == len(t):  # ASCII: a character is a byte, so slice the bytes
-            out.append([zlib.crc32(b[i : i + k]) % buckets + 1 for k in range(1, n + 1) for i in range(len(b) - k + 1)])
+            ids = [zlib.crc32(b[i : i + k]) for k in range(1, n + 1) for i in range(len(b) - k + 1)]
         else:
-            out.append(
-                [
-                    zlib.crc32(t[i : i + k].encode("utf-8", "surrogatepass")) % buckets + 1
-                    for k in range(1, n + 1)
-                    for i in range(len(t) - k + 1)
-                ]  # fmt: skip
-            )
+            ids = [zlib.crc32(t[i : i + k].encode("utf-8", "surrogatepass")) for k in range(1, n + 1)
+                   for i in range(len(t) - k + 1)]  # fmt: skip
+        out.append(torch.tensor(ids, dtype=torch.long) % buckets + 1)
     return out
 
 
-def pad(rows: list[list[int]], device: torch.device) -> torch.Tensor:
+def pad(rows: list[torch.Tensor], device: torch.device) -> torch.Tensor:
     """Rows of ids as one (B, longest) tensor, 0-padded on the right."""
-    out = torch.zeros(len(rows), max(1, max(map(len, rows), default=1)), dtype=torch.long)
-    for r, row in enumerate(rows):
-        out[r, : len(row)] = torch.tensor(row, dtype=torch.long)
+    out = torch.zeros(len(rows), max(1, max((len(r) for r in rows), default=1)), dtype=torch.long)
+    for i, row in enumerate(rows):
+        out[i, : len(row)] = row
     return out.to(device)
 
 

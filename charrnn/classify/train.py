@@ -35,6 +35,7 @@ from charrnn.training import checkpoint as files
 from charrnn.training import runs
 
 VAL_BATCH = 256  # texts validated at once
+BAG_LR = 20  # the n-gram bag's learning rate, as a multiple of --lr
 
 
 @dataclass
@@ -99,7 +100,7 @@ class _Data:
     labels: list[str]
     vocab: Vocab
     encoded: list[list[int]]
-    grams: list[list[int]] | None  # each text's n-gram ids, where the network reads them
+    grams: list[torch.Tensor] | None  # each text's n-gram ids, where the network reads them
     y: list[int]
     train: list[int]
     val: list[int]
@@ -161,7 +162,11 @@ class _Run:
         self.cfg = ClassifierConfig(len(d.vocab), len(d.labels), s.model, s.hidden, s.layers, s.bidirectional,
                                     s.dropout, s.ngrams, s.buckets if s.ngrams else 0)  # fmt: skip
         self.net = CharClassifier(self.cfg).to(device)
-        self.opt = torch.optim.AdamW(self.net.parameters(), lr=s.lr, weight_decay=0.0)
+        bag = [p for n, p in self.net.named_parameters() if n.startswith("grams.")]
+        self.dense = [p for n, p in self.net.named_parameters() if not n.startswith("grams.")]
+        self.opts = [torch.optim.AdamW(self.dense, lr=s.lr, weight_decay=0.0)]
+        if bag:  # a row's score is scaled down by a text's n-grams, so it moves faster than the rest
+            self.opts.append(torch.optim.SparseAdam(bag, lr=s.lr * BAG_LR))
         self.weight = None
         if s.balance:
             counts = Counter(d.y[i] for i in d.train)
@@ -219,10 +224,12 @@ class _Run:
                 raise TrainingError(
                     f"training diverged in epoch {epoch} (the loss is not finite); try a lower --lr{kept}"
                 )
-            self.opt.zero_grad(set_to_none=True)
+            for opt in self.opts:
+                opt.zero_grad(set_to_none=True)
             loss.backward()
-            nn.utils.clip_grad_norm_(self.net.parameters(), 1.0)
-            self.opt.step()
+            nn.utils.clip_grad_norm_(self.dense, 1.0)
+            for opt in self.opts:
+                opt.step()
             total += float(loss.detach()) * len(rows)
             n += len(rows)
             if on_batch:

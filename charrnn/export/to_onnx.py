@@ -11,7 +11,10 @@ log-probabilities (by id, as `CharRNN.logits` gives them).
 
 A classifier is its whole pass: `ids` (batch, time) int64, each character's vocabulary index
 plus one with 0 as padding on the right, and `lengths` (batch,) int64, go in; `probs`
-(batch, labels), the label probabilities, come out.
+(batch, labels), the label probabilities, come out. A classifier with an n-gram bag also takes
+`grams` (batch, count) int64: each text's n-gram ids, 0-padded on the right, as
+`charrnn.classify.model.hashed` makes them (the CRC-32 of each character 1..N-gram's UTF-8 bytes
+of the text with a space at each end, modulo the buckets, plus one).
 
 Each recurrent layer is ONNX's own LSTM, GRU or RNN operator, its weights reordered from
 torch's gate order (i f g o for LSTM, r z n for GRU) to ONNX's (i o f c, z r h). The
@@ -198,11 +201,30 @@ def _classifier(g: _Graph, cfg) -> dict:
     last = g.op("Reshape", g.op("Transpose", last, perm=[1, 0, 2]), g.const("to_bf", [0, -1]))  # (B, D*H)
     logits = g.op("Gemm", last, g.const("head.weight", g.weight("head.weight")),
                   g.const("head.bias", g.weight("head.bias")), transB=1)  # fmt: skip
+    inputs = {
+        "ids": "(batch, time) int64: vocabulary index + 1 of each character, 0 pads on the right",
+        "lengths": "(batch,) int64: characters of each text (an empty text is one padding id, length 1)",
+    }
+    if cfg.ngrams:
+        logits = g.op("Add", logits, _bag(g, g.input("grams", T.INT64, ["batch", "count"])))
+        inputs["grams"] = (f"(batch, count) int64: CRC-32 of the UTF-8 of each character 1..{cfg.ngrams}-gram of "
+                           f"' ' + text + ' ', modulo {cfg.buckets}, plus one; 0 pads on the right")  # fmt: skip
     g.op("Softmax", logits, axis=1, name="probs")
     g.output("probs", T.FLOAT, ["batch", cfg.labels])
     return {
         "graph": "whole text",
-        "inputs": {"ids": "(batch, time) int64: vocabulary index + 1 of each character, 0 pads on the right",
-                   "lengths": "(batch,) int64: characters of each text (an empty text is one padding id, length 1)"},
+        "inputs": inputs,
         "outputs": {"probs": "(batch, labels) float32: each label's probability, in the order of 'labels'"},
-    }  # fmt: skip
+    }
+
+
+def _bag(g: _Graph, grams: str) -> str:
+    """The sum of the n-grams' rows of label scores over the square root of their count, (batch,
+    labels); padding (id 0) is a row of zeros and is not counted."""
+    from onnx import TensorProto as T
+
+    rows = g.op("Gather", g.const("grams.weight", g.weight("grams.weight")), grams)  # (B, G, labels)
+    total = g.op("ReduceSum", rows, g.const("axis_1", np.array([1], dtype=np.int64)), keepdims=0)
+    counted = g.op("Cast", g.op("Greater", grams, g.const("zero", np.array(0, dtype=np.int64))), to=T.FLOAT)
+    count = g.op("Max", g.op("ReduceSum", counted, "axis_1", keepdims=1), g.const("one", np.array(1.0, np.float32)))
+    return g.op("Div", total, g.op("Sqrt", count))
