@@ -122,10 +122,12 @@ def names_run(tmp_path_factory):
     folder.mkdir()
     for lang, words in NAMES.items():
         (folder / f"{lang}.txt").write_text("\n".join(words.split() * 8) + "\n", encoding="utf-8")
-    result = charrnn.train(
-        folder, doc_sep="\n", out=root / "run", hidden=32, layers=1, batch_size=8, seq_len=16, lr=0.02,
-        warmup_steps=5, max_steps=150, eval_every=0, device="cpu", precision="fp32", seed=1,
-    )  # fmt: skip
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(root)  # the corpus cache (corpora/) goes there
+        result = charrnn.train(
+            folder, doc_sep="\n", out=root / "run", hidden=32, layers=1, batch_size=8, seq_len=16, lr=0.02,
+            warmup_steps=5, max_steps=150, eval_every=0, device="cpu", precision="fp32", seed=1,
+        )  # fmt: skip
     return result.run_dir
 
 

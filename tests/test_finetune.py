@@ -136,7 +136,8 @@ def test_resume_on_another_text_points_to_init_from(cli, run_copy, new_text):
     one_line_error(cli("train", new_text, "--resume", run_copy, "--max-steps", 40), 4, "--init-from")
 
 
-def test_the_python_api_fine_tunes_too(tiny_run, tmp_path):
+def test_the_python_api_fine_tunes_too(tiny_run, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the corpus cache (corpora/) goes there
     (tmp_path / "new.txt").write_text(NEW_TEXT, encoding="utf-8")
     result = charrnn.train(
         tmp_path / "new.txt", init_from=tiny_run, max_steps=3, out=tmp_path / "run", device="cpu", precision="fp32"

@@ -52,10 +52,12 @@ def labelled_run(tmp_path_factory):
     folder.mkdir()
     for (label, letters), n in zip(ALPHABETS.items(), (300, 100), strict=True):
         (folder / f"{label}.txt").write_text("\n".join(_words(letters, n, len(label))) + "\n", encoding="utf-8")
-    result = charrnn.train(
-        folder, doc_sep="\n", labels="from-file", out=root / "run", hidden=32, layers=1, batch_size=8, seq_len=16,
-        lr=0.02, warmup_steps=5, max_steps=250, eval_every=0, device="cpu", precision="fp32", seed=1,
-    )  # fmt: skip
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(root)  # the corpus cache (corpora/) goes there
+        result = charrnn.train(
+            folder, doc_sep="\n", labels="from-file", out=root / "run", hidden=32, layers=1, batch_size=8,
+            seq_len=16, lr=0.02, warmup_steps=5, max_steps=250, eval_every=0, device="cpu", precision="fp32", seed=1,
+        )  # fmt: skip
     return result.run_dir
 
 

@@ -446,8 +446,9 @@ def test_runs_that_join_and_leave_mid_batch_write_what_they_write_alone(tiny_run
         assert ["".join(t) for t in texts[name]] == (alone if config.num_samples > 1 else [alone]), name
 
 
-def test_a_model_of_documents_serves_whole_documents(tmp_path):
+def test_a_model_of_documents_serves_whole_documents(tmp_path, monkeypatch):
     # names, one a line: the server writes whole ones, as `charrnn sample --documents` does
+    monkeypatch.chdir(tmp_path)  # the corpus cache (corpora/) goes there
     folder = tmp_path / "names"
     folder.mkdir()
     (folder / "names.txt").write_text("\n".join("Moreau Morozov Dubois Popov Laurent Volkov".split() * 40) + "\n")

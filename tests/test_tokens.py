@@ -109,23 +109,25 @@ STORY = "one zebra .\n" + "the cat sat on the mat , and the dog ran to the log .
 def word_run(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("words")
     (root / "story.txt").write_text(STORY, encoding="utf-8")
-    api.train(
-        root / "story.txt",
-        out=root / "run",
-        tokens="word",
-        min_count=2,  # "one" and "zebra" are read as <unk>
-        hidden=32,
-        layers=1,
-        batch_size=4,
-        seq_len=16,
-        lr=0.02,
-        warmup_steps=5,
-        max_steps=120,
-        eval_every=60,
-        device="cpu",
-        precision="fp32",
-        seed=1,
-    )
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(root)  # the corpus cache (corpora/) goes there
+        api.train(
+            root / "story.txt",
+            out=root / "run",
+            tokens="word",
+            min_count=2,  # "one" and "zebra" are read as <unk>
+            hidden=32,
+            layers=1,
+            batch_size=4,
+            seq_len=16,
+            lr=0.02,
+            warmup_steps=5,
+            max_steps=120,
+            eval_every=60,
+            device="cpu",
+            precision="fp32",
+            seed=1,
+        )
     return root / "run"
 
 
