@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from charrnn.classify.classifier import ClassifierSettings, evaluate_classifier, load_classifier, train_classifier
-from tests.conftest import files_under, one_line_error, subprocess_env
+from tests.conftest import files_under, fork_charrnn, one_line_error, subprocess_env
 from tests.test_reliability import _malicious
 from tests.test_visualize import _assert_not_blank, _chromium, needs_chromium
 
@@ -271,13 +271,12 @@ def test_a_run_that_fails_before_its_first_checkpoint_leaves_nothing(cli, tmp_pa
 
 def test_sigterm_validates_saves_and_exits_143(tmp_path):
     data = write_dir(tmp_path / "data", marked_words(3000, seed=4))
-    cmd = [sys.executable, "-m", "charrnn", "classify", "train", str(data), "--out", str(tmp_path / "run"),
-           "--device", "cpu", "--max-epochs", 50, "--hidden", 32]  # fmt: skip
-    proc = subprocess.Popen(list(map(str, cmd)), stderr=subprocess.PIPE, text=True, env=subprocess_env())
+    args = ["classify", "train", data, "--out", tmp_path / "run", "--device", "cpu", "--max-epochs", 50, "--hidden", 32]
+    proc = fork_charrnn(*args, cwd=tmp_path)
     for line in proc.stderr:
-        if line.startswith("classifying"):
+        if line.startswith("classifying"):  # its SIGTERM handler is in place: training starts
             break
-    time.sleep(1.0)
+    time.sleep(0.2)  # part-way through the first epoch (8,100 training examples)
     proc.send_signal(signal.SIGTERM)
     rest = proc.stderr.read()
     assert proc.wait(timeout=120) == 143, rest

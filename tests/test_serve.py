@@ -6,8 +6,6 @@ from __future__ import annotations
 import json
 import re
 import signal
-import subprocess
-import sys
 import threading
 import time
 from contextlib import contextmanager
@@ -17,7 +15,7 @@ import httpx
 import pytest
 
 import charrnn
-from tests.conftest import subprocess_env
+from tests.conftest import fork_charrnn
 from tests.test_visualize import CHROMIUM, _chromium, needs_chromium
 
 SERVING = re.compile(r"serving .* on (http://\S+) \(Ctrl-C to stop\)")
@@ -25,14 +23,8 @@ SERVING = re.compile(r"serving .* on (http://\S+) \(Ctrl-C to stop\)")
 
 @contextmanager
 def running(run: Path, *flags, cwd: Path):
-    """`python -m charrnn serve RUN --port 0 FLAGS` until the block ends; yields (url, process)."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "charrnn", "serve", str(run), "--port", "0", *map(str, flags)],
-        cwd=cwd,
-        env=subprocess_env(),
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    """`charrnn serve RUN --port 0 FLAGS` until the block ends; yields (url, process, its stderr lines)."""
+    proc = fork_charrnn("serve", run, "--port", 0, *flags, cwd=cwd)
     log: list[str] = []
     url = None
     deadline = time.monotonic() + 120
@@ -271,16 +263,10 @@ def test_every_network_is_a_warning_and_a_taken_port_one_line(tiny_run, tmp_path
     with running(tiny_run, "--host", "0.0.0.0", cwd=tmp_path) as (url, proc, log):
         assert any("charrnn: warning: --host 0.0.0.0 answers every network" in line for line in log)
         port = url.rsplit(":", 1)[1]
-        taken = subprocess.run(
-            [sys.executable, "-m", "charrnn", "serve", str(tiny_run), "--port", port],
-            cwd=tmp_path,
-            env=subprocess_env(),
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert taken.returncode == 1 and taken.stderr.startswith(f"charrnn: error: cannot listen on 127.0.0.1:{port}")
-        assert taken.stderr.count("\n") == 1
+        taken = fork_charrnn("serve", tiny_run, "--port", port, cwd=tmp_path)
+        _, stderr = taken.communicate(timeout=120)
+        assert taken.returncode == 1 and stderr.startswith(f"charrnn: error: cannot listen on 127.0.0.1:{port}")
+        assert stderr.count("\n") == 1
 
 
 @needs_chromium
