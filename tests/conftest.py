@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 import torch
+import typer.main
+import typer.testing
 from typer.testing import CliRunner
 
 import charrnn
@@ -63,10 +65,19 @@ TINY_FLAGS = [
 ]
 
 
+@pytest.fixture(scope="session")
+def click_command():
+    """The click command Typer builds from the app, as `charrnn` builds it once per process."""
+    return typer.main.get_command(app)
+
+
 @pytest.fixture
-def cli(tmp_path, monkeypatch):
+def cli(tmp_path, monkeypatch, click_command):
     """Run charrnn in a fresh working directory (corpora/ and checkpoints/ land there)."""
     monkeypatch.chdir(tmp_path)
+    # Typer's CliRunner builds the command again at every call, a good part of a short command's time
+    build = typer.testing._get_command
+    monkeypatch.setattr(typer.testing, "_get_command", lambda a: click_command if a is app else build(a))
     runner = CliRunner()
 
     def run(*args, input=None):
