@@ -91,8 +91,7 @@ def test_doc_sep_makes_a_document_of_each_stretch_and_the_val_split_starts_at_on
 
 
 def test_bad_collections_are_one_line_errors(cli, names, tmp_path):
-    (tmp_path / "empty").mkdir()
-    one_line_error(cli("preprocess", tmp_path / "empty"), 3, "holds no files")
+    # an empty directory: tests/test_reliability.py's test_directory_and_unreadable_input
     one_line_error(cli("preprocess", names, "--doc-sep", "%%"), 3, "never occurs")
     one_line_error(cli("preprocess", names, "--doc-sep", ""), 2, "--doc-sep")
     one_line_error(cli("preprocess", str(tmp_path / "nothing-*.txt")), 3, "no file matches")
@@ -104,6 +103,10 @@ def test_bad_collections_are_one_line_errors(cli, names, tmp_path):
     binary.mkdir()
     (binary / "x.dat").write_bytes(bytes(range(256)) * 4)
     one_line_error(cli("preprocess", binary), 3, "no text files", "1 look binary")
+    latin1 = tmp_path / "latin1"
+    latin1.mkdir()
+    (latin1 / "a.txt").write_bytes("first line\nna\xefve\n".encode("latin-1"))
+    one_line_error(cli("preprocess", latin1), 3, "a.txt: invalid UTF-8 at byte 13 (line 2)")  # names the file
     assert not (tmp_path / "corpora").exists() or not any((tmp_path / "corpora").iterdir())
 
 

@@ -85,6 +85,7 @@ def test_bad_input_file_is_refused_and_nothing_is_written(cli, tmp_path, case):
         assert {p.name for p in entry.iterdir()} == {"ids.bin", "vocab.json", "meta.json"}
     else:
         assert not any(p for p in new if len(p.parts) > 1), new
+        one_line_error(cli("preprocess", src), 3, words)  # preprocess reads it as train does
 
 
 def test_directory_and_unreadable_input(cli, tmp_path, monkeypatch):
@@ -259,7 +260,9 @@ def test_bf16_training_on_a_cpu_without_bf16_kernels_is_one_line(cli, mixed_file
 
 def test_prime_outside_vocabulary_named_or_skipped(cli, tiny_run):
     one_line_error(cli("sample", tiny_run, "--prime", "Zжz", "--length", 5), 7, "'Z'", "'ж'")
-    r = cli("sample", tiny_run, "--length", 5, "--unknown", "skip", input="Zhe")
+    r = cli("sample", tiny_run, "--prime", "Zhe", "--length", 5, "--unknown", "skip")
+    assert r.exit_code == 0 and r.stdout.startswith("he")
+    r = cli("sample", tiny_run, "--length", 5, "--unknown", "skip", input="Zhe")  # the prime on stdin
     assert r.exit_code == 0 and r.stdout.startswith("he")
 
 

@@ -163,9 +163,7 @@ def test_sparkline():
 
 
 def test_visualize_and_report_commands(cli, run_copy, tmp_path):
-    for cmd in ("visualize", "report"):
-        r = cli(cmd, "--help")
-        assert r.exit_code == 0 and "Example" in r.stdout
+    # their --help: tests/test_cli.py's test_every_command_has_help_with_examples
     r = cli("visualize", run_copy, "--max-chars", 100)  # default text: the corpus's val split
     assert r.exit_code == 0, r.stderr
     page = run_copy / "visualize.html"
