@@ -22,7 +22,8 @@ from tests.test_reliability import _malicious
 from tests.test_visualize import _assert_not_blank, _chromium, needs_chromium
 
 MARKS = {"alpha": "x", "beta": "y", "gamma": "z"}
-FAST = dict(hidden=16, batch_size=16, lr=1e-2, max_epochs=25, patience=25, device="cpu", seed=5)
+# it has learned the marks by epoch 2 and keeps that checkpoint: epochs beyond patience would save nothing
+FAST = dict(hidden=16, batch_size=16, lr=1e-2, max_epochs=25, patience=3, device="cpu", seed=5)
 
 
 def marked_words(n: int, seed: int = 0) -> dict[str, list[str]]:
