@@ -66,6 +66,7 @@ def test_a_label_decided_by_one_character_is_learned_exactly(clf_run, tmp_path):
     assert [r["support"] for r in ev.scores.per_label()] == [40, 40, 40]
 
 
+@pytest.mark.slow
 def test_predict_in_a_shell_pipeline(clf_run):
     run, _ = clf_run
     words = ["abzc", "xhh", "ey", "dddx", "jz"]
@@ -272,6 +273,7 @@ def test_a_run_that_fails_before_its_first_checkpoint_leaves_nothing(cli, tmp_pa
     one_line_error(cli("classify", "train", data, "--lr", 1e38, "--out", tmp_path / "run"), 2, "--lr")
 
 
+@pytest.mark.slow
 def test_sigterm_validates_saves_and_exits_143(tmp_path):
     data = write_dir(tmp_path / "data", marked_words(3000, seed=4))
     args = ["classify", "train", data, "--out", tmp_path / "run", "--device", "cpu", "--max-epochs", 50, "--hidden", 32]

@@ -138,6 +138,7 @@ def test_sample_with_no_run_to_pick_is_one_line(cli):
     one_line_error(cli("sample"), 4, "no trained model")
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(shutil.which("charrnn") is None, reason="the charrnn console script is not installed")
 def test_installed_command_in_a_shell_pipeline(cli, newest_run, tmp_path):
     run = newest_run
@@ -169,6 +170,7 @@ def test_installed_command_in_a_shell_pipeline(cli, newest_run, tmp_path):
     assert out == cli(*sample).stdout_bytes
 
 
+@pytest.mark.slow
 def test_chinese_corpus_end_to_end(cli, tmp_path):
     poem = "床前明月光，疑是地上霜。举头望明月，低头思故乡。\n白日依山尽，黄河入海流。欲穷千里目，更上一层楼。\n"
     (tmp_path / "tang.txt").write_text(poem * 60, encoding="utf-8")

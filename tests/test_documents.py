@@ -134,6 +134,7 @@ def names_run(tmp_path_factory):
     return result.run_dir
 
 
+@pytest.mark.slow
 def test_sample_documents_writes_whole_ones_from_their_start(cli, names_run):
     r = cli("sample", names_run, "--documents", 6, "--separator", "|", "--seed", 3, "--max-length", 20)
     assert r.exit_code == 0, r.stderr
@@ -150,6 +151,7 @@ def test_sample_documents_writes_whole_ones_from_their_start(cli, names_run):
     assert text + "\n" == r.stdout
 
 
+@pytest.mark.slow
 def test_sampling_without_documents_writes_the_separator_at_document_ends(cli, names_run):
     r = cli("sample", names_run, "--length", 300, "--seed", 5)
     assert r.exit_code == 0 and EOD not in r.stdout and r.stdout.count("\n") > 10
@@ -172,6 +174,7 @@ def test_train_takes_several_inputs_and_patterns(cli, names, tmp_path):
     assert corpus["documents"] == 2 * 12 * 8 + 2 and corpus["doc_sep"] == "\n"
 
 
+@pytest.mark.slow
 def test_preprocessing_thousands_of_files_stays_within_bounded_memory(tmp_path):
     # peak memory of `charrnn preprocess` on the same 600,000 characters as 300 files and as
     # 3,000: a collection read as a stream costs a few bytes a file, not a copy of every file.
@@ -203,6 +206,7 @@ def test_preprocessing_thousands_of_files_stays_within_bounded_memory(tmp_path):
     assert large - small < 8 * 1024, (small, large)  # 2,700 more files: well under 8 MiB more
 
 
+@pytest.mark.slow
 def test_visualize_shows_where_documents_end(cli, names_run, tmp_path):
     r = cli("visualize", names_run, "--out", tmp_path / "page.html")
     assert r.exit_code == 0, r.stderr

@@ -102,6 +102,7 @@ def test_the_fine_tuning_recipe_and_explicit_flags_over_it(cli, tiny_run, new_te
     assert r.exit_code == 0 and checkpoint.load(tmp_path / "b" / "last.pt")["train_config"]["lr"] == 0.05
 
 
+@pytest.mark.slow
 def test_a_fine_tuned_run_resumes_on_its_own_text_and_is_a_parent_itself(cli, tiny_run, new_text, tmp_path):
     assert cli("train", new_text, "--init-from", tiny_run, "--max-steps", 4, "--out", "c", *CPU).exit_code == 0
     vocab = checkpoint.load(tmp_path / "c" / "last.pt")["vocab"]

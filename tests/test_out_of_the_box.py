@@ -95,6 +95,7 @@ def _train(cli, tmp_path, name: str, *flags) -> Path:
     return tmp_path / name
 
 
+@pytest.mark.slow
 def test_a_sample_at_every_evaluation_unless_turned_off(cli, tmp_path):
     run = _train(cli, tmp_path, "default")  # --quiet (in TINY_FLAGS) silences the console only
     samples = read_samples(run)

@@ -173,6 +173,7 @@ def test_nonsense_options(cli, args, code, words):
     one_line_error(cli(*args), code, words)
 
 
+@pytest.mark.slow
 def test_huge_but_finite_epoch_limit_is_no_limit(cli, mixed_file, tmp_path):
     r = cli("train", mixed_file, *TINY_FLAGS, "--max-epochs", "1e308", "--max-steps", 3, "--out", "r")
     assert r.exit_code == 0, r.stderr
@@ -221,6 +222,7 @@ def test_sampling_more_streams_than_memory_holds_is_refused(cli, tiny_run):
     assert [len(t) for t in texts] == [5] * 1000
 
 
+@pytest.mark.slow
 def test_sample_with_stdout_closed_is_one_line(tiny_run):
     cmd = f"{sys.executable} -m charrnn sample {tiny_run} --length 5 >&-"
     r = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, timeout=60)
@@ -487,6 +489,7 @@ def test_malicious_pickle_is_refused_and_never_runs(cli, tmp_path, kind):
         assert not marker.exists(), args
 
 
+@pytest.mark.slow
 def test_metadata_paths_never_write_outside_the_run_directory(cli, tmp_path, mixed_file, monkeypatch):
     work = tmp_path / "work"
     work.mkdir()
@@ -570,6 +573,7 @@ def _wait_for_step(metrics: Path, step: int, pid: int, timeout: float = 120) -> 
 SCHEDULE = ["--decay-steps", 200, "--eval-every", 0, "--checkpoint-every", 0, "--log-every", 1]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_signal_saves_last_and_resume_is_exact(cli, tmp_path, mixed_file, signum, code):
     run = tmp_path / "checkpoints" / "sig"
@@ -642,6 +646,7 @@ def test_kill_9_at_random_moments_newest_checkpoint_always_loads(cli, tmp_path):
     assert same_weights(last, checkpoint.load(tmp_path / "straight" / "last.pt"))
 
 
+@pytest.mark.slow
 def test_disk_full_keeps_previous_checkpoint_and_stops_cleanly(cli, tmp_path, mixed_file, monkeypatch):
     if not Path("/dev/full").exists():
         pytest.skip("needs /dev/full")
@@ -677,6 +682,7 @@ def test_disk_full_keeps_previous_checkpoint_and_stops_cleanly(cli, tmp_path, mi
     assert same_weights(checkpoint.load(run / "last.pt"), checkpoint.load(tmp_path / "straight" / "last.pt"))
 
 
+@pytest.mark.slow
 def test_disk_full_for_a_log_file_stops_with_one_line(cli, tmp_path, mixed_file, mixed_corpus):
     if not Path("/dev/full").exists():
         pytest.skip("needs /dev/full")
@@ -699,6 +705,7 @@ def test_disk_full_for_a_log_file_stops_with_one_line(cli, tmp_path, mixed_file,
     assert checkpoint.load(run / "last.pt")["step"] == 4
 
 
+@pytest.mark.slow
 def test_disk_full_while_resuming_keeps_metrics_and_checkpoint(cli, tmp_path, mixed_file, monkeypatch):
     run = tmp_path / "checkpoints" / "r"
     r = cli("train", mixed_file, *TINY_FLAGS, "--max-steps", 10, "--checkpoint-every", 5, "--out", run)
@@ -712,6 +719,7 @@ def test_disk_full_while_resuming_keeps_metrics_and_checkpoint(cli, tmp_path, mi
     assert not list(run.glob(".*tmp*"))
 
 
+@pytest.mark.slow
 def test_leftover_temporary_files_of_a_killed_run_are_removed_on_resume(cli, tmp_path, mixed_file):
     run = tmp_path / "checkpoints" / "r"
     r = cli("train", mixed_file, *TINY_FLAGS, "--max-steps", 5, "--out", run)
@@ -786,6 +794,7 @@ def _nan_on(monkeypatch, bad_calls):
     monkeypatch.setattr(CharRNN, "losses", losses)
 
 
+@pytest.mark.slow
 def test_nan_steps_are_skipped_and_the_rate_lowered(tmp_path, mixed_corpus, monkeypatch):
     _nan_on(monkeypatch, lambda i: i in (4, 5, 9))
     cb = _Warnings()
@@ -805,6 +814,7 @@ def test_nan_steps_are_skipped_and_the_rate_lowered(tmp_path, mixed_corpus, monk
     assert 0 < checkpoint.load(tmp_path / "run" / "best.pt")["best_val_loss"] < float("inf")
 
 
+@pytest.mark.slow
 def test_divergence_stops_with_a_clear_message_and_best_stays_finite(cli, tmp_path, mixed_file, monkeypatch):
     _nan_on(monkeypatch, lambda i: i > 6)
     run = tmp_path / "checkpoints" / "nan"
@@ -824,6 +834,7 @@ def test_divergence_stops_with_a_clear_message_and_best_stays_finite(cli, tmp_pa
     checkpoint.load_model(run / "last.pt")
 
 
+@pytest.mark.slow
 def test_absurd_learning_rate_never_saves_a_nan_model(cli, tmp_path, mixed_file):
     run = tmp_path / "checkpoints" / "boom"
     r = cli(
@@ -870,6 +881,7 @@ def test_vocab_encode_decode_round_trip(text):
     assert Vocab(json.loads(v.to_json())["chars"]) == v
 
 
+@pytest.mark.slow
 @PROPERTY
 @given(TEXT, st.integers(1, 64), st.sampled_from(["keep", "lf"]))
 def test_preprocess_then_decode_is_the_original(tmp_path_factory, text, chunk_bytes, newline):
@@ -898,6 +910,7 @@ def _model(v: int) -> CharRNN:
     return _MODELS[v]
 
 
+@pytest.mark.slow
 @PROPERTY
 @given(
     st.lists(UNICODE.filter(lambda c: len(c) == 1), min_size=1, max_size=40, unique=True),

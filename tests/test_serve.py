@@ -87,6 +87,7 @@ def health_becomes(client, url: str, key: str, value: int, tries: int = 100) -> 
     return False
 
 
+@pytest.mark.slow
 def test_generate_is_what_charrnn_sample_prints(server, tiny_run, cli):
     url, _ = server
     r = httpx.post(f"{url}/v1/generate", json={"prime": "The ", "length": 150, "temp": 0.8, "seed": 7})
@@ -105,6 +106,7 @@ def test_generate_is_what_charrnn_sample_prints(server, tiny_run, cli):
     assert r.json() == got
 
 
+@pytest.mark.slow
 def test_streamed_text_is_the_whole_text_in_pieces(server):
     url, _ = server
     with httpx.Client(timeout=60) as client:
@@ -123,6 +125,7 @@ def test_streamed_text_is_the_whole_text_in_pieces(server):
         assert cut == {"text": whole["text"][: whole["text"].index(stop, 4)], "stopped": "stop"}
 
 
+@pytest.mark.slow
 def test_score_info_health_and_page(server, tiny_run):
     url, _ = server
     r = httpx.post(f"{url}/v1/score", json={"text": "The quick brown fox"})
@@ -138,6 +141,7 @@ def test_score_info_health_and_page(server, tiny_run):
     assert "http://" not in page and "https://" not in page  # nothing from elsewhere
 
 
+@pytest.mark.slow
 def test_32_concurrent_streams_share_the_steps(server):
     url, _ = server
     with httpx.Client(timeout=120) as client:
@@ -167,6 +171,7 @@ def test_32_concurrent_streams_share_the_steps(server):
     assert len(set(texts.values())) == 32
 
 
+@pytest.mark.slow
 def test_a_client_that_goes_away_frees_its_stream(server):
     url, _ = server
     with httpx.Client(timeout=60) as client:
@@ -198,6 +203,7 @@ BAD = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("body, status, words", BAD, ids=[b.decode()[:20] for b, _, _ in BAD])
 def test_bad_requests_are_one_line_4xx(server, body, status, words):
     url, log = server
@@ -208,6 +214,7 @@ def test_bad_requests_are_one_line_4xx(server, body, status, words):
     assert not any("Traceback" in line or '" 500' in line for line in log)
 
 
+@pytest.mark.slow
 def test_unknown_paths_and_methods_are_one_line_too(server):
     url, _ = server
     r = httpx.get(f"{url}/v2/nothing")
@@ -216,6 +223,7 @@ def test_unknown_paths_and_methods_are_one_line_too(server):
     assert r.status_code == 405 and list(r.json()) == ["error"]
 
 
+@pytest.mark.slow
 def test_unknown_characters_can_be_skipped_and_scores_refused(server):
     url, _ = server
     r = httpx.post(f"{url}/v1/generate", json={"prime": "Th\u0436e", "unknown": "skip", "length": 5, "seed": 1})
@@ -224,6 +232,7 @@ def test_unknown_characters_can_be_skipped_and_scores_refused(server):
     assert r.status_code == 400 and "at least 2 characters" in r.json()["error"]
 
 
+@pytest.mark.slow
 def test_limits_answer_413_and_429_not_a_crash(tiny_run, tmp_path):
     flags = ("--max-streams", 1, "--max-queue", 1, "--max-body", 256, "--max-length", 10**6)
     with running(tiny_run, *flags, cwd=tmp_path) as (url, proc, log):
@@ -244,6 +253,7 @@ def test_limits_answer_413_and_429_not_a_crash(tiny_run, tmp_path):
     assert not any("Traceback" in line for line in log)
 
 
+@pytest.mark.slow
 def test_sigterm_lets_a_stream_finish_and_exits_0(tiny_run, tmp_path):
     with running(tiny_run, cwd=tmp_path) as (url, proc, log):
         with httpx.Client(timeout=60) as client:
@@ -259,6 +269,7 @@ def test_sigterm_lets_a_stream_finish_and_exits_0(tiny_run, tmp_path):
     assert not any("Traceback" in line for line in log)
 
 
+@pytest.mark.slow
 def test_every_network_is_a_warning_and_a_taken_port_one_line(tiny_run, tmp_path):
     with running(tiny_run, "--host", "0.0.0.0", cwd=tmp_path) as (url, proc, log):
         assert any("charrnn: warning: --host 0.0.0.0 answers every network" in line for line in log)
@@ -269,6 +280,7 @@ def test_every_network_is_a_warning_and_a_taken_port_one_line(tiny_run, tmp_path
         assert stderr.count("\n") == 1
 
 
+@pytest.mark.slow
 @needs_chromium
 def test_the_page_streams_text_in_a_browser(server, tmp_path):
     url, _ = server
@@ -432,6 +444,7 @@ def test_runs_that_join_and_leave_mid_batch_write_what_they_write_alone(tiny_run
         assert ["".join(t) for t in texts[name]] == (alone if config.num_samples > 1 else [alone]), name
 
 
+@pytest.mark.slow
 def test_a_model_of_documents_serves_whole_documents(tmp_path, monkeypatch):
     # names, one a line: the server writes whole ones, as `charrnn sample --documents` does
     monkeypatch.chdir(tmp_path)  # the corpus cache (corpora/) goes there

@@ -277,6 +277,7 @@ def pages(tmp_path, run_copy):
     return viz, write_report(run_copy)
 
 
+@pytest.mark.slow
 @needs_chromium
 def test_pages_render_in_a_browser(tmp_path, pages):
     for page in pages:
@@ -286,6 +287,7 @@ def test_pages_render_in_a_browser(tmp_path, pages):
         _assert_not_blank(shot, 800, 600)
 
 
+@pytest.mark.slow
 @needs_chromium
 def test_visualize_interactions_in_a_browser(tmp_path, pages):
     viz, report = pages
