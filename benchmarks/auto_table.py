@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 from charrnn import api
-from charrnn.config import PRESETS, preset_settings
+from charrnn.training.presets import PRESETS, preset_settings
 
 
 def curve(corpus: str, preset: str, chars: float, points: int, root: Path, seed: int) -> list[tuple[int, float]]:

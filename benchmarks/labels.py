@@ -38,8 +38,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/classify.
 from classify import APT, DICT, LANGUAGES, read_list  # noqa: E402
 
 from charrnn import api  # noqa: E402
-from charrnn.classify.classifier import load_classifier, train_classifier  # noqa: E402
-from charrnn.config import ClassifierSettings, SampleConfig  # noqa: E402
+from charrnn.classify.config import ClassifierSettings  # noqa: E402
+from charrnn.classify.predict import load_classifier  # noqa: E402
+from charrnn.classify.train import train_classifier  # noqa: E402
+from charrnn.config import SampleConfig
 from charrnn.corpus.documents import EOD  # noqa: E402
 from charrnn.corpus.store import Corpus  # noqa: E402
 

@@ -7,7 +7,8 @@ through the real HTTP API on loopback, side by side in one run.
 A model of the given size is trained for one step on the bundled tiny-shakespeare (its
 weights do not change the cost of a step), served by `python -m charrnn serve` in a child
 process, and driven by streaming clients. Prints total chars/s for the concurrent and the
-sequential runs and their ratio, the ceiling that the model's own step sets on that ratio,
+sequential runs and their ratio (the concurrent run through charrnn's /v1/generate and again
+through OpenAI's /v1/completions with server-sent events), the ceiling that the model's own step sets on that ratio,
 the p50 and p99 time to the first generated character, and one client's chars/s against
 `Model.pieces`, what `charrnn sample` runs, in this process.
 The request count and the run time are bounded by --clients and --length.
@@ -43,30 +44,40 @@ from charrnn.model.stepper import FastStepper
 ROOT = Path(__file__).resolve().parents[1]
 
 
-async def one(client: httpx.AsyncClient, url: str, seed: int, length: int) -> tuple[float, float, int, str]:
-    """(seconds to the first generated character, seconds in all, characters, the text) of one
-    streamed request."""
+async def one(client: httpx.AsyncClient, url: str, seed: int, length: int, route: str = "generate") -> tuple:
+    """(seconds to the first generated character, seconds in all, characters generated, the
+    generated text) of one streamed request, through charrnn's /v1/generate (lines of JSON)
+    or OpenAI's /v1/completions (server-sent events)."""
     t0 = time.perf_counter()
-    first, chars, text = None, 0, []
-    body = {"prime": "ROMEO:", "length": length, "seed": seed, "stream": True}
-    async with client.stream("POST", f"{url}/v1/generate", json=body) as r:
+    first, text = None, []
+    if route == "generate":
+        body, path = {"prime": "ROMEO:", "length": length, "seed": seed, "stream": True}, "/v1/generate"
+    else:
+        # OpenAI's default temperature is 1; charrnn's 0.8, which /v1/generate takes
+        body = {"prompt": "ROMEO:", "max_tokens": length, "seed": seed, "temperature": 0.8, "stream": True}
+        path = "/v1/completions"
+    async with client.stream("POST", f"{url}{path}", json=body) as r:
         r.raise_for_status()
         async for line in r.aiter_lines():
-            if not line:
+            if route == "completions":
+                if not line.startswith("data: {"):
+                    continue
+                piece = json.loads(line[len("data: ") :])["choices"][0]["text"]
+            elif line and "text" in (m := json.loads(line)):
+                piece = m["text"]
+            else:
                 continue
-            m = json.loads(line)
-            if "text" in m:
-                chars += len(m["text"])
-                text.append(m["text"])
-                if first is None and chars > len("ROMEO:"):
-                    first = time.perf_counter() - t0
-    return first, time.perf_counter() - t0, chars - len("ROMEO:"), "".join(text)
+            text.append(piece)
+            if first is None and len("".join(text)) > (len("ROMEO:") if route == "generate" else 0):
+                first = time.perf_counter() - t0
+    written = "".join(text)[len("ROMEO:") :] if route == "generate" else "".join(text)
+    return first, time.perf_counter() - t0, len(written), written
 
 
-async def concurrent(url: str, clients: int, length: int) -> tuple[float, list[tuple]]:
+async def concurrent(url: str, clients: int, length: int, route: str = "generate") -> tuple[float, list[tuple]]:
     async with httpx.AsyncClient(timeout=None, limits=httpx.Limits(max_connections=clients)) as client:
         t0 = time.perf_counter()
-        results = await asyncio.gather(*(one(client, url, s, length) for s in range(clients)))
+        results = await asyncio.gather(*(one(client, url, s, length, route) for s in range(clients)))
         return time.perf_counter() - t0, results
 
 
@@ -136,6 +147,7 @@ def main() -> None:
         first_half = a.clients // 2
         seq1_t, seq1_r = asyncio.run(sequential(url, first_half, a.length))
         con_t, con_r = asyncio.run(concurrent(url, a.clients, a.length))
+        oai_t, oai_r = asyncio.run(concurrent(url, a.clients, a.length, "completions"))
         seq2_t, seq2_r = asyncio.run(sequential(url, a.clients - first_half, a.length, first_half))
         one_t += asyncio.run(sequential(url, 1, a.length))[0]
         direct_t += direct()
@@ -145,7 +157,7 @@ def main() -> None:
         proc.wait(timeout=30)
     seq_t, seq_r = seq1_t + seq2_t, seq1_r + seq2_r
     total = a.clients * a.length
-    assert all(r[2] == a.length for r in seq_r + con_r), "a request came back short"
+    assert all(r[2] == a.length for r in seq_r + con_r + oai_r), "a request came back short"
 
     def first(results):
         ttfc = sorted(r[0] for r in results)
@@ -154,10 +166,16 @@ def main() -> None:
     print(f"{a.layers}x{a.hidden} LSTM, {a.clients} clients x {a.length:,} characters, torch {torch.__version__}, "
           f"clients at nice {a.client_nice}")  # fmt: skip
     print(f"{'':34}{'chars/s':>10}{'p50 first char':>16}{'p99 first char':>16}")
-    for name, t, results in (("sequential (one after another)", seq_t, seq_r), ("concurrent", con_t, con_r)):
+    for name, t, results in (
+        ("sequential (one after another)", seq_t, seq_r),
+        ("concurrent, /v1/generate", con_t, con_r),
+        ("concurrent, /v1/completions SSE", oai_t, oai_r),
+    ):
         p50, p99 = first(results)
         print(f"{name:34}{total / t:>10,.0f}{p50 * 1000:>14,.0f}ms{p99 * 1000:>14,.0f}ms")
-    print(f"ratio concurrent / sequential: {seq_t / con_t:.2f}x")
+    print(f"ratio concurrent / sequential: {seq_t / con_t:.2f}x (/v1/generate), {seq_t / oai_t:.2f}x (/v1/completions)")
+    same_routes = sum(c[3] == o[3] for c, o in zip(con_r, oai_r, strict=True))
+    print(f"{same_routes} of {a.clients} texts are the same through both routes")
     print(f"the model's step alone: {one_row:.2f} ms for 1 row, {all_rows:.2f} ms for {a.clients}: batching can give "
           f"{a.clients * one_row / all_rows:.1f}x at most")  # fmt: skip
     same = sum(c[3] == s[3] for c, s in zip(con_r, seq_r, strict=True))

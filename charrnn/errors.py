@@ -13,8 +13,9 @@ class CharRNNError(Exception):
     exit_code = 1
 
 
-class BadValueError(CharRNNError):
-    """An option value that makes no sense (same code as click's usage errors)."""
+class BadValueError(CharRNNError, ValueError):
+    """An option value that makes no sense (same code as click's usage errors). Every config
+    refuses its values with it; it is a ValueError too, for callers that catch those."""
 
     exit_code = 2
 
@@ -63,7 +64,10 @@ class UnknownCharacterError(CharRNNError):
     def __init__(self, chars: list[str], context: str = "text", unit: str = "character"):
         self.chars = chars
         shown = ", ".join(repr(c) for c in chars[:10]) + (" ..." if len(chars) > 10 else "")
-        super().__init__(f"{context} has {len(chars)} {unit}(s) not in the model's vocabulary: {shown}")
+        super().__init__(
+            f"{context} has {len(chars)} {unit}(s) not in the model's vocabulary: {shown} "
+            "(--unknown skip leaves them out)"
+        )
 
     @classmethod
     def no_unk(cls) -> UnknownCharacterError:

@@ -39,12 +39,14 @@ def check_sampling_memory(
     float64 arithmetic of picking a character, and the text of every stream but the first,
     held back until the first is done."""
     p = max(prime_len, 1)
-    per_stream = (
-        4 * (2 * p * (mc.hidden * (mc.layers + 1) + mc.vocab_size) + 16 * mc.layers * mc.hidden)
-        + 48 * mc.vocab_size
-        + 8 * length
-    )
+    prime = 4 * 2 * p * (mc.hidden * (mc.layers + 1) + mc.vocab_size)
+    per_stream = prime + 4 * 16 * mc.layers * mc.hidden + 48 * mc.vocab_size + 8 * length
     free = torch.cuda.mem_get_info(device)[0] if device.type == "cuda" else available()
+    if prime > per_stream / 2:  # the prime is what makes it big
+        what = f"reading a prime of {prime_len:,} characters" + (
+            f" for {num_samples} samples" if num_samples > 1 else ""
+        )
+        _check(num_samples * per_stream, free, what=what, instead="give a shorter prime (its end is what matters most)")
     _check(num_samples * per_stream, free, what=f"--num-samples {num_samples}", instead="generate fewer at a time")
 
 

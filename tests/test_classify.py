@@ -16,7 +16,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from charrnn.classify.classifier import ClassifierSettings, evaluate_classifier, load_classifier, train_classifier
+from charrnn.classify.config import ClassifierSettings
+from charrnn.classify.evaluate import evaluate_classifier
+from charrnn.classify.predict import load_classifier
+from charrnn.classify.train import train_classifier
 from tests.conftest import files_under, fork_charrnn, one_line_error, subprocess_env
 from tests.test_reliability import _malicious
 from tests.test_visualize import _assert_not_blank, _chromium, needs_chromium
@@ -59,7 +62,7 @@ def clf_run(tmp_path_factory) -> tuple[Path, Path]:
 def test_a_label_decided_by_one_character_is_learned_exactly(clf_run, tmp_path):
     run, data = clf_run
     clf = load_classifier(run)
-    assert clf.ckpt["val_accuracy"] == 1.0 and clf.labels == sorted(MARKS)
+    assert clf.ckpt.val_accuracy == 1.0 and clf.labels == sorted(MARKS)
     test = write_dir(tmp_path / "test", marked_words(40, seed=1))  # words it never saw
     ev = evaluate_classifier(run, test)
     assert ev.scores.accuracy >= 0.98 and ev.scores.total == 120
@@ -99,6 +102,7 @@ def test_predict_top_json_and_unknown_characters(cli, clf_run):
     one_line_error(cli("classify", "predict", run, "abqx"), 7, "'q'")
     r = cli("classify", "predict", run, "abqx", "--unknown", "skip")
     assert r.exit_code == 0 and r.stdout.split("\t")[1] == "alpha"
+    one_line_error(cli("classify", "predict", run, input=b"ab\xff\n"), 3, "the texts on stdin are not UTF-8")
 
 
 def test_eval_table_json_and_page(cli, clf_run, tmp_path):
@@ -224,7 +228,7 @@ def test_encoding_errors_long_texts_and_other_formats(cli, tmp_path):
     r = cli("classify", "train", tmp_path / "data.csv", "--text-col", 0, "--label-col", 1, "--out", tmp_path / "r3",
             "--hidden", 8, "--max-epochs", 1, "--device", "cpu", "-q")  # fmt: skip
     assert r.exit_code == 0, r.stderr
-    assert load_classifier(tmp_path / "r3").ckpt["data"]["examples"] == 90
+    assert load_classifier(tmp_path / "r3").ckpt.data["examples"] == 90
     r = cli("classify", "train", tmp_path / "data.csv", "--text-col", 0, "--label-col", 1, "--out", tmp_path / "r3")
     one_line_error(r, 2, "not empty")
 
@@ -262,9 +266,9 @@ def test_tsv_quotes_are_text_and_a_split_keeps_every_label_in_train(cli, tmp_pat
 
 def test_a_run_that_fails_before_its_first_checkpoint_leaves_nothing(cli, tmp_path, monkeypatch, clf_run):
     _, data = clf_run
-    import charrnn.classify.classifier
+    import charrnn.classify.train
 
-    monkeypatch.setattr(charrnn.classify.classifier.F, "cross_entropy", lambda *a, **k: torch.tensor(float("nan")))
+    monkeypatch.setattr(charrnn.classify.train.F, "cross_entropy", lambda *a, **k: torch.tensor(float("nan")))
     r = cli("classify", "train", data, "--out", tmp_path / "run", "--device", "cpu", "-q")
     assert r.exit_code == 6 and "Traceback" not in r.stderr, r.stderr
     last = r.stderr.splitlines()[-1]
@@ -286,7 +290,7 @@ def test_sigterm_validates_saves_and_exits_143(tmp_path):
     rest = proc.stderr.read()
     assert proc.wait(timeout=120) == 143, rest
     assert "stopping" in rest and "(interrupted)" in rest and "Traceback" not in rest
-    assert load_classifier(tmp_path / "run").ckpt["epoch"] >= 1
+    assert load_classifier(tmp_path / "run").ckpt.epoch >= 1
 
 
 def test_predict_writes_nothing_until_every_text_is_readable(cli, clf_run):

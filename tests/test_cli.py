@@ -33,7 +33,7 @@ def test_every_command_has_help_with_examples(cli):
 
 
 def test_presets_set_the_recipe_and_explicit_flags_win(cli, mixed_file, tmp_path):
-    from charrnn.config import PRESETS, auto_preset
+    from charrnn.training.presets import PRESETS, auto_preset
 
     r = cli(
         "train",
@@ -105,6 +105,13 @@ def test_sample_reads_prime_from_stdin(cli, newest_run):
     r = cli("sample", "--length", 20, "--seed", 1, input="The ")
     assert r.exit_code == 0 and r.stdout.startswith("The ") and len(r.stdout_bytes.decode("utf-8")) == 4 + 20 + 1
     assert r.stdout == cli("sample", newest_run, "--prime", "The ", "--length", 20, "--seed", 1).stdout
+
+
+def test_unknown_prime_character_with_no_run_named(cli, newest_run):
+    r = cli("sample", "--prime", "Zж", "--length", 5)
+    assert r.exit_code == 7
+    using, error = r.stderr.splitlines()  # which checkpoint (none was named), then the error's one line
+    assert using.startswith("using ") and "'Z'" in error and "'ж'" in error
 
 
 def test_num_samples_and_stop(cli, newest_run):

@@ -10,12 +10,12 @@ import pytest
 import torch
 
 import charrnn
-from charrnn.config import FINETUNE_LR_FRAC, FINETUNE_WARMUP_STEPS
 from charrnn.corpus.preprocess import preprocess
 from charrnn.corpus.text import file_sha256
 from charrnn.model.rnn import CharRNN
 from charrnn.training import checkpoint
 from charrnn.training.finetune import Parent, new_char_bias
+from charrnn.training.presets import FINETUNE_LR_FRAC, FINETUNE_WARMUP_STEPS
 from charrnn.training.runs import resolve_checkpoint
 from tests.conftest import TINY_FLAGS, one_line_error
 
@@ -73,7 +73,7 @@ def test_the_weights_start_as_the_parents_and_the_new_rows_fresh(tiny_run, tmp_p
     counts = np.zeros(len(parent.vocab), dtype=np.int64)
     counts[corpus.vocab.ids_in(parent.vocab)] = corpus.counts("train")
     parent.load_into(model, corpus)
-    k, weights = parent.known, parent.ckpt["model"]
+    k, weights = parent.known, parent.ckpt.weights
     for name, w in model.state_dict().items():
         same = w[:k] if name in ("embed.weight", "head.weight", "head.bias") else w
         assert torch.equal(same, weights[name]), name
@@ -92,7 +92,7 @@ def test_a_new_character_as_common_as_a_known_one_starts_with_its_bias():
 
 
 def test_the_fine_tuning_recipe_and_explicit_flags_over_it(cli, tiny_run, new_text, tmp_path):
-    parent = checkpoint.train_config(checkpoint.load(resolve_checkpoint(tiny_run)))
+    parent = checkpoint.read(resolve_checkpoint(tiny_run)).train_config
     assert cli("train", new_text, "--init-from", tiny_run, "--max-steps", 2, "--out", "a", *CPU).exit_code == 0
     cfg = checkpoint.load(tmp_path / "a" / "last.pt")["train_config"]
     assert math.isclose(cfg["lr"], parent.lr * FINETUNE_LR_FRAC)

@@ -130,19 +130,25 @@ def wide(monkeypatch):
 @pytest.mark.parametrize("command", COMMANDS)
 def test_help_shows_every_default(cli, wide, command):
     text = _help(cli, command)
-    rows = {}
+    rows: dict[str, str] = {}  # each option's whole entry: its flags, then its description (beside or below)
+    flag = None
     for line in text.splitlines():
-        m = re.search(r"(--[a-z-]+)", line)
-        if m and line.lstrip("│ ").startswith(m[1]):
-            rows[m[1]] = line
+        m = re.match(r"  (?:-\w, )?(--[a-z-]+)", line)
+        if m:
+            flag = m[1]
+            rows[flag] = line
+        elif flag and line.startswith("    "):
+            rows[flag] += " " + line.strip()
+        else:
+            flag = None
     params = [p for p in get_command(app).commands[command].params if p.param_type_name == "option"]
     assert params or command in ("corpora", "info")  # the two that take no options
     for p in params:
-        flag = p.opts[0]
+        flag = next(o for o in p.opts if o.startswith("--"))
         assert flag in rows, (command, flag)
         if p.default is None or p.is_flag or p.show_default is False:
             continue  # no value to show: its help says in words what happens without it
-        assert f"[default: {p.default}]" in rows[flag], (command, flag, rows[flag])
+        assert f"[default: {p.default}]" in " ".join(rows[flag].split()), (command, flag, rows[flag])
 
 
 @pytest.mark.parametrize("command", [None, *COMMANDS])

@@ -112,5 +112,5 @@ def test_cli_options_reach_the_checkpoint(cli, mixed_file):
     assert r.exit_code == 0, r.stderr
     ckpt = checkpoint.load("run/last.pt")
     assert ckpt["train_config"]["ema"] == 0.9
-    mc = checkpoint.model_config(ckpt)
+    mc = checkpoint.Checkpoint.from_payload(ckpt).model_config
     assert (mc.locked_dropout, mc.weight_dropout, mc.tie_embeddings) == (0.2, 0.25, True)

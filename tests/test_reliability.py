@@ -1,6 +1,6 @@
 """Bad input gets a clear one-line answer, a checkpoint is data and is never lost.
 
-Each test here backs a row of the README's Reliability table.
+Each test here backs a row of the Reliability table (docs/reliability.md).
 """
 
 from __future__ import annotations
@@ -23,20 +23,18 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from charrnn import api
 from charrnn.cli.app import app
-from charrnn.config import SampleConfig, TrainConfig
+from charrnn.config import CorpusOptions, SampleConfig, TrainConfig
 from charrnn.corpus import text as text_mod
 from charrnn.corpus.preprocess import preprocess
 from charrnn.corpus.store import Corpus
-from charrnn.corpus.text import TextOptions
 from charrnn.corpus.tokens import UNK
 from charrnn.corpus.vocab import Vocab
 from charrnn.errors import DeviceError, InputError, TrainingError
 from charrnn.generation.sample import generate, pick
 from charrnn.model.rnn import CharRNN
 from charrnn.runtime import pick_precision
-from charrnn.training import checkpoint, loop
+from charrnn.training import checkpoint, loop, plan
 from charrnn.training.interrupt import StopFlag
 from charrnn.training.loop import MAX_BAD_STEPS, Callbacks, train
 from tests.conftest import (
@@ -128,7 +126,7 @@ def test_bom_dropped_crlf_kept_unless_newline_lf(cli, tmp_path):
     assert keep.vocab.decode(keep.ids) == text and "\ufeff" not in keep.vocab
     assert lf.vocab.decode(lf.ids) == text.replace("\r\n", "\n")
     # the BOM is found even when the first read is shorter than it
-    tiny_chunks = preprocess(src, tmp_path / "tiny", opts=TextOptions(), chunk_bytes=1)
+    tiny_chunks = preprocess(src, tmp_path / "tiny", chunk_bytes=1)
     assert tiny_chunks.vocab.decode(tiny_chunks.ids) == text
 
 
@@ -199,7 +197,7 @@ def test_an_allocation_that_fails_anyway_is_one_line(cli, mixed_file, monkeypatc
     def fail(*args, **kwargs):  # what torch's CPU allocator raises when the kernel refuses
         raise RuntimeError("[enforce fail at alloc_cpu.cpp:127] data. DefaultCPUAllocator: can't allocate memory")
 
-    monkeypatch.setattr(api, "run_training", fail)
+    monkeypatch.setattr(plan, "run_training", fail)
     one_line_error(cli("train", mixed_file, *TINY_FLAGS, "--max-steps", 1, "--out", "r"), 1, "out of memory")
 
 
@@ -489,6 +487,36 @@ def test_malicious_pickle_is_refused_and_never_runs(cli, tmp_path, kind):
         assert not marker.exists(), args
 
 
+class _Runs:
+    """Unpickling this calls `call(*args)`: the payloads hostile checkpoints carry most."""
+
+    def __init__(self, call, *args):
+        self.call, self.args = call, args
+
+    def __reduce__(self):
+        return (self.call, self.args)
+
+
+@pytest.mark.parametrize("payload", ["os.system", "subprocess", "eval"])
+def test_code_in_a_checkpoint_is_refused_without_advice_to_load_it_anyway(cli, tmp_path, payload):
+    marker = tmp_path / "pwned"
+    call = {
+        "os.system": _Runs(os.system, f"touch {marker}"),
+        "subprocess": _Runs(subprocess.call, ["touch", str(marker)]),
+        "eval": _Runs(eval, f"open({str(marker)!r}, 'w')"),
+    }[payload]
+    evil = tmp_path / "evil.pt"
+    torch.save({"format": checkpoint.FORMAT, "version": 1, "model": call}, evil)
+    torch.load(evil, weights_only=False)  # the payload is live
+    assert marker.exists()
+    marker.unlink()
+    r = cli("sample", evil, "--length", 5)
+    assert r.exit_code == 4 and r.stderr.count("\n") == 1, r.stderr
+    assert "refused: the file asks to run code" in r.stderr
+    assert "weights_only" not in r.stderr and "Re-running" not in r.stderr  # torch's advice, never passed on
+    assert not marker.exists()
+
+
 @pytest.mark.slow
 def test_metadata_paths_never_write_outside_the_run_directory(cli, tmp_path, mixed_file, monkeypatch):
     work = tmp_path / "work"
@@ -651,7 +679,7 @@ def test_disk_full_keeps_previous_checkpoint_and_stops_cleanly(cli, tmp_path, mi
     if not Path("/dev/full").exists():
         pytest.skip("needs /dev/full")
     run = tmp_path / "checkpoints" / "full"
-    real_save = checkpoint.save
+    real_save = checkpoint.files.save
     calls, previous = [], []
 
     def save(payload, path):
@@ -661,7 +689,7 @@ def test_disk_full_keeps_previous_checkpoint_and_stops_cleanly(cli, tmp_path, mi
             (Path(path).parent / f".{Path(path).name}.tmp-{os.getpid()}").symlink_to("/dev/full")
         return real_save(payload, path)
 
-    monkeypatch.setattr(checkpoint, "save", save)
+    monkeypatch.setattr(checkpoint.files, "save", save)
     flags = [*TINY_FLAGS, "--decay-steps", 200, "--eval-every", 0, "--checkpoint-every", 5]
     r = cli("train", mixed_file, *flags, "--max-steps", 40, "--out", run)
     one_line_error(
@@ -673,7 +701,7 @@ def test_disk_full_keeps_previous_checkpoint_and_stops_cleanly(cli, tmp_path, mi
     assert last["step"] == 10
     for line in (run / "metrics.jsonl").read_text().splitlines():  # closed with whole lines
         json.loads(line)
-    monkeypatch.setattr(checkpoint, "save", real_save)
+    monkeypatch.setattr(checkpoint.files, "save", real_save)
     # resuming from the surviving checkpoint matches an uninterrupted run
     r = cli("train", "--resume", run, "--max-steps", 20, "--quiet")
     assert r.exit_code == 0, r.stderr
@@ -891,12 +919,12 @@ def test_preprocess_then_decode_is_the_original(tmp_path_factory, text, chunk_by
     d = tmp_path_factory.mktemp("p")
     src = d / "text.txt"
     src.write_bytes(text.encode("utf-8"))
-    opts = TextOptions(newline=newline, force=True)
+    opts = CorpusOptions(newline=newline, force=True)
     if not expected or expected.isspace() or all(c.isspace() for c in expected):
         with pytest.raises(InputError):
-            preprocess(src, d / "c", opts=opts, chunk_bytes=chunk_bytes)
+            preprocess(src, d / "c", opts, chunk_bytes=chunk_bytes)
         return
-    corpus = preprocess(src, d / "c", opts=opts, chunk_bytes=chunk_bytes)
+    corpus = preprocess(src, d / "c", opts, chunk_bytes=chunk_bytes)
     assert corpus.vocab.decode(corpus.ids) == expected
 
 

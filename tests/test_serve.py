@@ -134,7 +134,10 @@ def test_score_info_health_and_page(server, tiny_run):
     assert r.json()["logprobs"] == pytest.approx(expected.logprobs, abs=1e-5)
     assert r.json()["nats"] == pytest.approx(expected.nats, abs=1e-5) and r.json()["chars"] == 19
     info = httpx.get(f"{url}/v1/info").json()
-    assert info["model"] == "lstm 2 x 16, dropout 0.0" and info["path"].endswith("best.pt")
+    assert info["model"] == {"model": "lstm", "layers": 2, "hidden": 16, "dropout": 0.0, "softmax": "full",
+                             "tie_embeddings": False} and info["path"].endswith("best.pt")  # fmt: skip
+    assert isinstance(info["parameters"], int) and isinstance(info["step"], int) and info["loss_unit"] == "nats/char"
+    assert info["parameters"] == charrnn.load(tiny_run).net.num_params() and isinstance(info["best_val_loss"], float)
     assert httpx.get(f"{url}/healthz").json() == {"status": "ok", "streams": 0, "waiting": 0}
     page = httpx.get(f"{url}/").text
     assert 'id="go"' in page and 'id="stop"' in page and "chars/s" in page
@@ -271,7 +274,11 @@ def test_sigterm_lets_a_stream_finish_and_exits_0(tiny_run, tmp_path):
 
 @pytest.mark.slow
 def test_every_network_is_a_warning_and_a_taken_port_one_line(tiny_run, tmp_path):
-    with running(tiny_run, "--host", "0.0.0.0", cwd=tmp_path) as (url, proc, log):
+    # other machines without a key: refused, unless --no-auth says so on purpose
+    serve_all = [sys.executable, "-m", "charrnn", "serve", str(tiny_run), "--host", "0.0.0.0"]
+    keyless = subprocess.run(serve_all, cwd=tmp_path, env=subprocess_env(), capture_output=True, text=True, timeout=120)
+    assert keyless.returncode == 2 and "--api-key" in keyless.stderr and keyless.stderr.count("\n") == 1
+    with running(tiny_run, "--host", "0.0.0.0", "--no-auth", cwd=tmp_path) as (url, proc, log):
         assert any("charrnn: warning: --host 0.0.0.0 answers every network" in line for line in log)
         port = url.rsplit(":", 1)[1]
         taken = fork_charrnn("serve", tiny_run, "--port", port, cwd=tmp_path)
@@ -303,7 +310,7 @@ def test_replies_are_not_held_back_for_a_delayed_ack():
     import asyncio
     import socket
 
-    from charrnn.serve.app import _listen
+    from charrnn.serve.server import _listen
 
     async def accepted_nodelay() -> int:
         sock = _listen("127.0.0.1", 0)
@@ -442,6 +449,53 @@ def test_runs_that_join_and_leave_mid_batch_write_what_they_write_alone(tiny_run
             **{k: getattr(config, k) for k in ("prime", "length", "seed", "temp", "top_k", "num_samples")}
         )
         assert ["".join(t) for t in texts[name]] == (alone if config.num_samples > 1 else [alone]), name
+
+
+def test_a_long_prime_for_many_samples_is_read_once_in_pieces_between_steps(tiny_run):
+    # 10,000 characters of prime for 64 samples once took gigabytes and stalled every stream:
+    # it is read once (one row), PRIME_CHUNK characters a pass, a step of the others between passes
+    from charrnn.config import SampleConfig
+    from charrnn.generation.batching import Batcher, Done
+    from charrnn.generation.prime import PRIME_CHUNK
+
+    model = charrnn.load(tiny_run)
+    events: list[tuple] = []  # ("read", rows, columns) per pass over a prime, ("step", rows) per step
+    forward = model.net.forward
+    model.net.forward = lambda x, *a, **k: events.append(("read", *x.shape)) or forward(x, *a, **k)
+    batcher = Batcher(model.net, model.vocab, max_streams=65, max_waiting=8)
+    batcher.on_step = lambda rows, seconds: events.append(("step", rows))
+    ended = {name: threading.Event() for name in ("writing", "long")}
+    texts: dict[str, list[str]] = {}
+
+    def deliver(name):
+        def take(item):
+            if isinstance(item, Done):
+                ended[name].set()
+            elif name == "long":
+                texts[name] = [t + piece for t, piece in zip(texts.get(name, [""] * len(item)), item, strict=True)]
+
+        return take
+
+    prime = "The quick brown fox. " * 476  # 9,996 characters
+    try:
+        writing = batcher.submit(SampleConfig(prime="T", length=10**6, seed=1), deliver("writing"))
+        while not any(e[0] == "step" for e in events):
+            time.sleep(0.01)
+        batcher.submit(SampleConfig(prime=prime, length=1, num_samples=64, seed=2), deliver("long"))
+        assert ended["long"].wait(60)
+        writing.cancel()
+        assert ended["writing"].wait(60)
+    finally:
+        batcher.close()
+        model.net.forward = forward
+    reads = [e for e in events if e[0] == "read"][1:]  # the first: "T", before the long one came
+    assert [rows for _, rows, _ in reads] == [1] * -(-len(prime) // PRIME_CHUNK)  # one row, every piece
+    assert max(columns for _, _, columns in reads) == PRIME_CHUNK
+    first, last = events.index(reads[0]), len(events) - events[::-1].index(reads[-1])
+    order = "".join(e[0][0] for e in events[first:last])  # r: a piece of prime read, s: a step
+    assert "rr" not in order and order.count("r") == len(reads), "the stream stalled"
+    alone = model.generate(prime=prime, length=1, num_samples=64, seed=2)
+    assert texts["long"] == alone
 
 
 @pytest.mark.slow

@@ -59,7 +59,7 @@ def test_a_capped_word_vocabulary_keeps_the_likeliest_and_reads_the_rest_as_unk(
     path = tmp_path / "t.txt"
     path.write_text(HAND_TEXT, encoding="utf-8")
     tokens = WORD.split(HAND_TEXT)
-    corpus = preprocess(path, tmp_path / "c", tokenizer=WORD, cap=VocabCap(max_vocab=6))
+    corpus = preprocess(path, tmp_path / "c", tokens=(WORD, VocabCap(max_vocab=6)))
     chars = corpus.vocab.chars
     # five kept, the likeliest first (ties in code point order), and UNK
     counts = {t: tokens.count(t) for t in set(tokens)}
@@ -79,7 +79,7 @@ def test_a_capped_word_vocabulary_keeps_the_likeliest_and_reads_the_rest_as_unk(
 def test_a_word_vocabulary_always_has_unk_for_words_it_never_saw(tmp_path):
     path = tmp_path / "t.txt"
     path.write_text("the cat sat\n" * 20, encoding="utf-8")
-    corpus = preprocess(path, tmp_path / "c", tokenizer=WORD, cap=VocabCap(max_vocab=100))
+    corpus = preprocess(path, tmp_path / "c", tokens=(WORD, VocabCap(max_vocab=100)))
     assert corpus.vocab.chars[-1] == UNK and corpus.meta["tokens"]["coverage"] == 1.0
     assert corpus.vocab.encode("the dog", unknown="auto") == [corpus.vocab.index["the"], corpus.vocab.index[" "], 5]
 
@@ -87,7 +87,7 @@ def test_a_word_vocabulary_always_has_unk_for_words_it_never_saw(tmp_path):
 def test_min_count_caps_a_vocabulary_of_characters(tmp_path):
     path = tmp_path / "t.txt"
     path.write_text("aaabbbccd" * 2 + "xyz", encoding="utf-8")
-    corpus = preprocess(path, tmp_path / "c", cap=VocabCap(min_count=3))
+    corpus = preprocess(path, tmp_path / "c", tokens=(Tokenizer(), VocabCap(min_count=3)))
     assert corpus.vocab.chars == ["a", "b", "c", UNK]  # sorted by code point, as without a cap
     assert corpus.vocab.decode(corpus.ids) == "aaabbbcc<unk>" * 2 + "<unk>" * 3
     assert corpus.meta["tokens"]["coverage"] == pytest.approx(16 / 21, abs=1e-6)
@@ -190,14 +190,14 @@ def test_perplexity_is_exp_of_the_loss_per_token(word_run, cli):
 def test_a_word_checkpoint_records_its_tokenizer_and_is_never_read_as_characters(word_run, cli, tmp_path):
     ckpt = checkpoint.load(word_run / "best.pt")
     assert ckpt["tokens"] == {"kind": "word", "lowercase": False}
-    assert checkpoint.vocab(ckpt).tokenizer == WORD
+    assert checkpoint.Checkpoint.from_payload(ckpt).vocab.tokenizer == WORD
     (tmp_path / "more.txt").write_text(STORY, encoding="utf-8")
     r = cli("train", "more.txt", "--init-from", word_run, "--tokens", "char", "--max-steps", "1", *TINY_FLAGS[-3:])
     one_line_error(r, 2, "--init-from", "tokens")
     # without --tokens, a run from a word model reads the new text as words
     r = cli("train", "more.txt", "--init-from", word_run, "--max-steps", "2", "--out", "ft", *TINY_FLAGS[-3:])
     assert r.exit_code == 0, r.stderr
-    assert checkpoint.vocab(checkpoint.load(tmp_path / "ft" / "best.pt")).tokenizer == WORD
+    assert checkpoint.read(tmp_path / "ft" / "best.pt").vocab.tokenizer == WORD
 
 
 @pytest.mark.slow
@@ -276,7 +276,8 @@ def test_the_loss_at_each_position_is_the_cross_entropy_of_the_logits(softmax):
 
 
 def test_softmax_auto_is_adaptive_for_large_vocabularies_only():
-    from charrnn.config import AUTO_ADAPTIVE_VOCAB, configs
+    from charrnn.config import AUTO_ADAPTIVE_VOCAB
+    from charrnn.training.presets import configs
 
     assert configs(65, "tiny", {})[0].softmax == "full"
     assert configs(AUTO_ADAPTIVE_VOCAB, None, {"softmax": "auto"})[0].softmax == "full"

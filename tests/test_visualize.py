@@ -134,7 +134,7 @@ def test_report_reads_the_run_and_draws_it(run_copy):
     run = load_run(run_copy)
     assert [e["step"] for e in run.evals] == [10, 20, 30]
     assert [s["step"] for s in run.samples] == [10, 20, 30]
-    assert run.ckpt["model_config"]["hidden"] == 16 and "optimizer" not in run.ckpt
+    assert run.ckpt.model_config.hidden == 16 and run.ckpt.optimizer is None and "optimizer" not in run.ckpt.payload
     page = write_report(run_copy).read_text(encoding="utf-8")
     assert "http://" not in page and "https://" not in page and "<script" not in page
     assert page.count('<polyline class="series"') == 2 + 2 + 1 + 1  # loss by step and time, lr, speed

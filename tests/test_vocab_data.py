@@ -5,7 +5,6 @@ import pytest
 
 from charrnn.corpus.preprocess import preprocess
 from charrnn.corpus.store import Corpus, split_bounds
-from charrnn.corpus.text import TextOptions
 from charrnn.corpus.vocab import Vocab
 from charrnn.errors import UnknownCharacterError
 from charrnn.training.batches import StreamBatcher, eval_batches
@@ -60,7 +59,7 @@ def test_preprocess_chunked_equals_whole(tmp_path, mixed_file):
     a = preprocess(mixed_file, tmp_path / "a", chunk_bytes=7)
     b = preprocess(mixed_file, tmp_path / "b")
     assert np.array_equal(np.asarray(a.ids), np.asarray(b.ids))
-    c = preprocess(mixed_file, tmp_path / "c", chunk_bytes=7, opts=TextOptions(newline="lf"))
+    c = preprocess(mixed_file, tmp_path / "c", chunk_bytes=7, newline="lf")
     assert "\r" not in c.vocab.decode(c.ids)
     assert c.vocab.decode(c.ids) == MIXED_TEXT.replace("\r\n", "\n")
 

@@ -21,7 +21,8 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from charrnn.corpus.text import TextOptions, iter_text
+from charrnn.config import CorpusOptions
+from charrnn.corpus.text import iter_text
 from charrnn.errors import BadValueError, InputError
 
 
@@ -48,7 +49,7 @@ def load_examples(
     *,
     text_col: str = "text",
     label_col: str = "label",
-    opts: TextOptions = TextOptions(),
+    opts: CorpusOptions = CorpusOptions(),
     max_length: int | None = None,
     min_labels: int = 2,
 ) -> Examples:
@@ -83,11 +84,11 @@ def load_examples(
     return Examples(texts, labels, truncated, str(path))
 
 
-def _read(path: Path, opts: TextOptions) -> str:
+def _read(path: Path, opts: CorpusOptions) -> str:
     return "".join(iter_text(path, opts))
 
 
-def _from_directory(d: Path, opts: TextOptions) -> tuple[list[str], list[str]]:
+def _from_directory(d: Path, opts: CorpusOptions) -> tuple[list[str], list[str]]:
     files = sorted(p for p in d.iterdir() if p.is_file() and p.suffix.lower() == ".txt" and not p.name.startswith("."))
     if not files:
         raise InputError(f"{d}: holds no LABEL.txt files (one per label, one example per line)")
@@ -111,7 +112,7 @@ def _column(name: str, header: list[str] | None, path: Path, which: str) -> int:
     return header.index(name)
 
 
-def _from_table(path: Path, opts: TextOptions, text_col: str, label_col: str, delimiter: str):
+def _from_table(path: Path, opts: CorpusOptions, text_col: str, label_col: str, delimiter: str):
     # CSV quotes fields as the format does; a TSV has no quoting: a quote is a character of the text
     quoting = csv.QUOTE_MINIMAL if delimiter == "," else csv.QUOTE_NONE
     try:
@@ -138,7 +139,7 @@ def _from_table(path: Path, opts: TextOptions, text_col: str, label_col: str, de
     return texts, labels
 
 
-def _from_jsonl(path: Path, opts: TextOptions, text_col: str, label_col: str):
+def _from_jsonl(path: Path, opts: CorpusOptions, text_col: str, label_col: str):
     texts, labels = [], []
     for i, line in enumerate(_read(path, opts).split("\n"), start=1):
         if not line.strip():

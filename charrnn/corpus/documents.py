@@ -29,7 +29,6 @@ from charrnn.errors import BadValueError, InputError
 EOD = "\ufdd0"  # the end of a document
 EOD_TEXT = "\n\n"  # how sampled text writes a document end when the corpus had no --doc-sep
 SKIPPED_NAMED = 10  # skipped files a summary names
-LABEL_SOURCES = ("from-dir", "from-file")  # --labels, besides the path of a text<TAB>label file
 MAX_LABELS = 65_535  # label ids are stored as uint16 at most
 ESCAPES = {"\\n": "\n", "\\t": "\t", "\\r": "\r", "\\\\": "\\"}
 
@@ -78,7 +77,12 @@ def collect(inputs: list[Path], looks_binary) -> Collection:
             for path in matched:
                 add(path, named=False)
     if not files:
-        raise InputError(f"no text files among the inputs ({len(skipped)} look binary)")
+        named = ", ".join(str(p) for p in skipped[:3]) + (f" and {len(skipped) - 3} more" if len(skipped) > 3 else "")
+        if not skipped:
+            raise InputError("no files among the inputs")
+        raise InputError(
+            f"no text files among the inputs ({len(skipped)} look binary: {named}); --force reads them anyway"
+        )
     return Collection(files, skipped, roots)
 
 
@@ -215,3 +219,10 @@ def tsv_documents(path: Path, chunks: Iterator[str]) -> Iterator[tuple[str, str]
         if not label.strip():
             raise InputError(f"{path}: line {number} has an empty label")
         yield unescape(body), label.strip()
+
+
+def eod_text(corpus: dict | None) -> str:
+    """How a model of documents writes the end of one: as its corpus (a run's record of it)
+    separated them (`--doc-sep`), else, a file a document, as a blank line."""
+    sep = corpus.get("doc_sep") if isinstance(corpus, dict) else None
+    return sep if isinstance(sep, str) and sep else EOD_TEXT

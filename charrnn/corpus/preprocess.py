@@ -7,6 +7,7 @@ out split by split; the whole directory replaced atomically, and a cache of corp
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -14,116 +15,126 @@ import shutil
 import tempfile
 import time
 from collections.abc import Iterator
+from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
 
-from charrnn.config import TEST_FRAC, VAL_FRAC
+from charrnn.config import CorpusOptions
 from charrnn.corpus import documents
 from charrnn.corpus.scan import Scan, label_dtype, scan_labelled, scan_plain, scan_tokens
 from charrnn.corpus.source import Source
 from charrnn.corpus.store import CORPUS_FORMAT, CORPUS_VERSION, Corpus, split_bounds
-from charrnn.corpus.text import CHUNK_BYTES, MAX_CODEPOINT, TextOptions, codepoints, displayable
-from charrnn.corpus.tokens import Tokenizer, VocabCap
+from charrnn.corpus.text import CHUNK_BYTES, MAX_CODEPOINT, codepoints, displayable
+from charrnn.corpus.tokens import Tokenizer, VocabCap, chosen_tokens
 from charrnn.corpus.vocab import Vocab
 from charrnn.errors import BadValueError, InputError
-
-
-def check_fractions(val_frac: float, test_frac: float) -> None:
-    if not 0 <= val_frac < 1:
-        raise BadValueError(f"--val-frac must be in [0, 1), not {val_frac}")
-    if not 0 <= test_frac < 1 or val_frac + test_frac >= 1:
-        raise BadValueError(f"--test-frac must be in [0, 1) and leave some text for training, not {test_frac}")
 
 
 def preprocess(
     src: Path | list[Path] | Source,
     out_dir: Path,
+    options: CorpusOptions | None = None,
     *,
-    val_frac: float = VAL_FRAC,
-    test_frac: float = TEST_FRAC,
-    opts: TextOptions = TextOptions(),
-    doc_sep: str | None = None,
-    labels: str | Path | None = None,
-    tokenizer: Tokenizer = Tokenizer(),
-    cap: VocabCap = VocabCap(),
+    tokens: tuple[Tokenizer, VocabCap] | None = None,
     chunk_bytes: int = CHUNK_BYTES,
+    **fields,
 ) -> Corpus:
     """Write `out_dir/` with ids.bin, vocab.json and meta.json (and a labelled collection's
     labels.bin); replaces it atomically. `src` is a text file, or inputs naming a collection
-    of documents, and `labels` where their labels come from (see `Source.of`). The symbols
-    are `tokenizer`'s, those `cap` leaves out read as UNK."""
-    check_fractions(val_frac, test_frac)
-    source = src if isinstance(src, Source) else Source.of(src, doc_sep, force=opts.force, labels=labels)
+    of documents (see `Source.of`). The symbols are those `options` (or its `fields`, by name)
+    choose, or `tokens`' (the tokenizer and cap of a model going on), those the cap leaves out
+    read as UNK."""
+    options = options if options is not None else CorpusOptions(**fields)
+    source = src if isinstance(src, Source) else Source.of(src, options)
+    tokenizer, cap = tokens or chosen_tokens(options)
     if source.labels and (not tokenizer.plain or cap.capped):
         raise BadValueError("--labels takes plain characters for now: leave out --tokens word, --lowercase, "
                             "--max-vocab and --min-count")  # fmt: skip
     t0 = time.perf_counter()
     sha = source.sha256()
     if source.labels:
-        found = scan_labelled(source, opts, chunk_bytes)
+        found = scan_labelled(source, options, chunk_bytes)
     elif tokenizer.plain and not cap.capped:
-        found = scan_plain(source, opts, chunk_bytes)
+        found = scan_plain(source, options, chunk_bytes)
     else:
-        found = scan_tokens(source, opts, chunk_bytes, tokenizer, cap)
-    vocab, n = found.vocab, found.n
-
+        found = scan_tokens(source, options, chunk_bytes, tokenizer, cap)
     out_dir = Path(out_dir)
+    with _replacing(out_dir) as tmp:
+        if source.labels:
+            splits = _write_labelled(source, found, tmp, options, chunk_bytes)
+        else:
+            splits = _write_ids(source, tmp / "ids.bin", found.vocab, found.n, options, chunk_bytes)
+        found.vocab.save(tmp / "vocab.json")
+        meta = _meta(source, found, sha, options, splits)
+        if found.tokens is not None:
+            split_chars = _split_chars(source, found.vocab.tokenizer, options, chunk_bytes, splits)
+            meta["tokens"] = {**found.tokens, "split_chars": split_chars}
+        meta["seconds"] = round(time.perf_counter() - t0, 3)
+        meta.update(_collection_meta(source, found))
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=2, ensure_ascii=False), encoding="utf-8")
+    return Corpus.load(out_dir)
+
+
+@contextlib.contextmanager
+def _replacing(out_dir: Path) -> Iterator[Path]:
+    """A temporary directory beside `out_dir` to write into, which replaces `out_dir` whole
+    once the block ends well, and is removed if it does not."""
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; a corpus folder is ordinary
     try:
-        if source.labels:
-            splits = _write_labelled(source, found, tmp, opts, chunk_bytes, val_frac, test_frac)
-        else:
-            splits = _write_ids(source, tmp / "ids.bin", vocab, n, opts, chunk_bytes, val_frac, test_frac)
-        vocab.save(tmp / "vocab.json")
-        first = source.files[0]
-        meta = {
-            "format": CORPUS_FORMAT,
-            "version": CORPUS_VERSION,
-            "name": displayable(source.name if source.documents else first.stem),
-            "source": displayable(first.name if not source.documents else f"{len(source.files)} file(s)"),
-            "source_sha256": sha,
-            "source_bytes": sum(f.stat().st_size for f in source.files),
-            "chars": n,
-            "vocab_size": len(vocab),
-            "dtype": vocab.dtype.name,
-            "val_frac": val_frac,
-            "test_frac": test_frac,
-            "newline": opts.newline,
-            "encoding_errors": opts.encoding_errors,
-            "splits": splits,
-            "split_sizes": {k: b - a for k, (a, b) in splits.items()},
-        }
-        if found.tokens is not None:
-            split_chars = _split_chars(source, vocab.tokenizer, opts, chunk_bytes, splits)
-            meta["tokens"] = {**found.tokens, "split_chars": split_chars}
-        meta["seconds"] = round(time.perf_counter() - t0, 3)
-        if source.documents:
-            meta.update(
-                documents=found.documents,
-                doc_sep=source.doc_sep,
-                files=len(source.files),
-                skipped=[displayable(str(p)) for p in source.skipped[: documents.SKIPPED_NAMED]],
-                skipped_count=len(source.skipped),
-            )
-        if source.labels:
-            meta["labels"] = {
-                "source": source.labels,
-                "names": found.labels,
-                "documents": found.label_docs,
-                "chars": found.label_chars,
-                "dtype": label_dtype(len(found.labels)).name,
-            }
-        (tmp / "meta.json").write_text(json.dumps(meta, indent=2, ensure_ascii=False), encoding="utf-8")
+        yield tmp
         _replace_dir(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return Corpus.load(out_dir)
+
+
+def _meta(source: Source, found: Scan, sha: str, options: CorpusOptions, splits: dict[str, list[int]]) -> dict:
+    """meta.json's fields that every corpus has."""
+    first = source.files[0]
+    return {
+        "format": CORPUS_FORMAT,
+        "version": CORPUS_VERSION,
+        "name": displayable(source.name if source.documents else first.stem),
+        "source": displayable(first.name if not source.documents else f"{len(source.files)} file(s)"),
+        "source_sha256": sha,
+        "source_bytes": sum(f.stat().st_size for f in source.files),
+        "chars": found.n,
+        "vocab_size": len(found.vocab),
+        "dtype": found.vocab.dtype.name,
+        "val_frac": options.val_frac,
+        "test_frac": options.test_frac,
+        "newline": options.newline,
+        "encoding_errors": options.encoding_errors,
+        "splits": splits,
+        "split_sizes": {k: b - a for k, (a, b) in splits.items()},
+    }
+
+
+def _collection_meta(source: Source, found: Scan) -> dict:
+    """meta.json's fields of a collection of documents, and of their labels."""
+    meta = {}
+    if source.documents:
+        meta.update(
+            documents=found.documents,
+            doc_sep=source.doc_sep,
+            files=len(source.files),
+            skipped=[displayable(str(p)) for p in source.skipped[: documents.SKIPPED_NAMED]],
+            skipped_count=len(source.skipped),
+        )
+    if source.labels:
+        meta["labels"] = {
+            "source": source.labels,
+            "names": found.labels,
+            "documents": found.label_docs,
+            "chars": found.label_chars,
+            "dtype": label_dtype(len(found.labels)).name,
+        }
+    return meta
 
 
 def _write_ids(
@@ -131,18 +142,17 @@ def _write_ids(
     path: Path,
     vocab: Vocab,
     n: int,
-    opts: TextOptions,
+    options: CorpusOptions,
     chunk_bytes: int,
-    val_frac: float,
-    test_frac: float,
 ) -> dict[str, list[int]]:
     """The second pass over a text or an unlabelled collection: its ids, written in order, and
     its splits (between documents, for a collection: a document starts after each EOD)."""
+    val_frac, test_frac = options.val_frac, options.test_frac
     points = documents.SplitPoints(n, val_frac, test_frac)
     eod = vocab.index.get(documents.EOD)
     with open(path, "wb") as f:
         written = 0
-        for ids in _encoded(source.texts(opts, chunk_bytes), vocab):
+        for ids in _encoded(source.texts(options, chunk_bytes), vocab):
             f.write(ids.tobytes())
             if eod is not None:
                 points.add(written + np.flatnonzero(ids == eod) + 1)
@@ -171,13 +181,13 @@ def _encoded(texts: Iterator[str], vocab: Vocab) -> Iterator[np.ndarray]:
 
 
 def _split_chars(
-    source: Source, tokenizer: Tokenizer, opts: TextOptions, chunk_bytes: int, splits: dict[str, list[int]]
+    source: Source, tokenizer: Tokenizer, options: CorpusOptions, chunk_bytes: int, splits: dict[str, list[int]]
 ) -> dict[str, int]:
     """The characters of the text that each split's tokens stand for (an end of document
     counts one), read in a third pass: what a loss per token is turned into bits per character with."""
     total = {name: 0 for name in splits}
     at = 0
-    for tokens in tokenizer.stream(source.texts(opts, chunk_bytes)):
+    for tokens in tokenizer.stream(source.texts(options, chunk_bytes)):
         lengths = np.fromiter(map(len, tokens), dtype=np.int64, count=len(tokens))
         for name, (a, b) in splits.items():
             lo, hi = max(a, at) - at, min(b, at + len(tokens)) - at
@@ -214,10 +224,8 @@ def _write_labelled(
     source: Source,
     scan: Scan,
     tmp: Path,
-    opts: TextOptions,
+    options: CorpusOptions,
     chunk_bytes: int,
-    val_frac: float,
-    test_frac: float,
 ) -> dict[str, list[int]]:
     """The second pass over a labelled collection: ids.bin, and labels.bin (the label id of
     each symbol's document). The documents are laid out split by split (train, test, val; see
@@ -228,13 +236,13 @@ def _write_labelled(
     staged = tmp / "ids.staged"
     written = 0
     with open(staged, "wb") as f:
-        for ids in _encoded(source.texts(opts, chunk_bytes), scan.vocab):
+        for ids in _encoded(source.texts(options, chunk_bytes), scan.vocab):
             written += f.write(ids.tobytes())
     itemsize = scan.vocab.dtype.itemsize
     if written != scan.n * itemsize:
         raise InputError(f"{source.name}: the files changed while they were read; run the command again")
 
-    parts = _label_parts(scan, val_frac, test_frac)
+    parts = _label_parts(scan, options.val_frac, options.test_frac)
     rng = np.random.default_rng(SHUFFLE_SEED)
     by_part = [rng.permutation(np.flatnonzero(parts == k)) for k in range(3)]  # train, test, val
     starts = np.cumsum(scan.doc_lengths) - scan.doc_lengths
@@ -294,31 +302,37 @@ def _replace_dir(new: Path, dest: Path) -> None:
         os.replace(new, dest)
 
 
+# The options the cache key has always named itself (the rest of CorpusOptions' fields are
+# named in it when they differ from their defaults; --force only changes whether a file is read)
+KEYED = ("val_frac", "test_frac", "newline", "encoding_errors", "doc_sep", "labels", "tokens", "lowercase",
+         "max_vocab", "min_count", "force")  # fmt: skip
+
+
 def cached_corpus(
     src: Path | list[Path],
     root: Path,
+    options: CorpusOptions = CorpusOptions(),
     *,
-    val_frac: float = VAL_FRAC,
-    test_frac: float = TEST_FRAC,
-    opts: TextOptions = TextOptions(),
-    doc_sep: str | None = None,
-    labels: str | Path | None = None,
-    tokenizer: Tokenizer = Tokenizer(),
-    cap: VocabCap = VocabCap(),
+    tokens: tuple[Tokenizer, VocabCap] | None = None,
 ) -> Corpus:
     """Preprocess `src` into `root/<name>-<hash>/` unless an identical cache entry exists."""
-    source = Source.of(src, doc_sep, force=opts.force, labels=labels)
-    key = f"{source.sha256()}|{val_frac}|{test_frac}|{opts.newline}|{opts.encoding_errors}"
+    source = Source.of(src, options)
+    tokenizer, cap = tokens or chosen_tokens(options)
+    o = options
+    key = f"{source.sha256()}|{o.val_frac}|{o.test_frac}|{o.newline}|{o.encoding_errors}"
     if not tokenizer.plain or cap.capped:
         key += f"|tokens|{tokenizer.kind}|{tokenizer.lowercase}|{cap.max_vocab}|{cap.min_count}"
     if source.documents:
         key += f"|documents|{source.doc_sep!r}"
     if source.labels:
         key += f"|labels|{source.labels}|layout {LABELLED_LAYOUT}"
+    for f in fields(CorpusOptions):
+        if f.name not in KEYED and getattr(o, f.name) != f.default:
+            key += f"|{f.name}={getattr(o, f.name)!r}"
     out = Path(root) / f"{source.name}-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
     if (out / "meta.json").exists():
         try:
             return Corpus.load(out)
         except InputError:
             pass  # a damaged cache entry is rebuilt
-    return preprocess(source, out, val_frac=val_frac, test_frac=test_frac, opts=opts, tokenizer=tokenizer, cap=cap)
+    return preprocess(source, out, options, tokens=(tokenizer, cap))

@@ -2,7 +2,7 @@
 cap keeps), its length, where its documents end, and a labelled collection's labels; the
 checks that need the whole text (empty, only whitespace, a separator never met).
 
-    found = scan_plain(source, TextOptions(), CHUNK_BYTES)   # found.vocab, found.n
+    found = scan_plain(source, CorpusOptions(), CHUNK_BYTES)   # found.vocab, found.n
 """
 
 from __future__ import annotations
@@ -12,9 +12,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from charrnn.config import CorpusOptions
 from charrnn.corpus import documents
 from charrnn.corpus.source import Source
-from charrnn.corpus.text import MAX_CODEPOINT, TextOptions, codepoints
+from charrnn.corpus.text import MAX_CODEPOINT, codepoints
 from charrnn.corpus.tokens import UNK, Tokenizer, VocabCap, coverage
 from charrnn.corpus.vocab import Vocab
 from charrnn.errors import InputError
@@ -39,7 +40,7 @@ def label_dtype(count: int) -> np.dtype:
     return np.dtype(np.uint8 if count <= 256 else np.uint16)
 
 
-def scan_plain(source: Source, opts: TextOptions, chunk_bytes: int) -> Scan:
+def scan_plain(source: Source, opts: CorpusOptions, chunk_bytes: int) -> Scan:
     """The first pass over the text: its vocabulary, its length, and where documents start."""
     present = np.zeros(MAX_CODEPOINT, dtype=bool)
     n = docs = 0
@@ -66,7 +67,7 @@ def _holds_unk(what) -> InputError:
     return InputError(f"{what}: holds U+FDD1, which charrnn keeps for symbols outside a capped vocabulary")
 
 
-def scan_tokens(source: Source, opts: TextOptions, chunk_bytes: int, tokenizer: Tokenizer, cap: VocabCap) -> Scan:
+def scan_tokens(source: Source, opts: CorpusOptions, chunk_bytes: int, tokenizer: Tokenizer, cap: VocabCap) -> Scan:
     """The first pass over a text, or an unlabelled collection, of words or a capped vocabulary:
     every symbol counted, then the vocabulary `cap` keeps (EOD always; UNK if any is left out)."""
     counts: dict[str, int] = {}
@@ -111,7 +112,7 @@ def scan_tokens(source: Source, opts: TextOptions, chunk_bytes: int, tokenizer: 
     return Scan(vocab, n, counts.get(documents.EOD, 0), tokens=record)
 
 
-def scan_labelled(source: Source, opts: TextOptions, chunk_bytes: int) -> Scan:
+def scan_labelled(source: Source, opts: CorpusOptions, chunk_bytes: int) -> Scan:
     """The first pass over a labelled collection: its vocabulary, its documents' labels and
     lengths (12 bytes a document are kept), and the checks that need the whole of it."""
     present = np.zeros(MAX_CODEPOINT, dtype=bool)

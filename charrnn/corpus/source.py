@@ -2,8 +2,8 @@
 a directory, a glob pattern, or a file split at --doc-sep), with their labels; read as text
 in chunks, document by document.
 
-    source = Source.of([Path("names/")], "\\n", labels="from-file")
-    for label, text, end in source.pieces(TextOptions(), CHUNK_BYTES): ...
+    source = Source.of([Path("names/")], CorpusOptions(doc_sep="\\n", labels="from-file"))
+    for label, text, end in source.pieces(CorpusOptions(), CHUNK_BYTES): ...
 """
 
 from __future__ import annotations
@@ -14,8 +14,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from charrnn.config import LABEL_SOURCES, CorpusOptions
 from charrnn.corpus import bundled, documents
-from charrnn.corpus.text import BOM, TextOptions, check_text_file, displayable, file_sha256, iter_text, looks_binary
+from charrnn.corpus.text import BOM, check_text_file, displayable, file_sha256, iter_text, looks_binary
 from charrnn.errors import BadValueError, InputError
 
 
@@ -33,15 +34,14 @@ class Source:
     roots: tuple[Path | None, ...] = ()  # for from-dir: the directory named that each file was found under
 
     @classmethod
-    def of(
-        cls, inputs: Path | list[Path] | None, doc_sep: str | None = None, force: bool = False, labels=None
-    ) -> Source:
-        """The source that `charrnn preprocess` and `train` read from their inputs. `labels` is
-        from-dir or from-file (a label for each file), or the path of a text<TAB>label file,
-        which is then the source itself (the inputs may only name it again)."""
+    def of(cls, inputs: Path | list[Path] | None, options: CorpusOptions = CorpusOptions()) -> Source:
+        """The source that `charrnn preprocess` and `train` read from their inputs, split at
+        `options.doc_sep`. `options.labels` is from-dir or from-file (a label for each file), or
+        the path of a text<TAB>label file, which is then the source itself (the inputs may only
+        name it again)."""
         inputs = [] if inputs is None else [inputs] if isinstance(inputs, (str, Path)) else list(inputs)
-        doc_sep = documents.check_separator(doc_sep)
-        if labels is not None and str(labels) not in documents.LABEL_SOURCES:
+        doc_sep, force, labels = documents.check_separator(options.doc_sep), options.force, options.labels
+        if labels is not None and str(labels) not in LABEL_SOURCES:
             return cls._table(Path(labels), inputs, doc_sep)
         if not inputs:
             raise BadValueError("name a text file, a directory or a pattern")
@@ -85,7 +85,7 @@ class Source:
             raise BadValueError(f"--doc-sep does not apply to --labels {path}: each of its lines is a document")
         return cls([path], documents=True, doc_sep="\n", name=path.stem, labels="tsv")
 
-    def pieces(self, opts: TextOptions, chunk_bytes: int) -> Iterator[tuple[str | None, str, bool]]:
+    def pieces(self, opts: CorpusOptions, chunk_bytes: int) -> Iterator[tuple[str | None, str, bool]]:
         """(label, text, ends a document) pieces of a collection, in order; a document may come
         in several pieces, and an empty one as ("", True) alone. The label is None in a
         collection without labels. Text holding EOD is refused here, for every reader."""
@@ -101,7 +101,7 @@ class Source:
                 _check_no_eod(path, text)
                 yield label, text, end
 
-    def texts(self, opts: TextOptions, chunk_bytes: int, ends: list[int] | None = None) -> Iterator[str]:
+    def texts(self, opts: CorpusOptions, chunk_bytes: int, ends: list[int] | None = None) -> Iterator[str]:
         """The text of every file in turn, in chunks; in a collection each document that is not
         empty is followed by EOD (empty ones are dropped). `ends`, if given, gets the number
         of document ends met, the empty documents' too."""

@@ -1,7 +1,7 @@
 """Text files as text: UTF-8 decoding in chunks (BOM dropped, bad bytes reported by byte
 offset and line), the binary sniff, and the checks a text file must pass.
 
-    for chunk in iter_text(check_text_file(Path("poems.txt")), TextOptions(newline="lf")):
+    for chunk in iter_text(check_text_file(Path("poems.txt")), CorpusOptions(newline="lf")):
         ...
 """
 
@@ -11,31 +11,16 @@ import codecs
 import hashlib
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from charrnn.errors import BadValueError, InputError
+from charrnn.config import CorpusOptions
+from charrnn.errors import InputError
 
 CHUNK_BYTES = 16 << 20
 BOM = codecs.BOM_UTF8
 MAX_CODEPOINT = 0x110000
-
-
-@dataclass(frozen=True)
-class TextOptions:
-    """How raw bytes become text."""
-
-    encoding_errors: str = "strict"  # strict | replace | ignore
-    newline: str = "keep"  # keep | lf
-    force: bool = False  # accept files that look binary
-
-    def __post_init__(self):
-        if self.encoding_errors not in ("strict", "replace", "ignore"):
-            raise BadValueError(f"--encoding-errors must be strict, replace or ignore, not {self.encoding_errors!r}")
-        if self.newline not in ("keep", "lf"):
-            raise BadValueError(f"--newline must be keep or lf, not {self.newline!r}")
 
 
 def check_text_file(path: Path) -> Path:
@@ -72,7 +57,7 @@ def looks_binary(head: bytes) -> str | None:
     return None
 
 
-def iter_text(path: Path, opts: TextOptions = TextOptions(), chunk_bytes: int = CHUNK_BYTES) -> Iterator[str]:
+def iter_text(path: Path, opts: CorpusOptions = CorpusOptions(), chunk_bytes: int = CHUNK_BYTES) -> Iterator[str]:
     """Decode a UTF-8 file chunk by chunk: BOM dropped, errors reported by byte offset and line."""
     decoder = codecs.getincrementaldecoder("utf-8")(errors=opts.encoding_errors)
     lines = 0  # newlines seen before this chunk

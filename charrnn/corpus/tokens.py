@@ -28,6 +28,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from functools import cache
 
+from charrnn.config import WORD_MAX_VOCAB
 from charrnn.errors import BadValueError
 from charrnn.values import is_int
 
@@ -35,7 +36,6 @@ TOKEN_KINDS = ("char", "word")
 UNK = "\ufdd1"  # the symbol of everything outside a capped vocabulary (EOD is U+FDD0)
 _SPECIAL = "\ufdd0\ufdd1"  # EOD and UNK: a token each, whatever follows
 UNK_TEXT = "<unk>"  # how text shows it
-WORD_MAX_VOCAB = 10_000  # --max-vocab's default for word tokens
 
 # Scripts written without spaces between words: each character is a token.
 _NO_SPACES = (
@@ -218,3 +218,10 @@ def settings(
     if min_count is None:
         min_count = like_cap.min_count if same else 1
     return tokenizer, VocabCap(max_vocab, min_count)
+
+
+def chosen_tokens(
+    options, like: Tokenizer | None = None, like_cap: VocabCap | None = None
+) -> tuple[Tokenizer, VocabCap]:
+    """The (tokenizer, cap) that a `CorpusOptions` asks for (see `settings`)."""
+    return settings(options.tokens, options.lowercase or None, options.max_vocab, options.min_count, like, like_cap)

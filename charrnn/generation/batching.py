@@ -30,7 +30,8 @@ from charrnn.config import SampleConfig
 from charrnn.corpus.documents import EOD_TEXT
 from charrnn.corpus.vocab import Vocab
 from charrnn.errors import BadValueError, CharRNNError
-from charrnn.generation.sample import SampleRun, draw, plain, read_primes, tempered
+from charrnn.generation.prime import read_primes
+from charrnn.generation.sample import SampleRun, draw, joined, plain, tempered
 from charrnn.model.rnn import CharRNN
 from charrnn.model.stepper import FastStepper
 
@@ -102,8 +103,10 @@ class Batcher:
         self.model, self.vocab, self.eod_text = model, vocab, eod_text
         self.max_streams, self.max_waiting = max_streams, max_waiting
         self.dispatch = dispatch or deliver_each
+        self.on_step: Callable[[int, float], None] | None = None  # told each step's rows and seconds (metrics)
         self.stepper = FastStepper(model)
         self.waiting: deque[Request] = deque()
+        self.priming: list[Request] = []  # admitted, their primes being read a piece a step
         self.active: list[Request] = []
         self.outbox: dict[Request, list[object]] = {}  # what is to be sent, per request, in order
         self.urgent, self.sent = False, 0.0  # something to send at once; when it was last sent
@@ -151,12 +154,13 @@ class Batcher:
     def load(self) -> dict[str, int]:
         """Rows being generated, and requests waiting for room."""
         with self.wake:
-            return {"streams": sum(r.config.num_samples for r in self.active), "waiting": self._queued()}
+            rows = sum(r.config.num_samples for r in [*self.active, *self.priming])
+            return {"streams": rows, "waiting": self._queued()}
 
     def _queued(self, waiting=None) -> int:
         """How many of the waiting requests the free rows cannot take at the next step (called
         holding the lock): those wait for room; the others are only about to start."""
-        room = self.max_streams - sum(r.config.num_samples for r in self.active)
+        room = self.max_streams - sum(r.config.num_samples for r in [*self.active, *self.priming])
         queued = 0
         for r in self.waiting if waiting is None else waiting:
             if queued or r.config.num_samples > room:
@@ -169,7 +173,7 @@ class Batcher:
         """Cancel everything and stop the loop."""
         with self.wake:
             self.closed = True
-            for r in [*self.waiting, *self.active]:
+            for r in [*self.waiting, *self.priming, *self.active]:
                 r.cancel()
             self.wake.notify()
         if self.thread is not None and self.thread is not threading.current_thread():
@@ -182,25 +186,30 @@ class Batcher:
         """The loop: admit, pick, step, hand over, until `close()`."""
         while True:
             with self.wake:
-                while not self.closed and not self.active and not self.waiting:
+                while not self.closed and not self.active and not self.waiting and not self.priming:
                     self.wake.wait()
                 if self.closed:
                     break
                 joining = self._admit()
             self._start(joining)
+            if self.priming:
+                self._prime()  # a piece of each new prime between two steps of the runs writing
             going = [r for r in self.active if r.cancelled or r.backlog() <= MAX_BACKLOG]  # others are paused
             for request in [r for r in going if r.cancelled]:
                 self._finish(request, "cancelled")
             self._gather([r for r in going if not r.cancelled])
             if self.batch:
+                started, rows = time.perf_counter(), sum(r.config.num_samples for r in self.batch)
                 self._step(self._pick())
+                if self.on_step is not None:
+                    self.on_step(rows, time.perf_counter() - started)
                 self._send()
-            else:  # every run is paused: wait for a client, or a newcomer
+            elif not self.priming:  # every run is paused: wait for a client, or a newcomer
                 self._send(now=True)
                 if self.active:
                     with self.wake:
                         self.wake.wait(timeout=0.01)
-        for request in list(self.active):
+        for request in [*self.active, *self.priming]:
             self._finish(request, "cancelled")
         with self.wake:
             waiting, self.waiting = list(self.waiting), deque()
@@ -210,7 +219,7 @@ class Batcher:
 
     def _admit(self) -> list[Request]:
         """Waiting requests that fit beside the active ones (called holding the lock)."""
-        rows = sum(r.config.num_samples for r in self.active)
+        rows = sum(r.config.num_samples for r in [*self.active, *self.priming])
         joining = []
         while self.waiting and (
             self.waiting[0].cancelled or rows + self.waiting[0].config.num_samples <= self.max_streams
@@ -224,23 +233,29 @@ class Batcher:
         return joining
 
     def _start(self, joining: list[Request]) -> None:
-        """Read the newcomers' primes, one forward pass for each prime length."""
-        by_length: dict[int, list[Request]] = {}
+        """The newcomers' runs, their primes to be read."""
         for request in joining:
             try:
                 request.run = SampleRun(self.vocab, request.config, self.device, self.eod_text, self.model.config)
             except CharRNNError as e:  # a prime outside the vocabulary
                 self._outbox(request, Done("error", error=e))
                 continue
-            by_length.setdefault(len(request.run.prime_ids), []).append(request)
-        for group in by_length.values():
-            read_primes(self.model, [r.run for r in group], self.stepper.convert)
-            for request in group:
-                self._outbox(request, request.run.first)
-                with self.wake:
-                    self.active.append(request)
-                if request.run.finished:  # length 0
-                    self._finish(request, "length")
+            with self.wake:
+                self.priming.append(request)
+
+    def _prime(self) -> None:
+        """Read the next piece of every new prime (`read_primes`: those of one length in one
+        pass); the runs whose prime is read join the ones writing."""
+        for request in [r for r in self.priming if r.cancelled]:
+            self._finish(request, "cancelled")
+        ready = read_primes(self.model, [r.run for r in self.priming], self.stepper.convert)
+        for request in [r for r in self.priming if r.run in ready]:
+            self._outbox(request, request.run.first)
+            with self.wake:
+                self.priming.remove(request)
+                self.active.append(request)
+            if request.run.finished:  # length 0
+                self._finish(request, "length")
 
     def _gather(self, requests: list[Request]) -> None:
         """Make the batched logits and state hold these requests' rows, in this order (they
@@ -331,7 +346,9 @@ class Batcher:
         going_on, kept = [], []
         for request, rows in zip(self.batch, self.rows, strict=True):
             run = request.run
-            self._outbox(request, run.take(listed[rows]))
+            self._outbox(
+                request, run.take(listed[rows], self.logits[rows] if run.config.logprobs is not None else None)
+            )
             if run.picked == 1:
                 self.urgent = True  # the first character goes out at once
             if not run.finished:
@@ -356,8 +373,9 @@ class Batcher:
 
     def _finish(self, request: Request, stopped: str) -> None:
         with self.wake:
-            if request in self.active:
-                self.active.remove(request)
+            for rows in (self.active, self.priming):
+                if request in rows:
+                    rows.remove(request)
         self._outbox(request, Done(stopped))
 
     def _outbox(self, request: Request, item: object) -> None:
@@ -365,7 +383,7 @@ class Batcher:
         one (one item for the server to pass on, not one per step)."""
         items = self.outbox.setdefault(request, [])
         if items and isinstance(item, tuple) and isinstance(items[-1], tuple):
-            items[-1] = tuple(a + b for a, b in zip(items[-1], item, strict=True))
+            items[-1] = joined(items[-1], item)
         else:
             items.append(item)
         if isinstance(item, Done):

@@ -1,10 +1,12 @@
-"""Text generation, piece by piece: prime, temperature, top-k / top-p, stop string, seed.
+"""Text generation, piece by piece: prime, temperature, top-k / top-p, stop strings, seed.
 
     for pieces in generate(model, vocab, SampleConfig(prime="ROMEO:", length=200, seed=7)):
         print(pieces[0], end="")
 
 `generate` yields one tuple per step with a piece of text for each of the
-`num_samples` streams (the prime first). The same seed gives the same text.
+`num_samples` streams (the prime first). The same seed gives the same text. With
+`logprobs=N`, each tuple also carries (as `Pieces.tokens`) each stream's log-probability of
+what it picked and of the N likeliest symbols.
 """
 
 from __future__ import annotations
@@ -13,10 +15,12 @@ from collections.abc import Iterator
 
 import torch
 
-from charrnn.config import MAX_DOCUMENT, ModelConfig, SampleConfig
+from charrnn.config import ModelConfig, SampleConfig
 from charrnn.corpus.documents import EOD, EOD_TEXT
 from charrnn.corpus.vocab import Vocab
 from charrnn.errors import BadValueError
+from charrnn.generation.prime import read_primes
+from charrnn.generation.streams import Documents, Labels, Streams
 from charrnn.model.rnn import CharRNN
 from charrnn.model.stepper import FastStepper
 from charrnn.runtime import generator
@@ -60,8 +64,37 @@ def tempered(logits: torch.Tensor, temp: float | torch.Tensor) -> torch.Tensor:
 
 
 def plain(config: SampleConfig) -> bool:
-    """Sampled from the tempered distribution itself: no argmax, no top-k or top-p cut."""
-    return config.temp > 0 and config.top_k is None and config.top_p is None and config.documents is None
+    """Sampled from the tempered distribution itself: no argmax, no top-k or top-p cut, and
+    nothing to report of it (log-probabilities)."""
+    return (
+        config.temp > 0
+        and config.top_k is None
+        and config.top_p is None
+        and config.documents is None
+        and config.logprobs is None
+    )
+
+
+class Pieces(tuple):
+    """A piece of text for each stream; where log-probabilities were asked for, `tokens` holds
+    each stream's symbols picked since the last pieces: (text, logprob, {text: logprob} of the
+    likeliest), in natural logs of the model's own distribution (before temperature)."""
+
+    tokens: tuple[list, ...] | None = None
+
+    def __new__(cls, pieces, tokens=None):
+        self = super().__new__(cls, pieces)
+        self.tokens = tokens
+        return self
+
+
+def joined(a: tuple, b: tuple) -> tuple:
+    """Two steps' pieces as one (their tokens, if any, too)."""
+    text = tuple(x + y for x, y in zip(a, b, strict=True))
+    ta, tb = getattr(a, "tokens", None), getattr(b, "tokens", None)
+    if ta is None and tb is None:
+        return text
+    return Pieces(text, tuple(x + y for x, y in zip(ta or ([],) * len(a), tb or ([],) * len(b), strict=True)))
 
 
 @torch.no_grad()
@@ -81,7 +114,8 @@ def generate(
         else:
             step, convert = _reference_step(model), None
         run = SampleRun(vocab, config, next(model.parameters()).device, eod_text, model.config)
-        read_primes(model, [run], convert)
+        while not run.primed:
+            read_primes(model, [run], convert)
         yield run.first
         while not run.finished:
             ids, pieces = run.pick()
@@ -100,10 +134,10 @@ class SampleRun:
     stop string. `generate` steps one run alone; a server steps many in one batch, each with
     its own options and seed.
 
-    `read_primes` reads the prime and sets `logits` and `state`; after `first` (the prime as
-    shown), call `pick` (or draw the ids elsewhere and `take` them) until `finished`, stepping
-    the model with the ids in between and setting `logits` and `state` from it. `rest` is then
-    the text still held back, if any.
+    `read_primes` reads the prime (until `primed`) and sets `logits` and `state`; after `first`
+    (the prime as shown), call `pick` (or draw the ids elsewhere and `take` them) until
+    `finished`, stepping the model with the ids in between and setting `logits` and `state`
+    from it. `rest` is then the text still held back, if any.
 
     A labelled model (`model_config.labels`) is stepped with `label_ids` beside the ids."""
 
@@ -118,9 +152,11 @@ class SampleRun:
         self.vocab, self.config = vocab, config
         self.g = generator(config.seed, device)
         self.prime_ids, shown = _prime(vocab, config.prime, unknown=config.unknown, g=self.g)
-        self.labels = _Labels.of(model_config, config, self.g, device)
+        self.labels = Labels.of(model_config, config, self.g, device)
         self.first = (shown,) * config.num_samples
-        self.streams = _Streams(config.num_samples, config.stop)
+        self.streams = Streams(config.num_samples, (config.stop or "", *config.stops))
+        self.prime_read = 0  # ids of the prime read so far (see `read_primes`)
+        self.prime_state = None  # the model's state after them, while the prime is read in pieces
         self.picked = 0  # characters picked for each stream so far
         self.logits: torch.Tensor | None = None  # (B, V)
         self.state = None  # in the stepper's form
@@ -130,8 +166,14 @@ class SampleRun:
         self.chars = list(vocab.shown_chars)
         if self.eod is not None:
             self.chars[self.eod] = eod_text if config.doc_separator is None else config.doc_separator
-        self.docs = _Documents(self, config) if config.documents is not None else None
+        self.docs = Documents(self, config) if config.documents is not None else None
+        if self.docs is not None and config.logprobs is not None:
+            raise BadValueError("logprobs are for text, not for whole documents")
         self.noise: torch.Tensor | None = None  # (B, S, V): noise drawn for the next steps (batching.py)
+
+    @property
+    def primed(self) -> bool:
+        return self.prime_read >= len(self.prime_ids)
 
     @property
     def finished(self) -> bool:
@@ -142,7 +184,7 @@ class SampleRun:
     def pick(self) -> tuple[torch.Tensor, tuple[str, ...]]:
         """The next character of each stream: its ids (B,) and the pieces of text ready to print."""
         ids = self.ids(self.logits)
-        return ids, self.take(ids.tolist())
+        return ids, self.take(ids.tolist(), self.logits)
 
     def ids(self, logits: torch.Tensor) -> torch.Tensor:
         """Next ids (B,) drawn from `logits` (B, V) with this run's options and generator."""
@@ -160,14 +202,38 @@ class SampleRun:
         """(B,): each stream's label id, for a labelled model's next step; else None."""
         return None if self.labels is None else self.labels.ids
 
-    def take(self, ids: list[int]) -> tuple[str, ...]:
-        """The pieces ready to print once each stream has taken its next id."""
+    def take(self, ids: list[int], logits: torch.Tensor | None = None) -> tuple[str, ...]:
+        """The pieces ready to print once each stream has taken its next id (drawn from
+        `logits`, which give their log-probabilities where they are asked for)."""
         self.picked += 1
         if self.labels is not None:
             self.labels.after(ids, self.eod)
         if self.docs is not None:
             return self.docs.take(ids)
-        return self.streams.add([self.chars[j] for j in ids])
+        was_done = list(self.streams.done)
+        pieces = self.streams.add([self.chars[j] for j in ids])
+        if self.config.logprobs is None:
+            return pieces
+        return Pieces(pieces, self._tokens(ids, logits, was_done))
+
+    def _tokens(self, ids: list[int], logits: torch.Tensor, was_done: list[bool]) -> tuple[list, ...]:
+        """Each stream's pick with its log-probability and the likeliest symbols' (none for a
+        stream that was done already)."""
+        lp = torch.log_softmax(logits.double(), dim=-1)
+        k = min(self.config.logprobs, lp.size(-1))
+        top = lp.topk(k, dim=-1) if k else None
+        out = []
+        for s, j in enumerate(ids):
+            if was_done[s]:
+                out.append([])
+                continue
+            alts = (
+                {}
+                if top is None
+                else {self.chars[int(i)]: float(v) for v, i in zip(top.values[s], top.indices[s], strict=True)}
+            )
+            out.append([(self.chars[j], float(lp[s, j]), alts)])
+        return tuple(out)
 
     @property
     def rest(self) -> tuple[str, ...] | None:
@@ -175,27 +241,6 @@ class SampleRun:
         if self.streams.all_done or not self.streams.held:
             return None
         return self.streams.rest()
-
-
-@torch.no_grad()
-def read_primes(model: CharRNN, runs: list[SampleRun], convert=None) -> None:
-    """Read the primes of `runs`, which must all be of one length, in one forward pass, and set
-    each run's `logits` and `state` (in the stepper's form, through `convert`)."""
-    device = next(model.parameters()).device
-    x = torch.cat(
-        [torch.tensor(r.prime_ids, device=device).unsqueeze(0).expand(r.config.num_samples, -1) for r in runs]
-    )  # (B, P)
-    labels = None
-    if runs[0].labels is not None:  # the stream's label at every position of its prime
-        labels = torch.cat([r.labels.ids for r in runs]).unsqueeze(1).expand(-1, x.size(1))
-    logits, state = model(x, None, labels)
-    row = 0
-    for r in runs:
-        rows = slice(row, row + r.config.num_samples)
-        r.logits = logits[rows, -1]  # (B, V)
-        own = tuple(s[:, rows] for s in state)
-        r.state = convert(own) if convert else own
-        row += r.config.num_samples
 
 
 def _prime(vocab: Vocab, prime: str, *, unknown: str, g: torch.Generator) -> tuple[list[int], str]:
@@ -217,159 +262,6 @@ def _prime(vocab: Vocab, prime: str, *, unknown: str, g: torch.Generator) -> tup
     if ids[0] == vocab.unk:  # UNK is the last of a capped vocabulary of words; one of characters sorts it in
         ids = [ids[0] - 1 if ids[0] else 1]
     return ids, vocab.decode(ids)
-
-
-class _Labels:
-    """The label of each stream of a labelled model's run: the one asked for, or for each
-    document one drawn by the label counts (from a generator of its own, seeded from the run's,
-    so the characters' draws are the same whichever labels are drawn)."""
-
-    def __init__(self, model_config: ModelConfig, config: SampleConfig, g, device):
-        self.fixed = None if config.label is None else model_config.label_id(config.label)
-        self.weights = torch.tensor(model_config.label_counts, dtype=torch.float64)
-        self.g = None
-        if self.fixed is None:
-            seed = int(torch.randint(2**62, (1,), generator=g, device=g.device))
-            self.g = torch.Generator().manual_seed(seed)
-        self.ids = torch.tensor([self.draw() for _ in range(config.num_samples)], dtype=torch.long, device=device)
-
-    @classmethod
-    def of(cls, model_config: ModelConfig, config: SampleConfig, g, device) -> _Labels | None:
-        if not model_config.labels:
-            model_config.label_id(config.label)  # refuses a label for a model without labels
-            return None
-        return cls(model_config, config, g, device)
-
-    def draw(self) -> int:
-        if self.fixed is not None:
-            return self.fixed
-        return int(torch.multinomial(self.weights, 1, generator=self.g))
-
-    def after(self, ids: list[int], eod: int | None) -> None:
-        """The streams that took the end of a document write the next one with a new label."""
-        if self.fixed is None:
-            for s, j in enumerate(ids):
-                if j == eod:
-                    self.ids[s] = self.draw()
-
-
-class _Documents:
-    """Whole documents, `config.documents` of them per stream: a document ends where the model
-    writes the end-of-document symbol (not before `min_length` characters; at `max_length`,
-    or MAX_DOCUMENT without one, it is ended there), and the next begins with the prime, fed
-    to the model a character a step. A stream is done after its last document."""
-
-    def __init__(self, run: SampleRun, config: SampleConfig):
-        if run.eod is None:
-            raise BadValueError(
-                "--documents needs a model trained on documents (several files, a directory, --doc-sep)"
-            )
-        n = config.num_samples
-        self.run, self.want = run, config.documents
-        self.min = config.min_length or 0
-        self.max = config.max_length or max(MAX_DOCUMENT, self.min)
-        self.prime = run.prime_ids[1:]  # after the end-of-document symbol
-        if self.max <= len(self.prime):
-            raise BadValueError(f"--max-length {self.max} leaves no room after the {len(self.prime)}-character prime")
-        self.length = [len(self.prime)] * n  # characters of each stream's current document
-        self.written = [0] * n  # documents each stream has finished
-        self.queue: list[list[int]] = [[] for _ in range(n)]  # ids each stream is fed next, instead of a draw
-
-    def masked(self, logits: torch.Tensor) -> torch.Tensor:
-        """No end of a document shorter than `min_length`."""
-        short = [s for s, length in enumerate(self.length) if length < self.min]
-        if not short:
-            return logits
-        logits = logits.clone()
-        logits[short, self.run.eod] = float("-inf")
-        return logits
-
-    def forced(self, ids: torch.Tensor) -> torch.Tensor:
-        """The drawn ids, with the fed ones in their place."""
-        for s, queue in enumerate(self.queue):
-            if queue:
-                ids[s] = queue[0]
-        return ids
-
-    def take(self, ids: list[int]) -> tuple[str, ...]:
-        eod, chars, pieces, ending = self.run.eod, self.run.chars, [], []
-        for s, j in enumerate(ids):
-            fed = bool(self.queue[s]) and self.queue[s][0] == j
-            if fed:
-                self.queue[s].pop(0)
-            if self.written[s] >= self.want:
-                pieces.append("")
-                continue
-            if j == eod:
-                self.written[s] += 1
-                self.length[s] = len(self.prime)
-                if self.written[s] >= self.want:
-                    ending.append(s)
-                    pieces.append("")
-                    continue
-                self.queue[s] = list(self.prime)  # the next document begins with it: shown as it is fed
-                pieces.append(chars[eod])
-                continue
-            if not fed:  # the prime is counted in the length already
-                self.length[s] += 1
-            if self.length[s] >= self.max and not self.queue[s]:
-                self.queue[s] = [eod]
-            pieces.append(chars[j])
-        out = list(self.run.streams.add(pieces))
-        for s in ending:
-            out[s] += self.run.streams.end(s)
-        return tuple(out)
-
-
-class _Streams:
-    """Each stream's new text, held back while it may be the start of the stop string; a
-    stream that meets the stop string ends there, without it."""
-
-    def __init__(self, n: int, stop: str | None):
-        self.stop = stop
-        self.hold = len(stop) - 1 if stop else 0
-        self.pending = [""] * n
-        self.done = [False] * n
-
-    @property
-    def all_done(self) -> bool:
-        return all(self.done)
-
-    @property
-    def held(self) -> bool:
-        return any(self.pending)
-
-    def add(self, pieces: list[str]) -> tuple[str, ...]:
-        """The text ready to print once each stream has taken its next piece (a character; for
-        documents, also a separator and the prime)."""
-        if not self.stop:
-            return tuple("" if done else piece for piece, done in zip(pieces, self.done, strict=True))
-        return tuple(self._add(s, piece) for s, piece in enumerate(pieces))
-
-    def _add(self, s: int, piece: str) -> str:
-        if self.done[s]:
-            return ""
-        self.pending[s] += piece
-        at = self.pending[s].find(self.stop)
-        if at >= 0:
-            self.done[s] = True
-            out, self.pending[s] = self.pending[s][:at], ""
-            return out
-        cut = len(self.pending[s]) - self.hold
-        if cut <= 0:
-            return ""
-        out, self.pending[s] = self.pending[s][:cut], self.pending[s][cut:]
-        return out
-
-    def end(self, s: int) -> str:
-        """Stream `s` is done (its last document is written): what it held back."""
-        self.done[s] = True
-        out, self.pending[s] = self.pending[s], ""
-        return out
-
-    def rest(self) -> tuple[str, ...]:
-        """What is still held back when the length runs out."""
-        return tuple(self.pending)
 
 
 def _reference_step(model: CharRNN):

@@ -10,7 +10,7 @@ from __future__ import annotations
 from html import escape
 from pathlib import Path
 
-from charrnn.classify.classifier import Evaluation
+from charrnn.classify.evaluate import Evaluation
 from charrnn.pages import page_head, write_html
 
 CELL = 26  # pixels per matrix cell

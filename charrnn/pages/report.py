@@ -31,12 +31,12 @@ class Run:
     train: list[dict] = field(default_factory=list)  # metrics.jsonl lines with train_loss
     evals: list[dict] = field(default_factory=list)  # metrics.jsonl lines with val_loss
     samples: list[dict] = field(default_factory=list)  # {"step", "train_loss", "val_loss", "text"}
-    ckpt: dict | None = None  # last.pt (or best.pt) without optimizer, RNG and carried state
+    ckpt: checkpoint.Checkpoint | None = None  # last.pt (or best.pt) without optimizer, RNG and carried state
 
     @property
     def units(self) -> Units:
         """How its losses are reported: per character, or a word model's per token."""
-        return Units.of((self.ckpt or {}).get("corpus"))
+        return Units.of(self.ckpt.corpus if self.ckpt is not None else None)
 
 
 def load_run(run_dir: Path) -> Run:
@@ -51,10 +51,9 @@ def load_run(run_dir: Path) -> Run:
     for name in ("last.pt", "best.pt"):
         if (run_dir / name).is_file():
             try:
-                ckpt = checkpoint.load(run_dir / name)
+                run.ckpt = checkpoint.read(run_dir / name, strict=False).lightened()
             except CharRNNError:
                 continue
-            run.ckpt = {k: v for k, v in ckpt.items() if k not in ("optimizer", "rng", "hidden", "scaler")}
             break
     return run
 
@@ -118,6 +117,26 @@ def _finite_points(xs: list[float], ys: list[float]) -> list[tuple[float, float]
     return [(x, y) for x, y in zip(xs, ys, strict=True) if math.isfinite(x) and math.isfinite(y)]
 
 
+@dataclass(frozen=True)
+class _Frame:
+    """A chart's plot area and its data ranges: where a point (x, y) is drawn."""
+
+    left: float
+    top: float
+    width: float
+    height: float
+    x0: float
+    x1: float
+    y0: float
+    y1: float
+
+    def sx(self, x: float) -> float:
+        return self.left + (x - self.x0) / (self.x1 - self.x0) * self.width
+
+    def sy(self, y: float) -> float:
+        return self.top + (1 - (y - self.y0) / (self.y1 - self.y0)) * self.height
+
+
 def svg_chart(
     series: list[tuple[str, list[float], list[float], str]],
     xlabel: str,
@@ -132,34 +151,41 @@ def svg_chart(
     if not pts:
         return f'<p class="empty">No {html.escape(ylabel)} logged.</p>'
     left, right, top, bottom = 56, 12, 24, 40
-    pw, ph = width - left - right, height - top - bottom
     x0, x1 = min(p[0] for p in pts), max(p[0] for p in pts)
     y0, y1 = min(p[1] for p in pts), max(p[1] for p in pts)
     if x1 == x0:
         x1 = x0 + 1
     pad = (y1 - y0) * 0.05 or abs(y0) * 0.1 or 1.0
-    y0, y1 = y0 - pad, y1 + pad
-
-    def sx(x):
-        return left + (x - x0) / (x1 - x0) * pw
-
-    def sy(y):
-        return top + (1 - (y - y0) / (y1 - y0)) * ph
-
+    f = _Frame(left, top, width - left - right, height - top - bottom, x0, x1, y0 - pad, y1 + pad)
     out = [
         f'<svg class="chart" viewBox="0 0 {width} {height}" '
         f'width="{width}" height="{height}" role="img" aria-label="{html.escape(ylabel)} by {html.escape(xlabel)}">',
-        f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="#fff" stroke="#ccc"/>',
+        f'<rect x="{left}" y="{top}" width="{f.width}" height="{f.height}" fill="#fff" stroke="#ccc"/>',
+        *_axes(f, xlabel, ylabel, height),
     ]
-    for t in nice_ticks(y0, y1):
+    lx = left + 8
+    for name, xs, ys, colour in series:
+        line = _finite_points(xs, ys)
+        if line:
+            out += _series(f, name, line, colour, xlabel, lx)
+            lx += 24 + 7 * len(name)
+    out.append("</svg>")
+    return "".join(out)
+
+
+def _axes(f: _Frame, xlabel: str, ylabel: str, height: int) -> list[str]:
+    """The grid lines with their ticks' values, and the axes' names."""
+    left, top, pw, ph = f.left, f.top, f.width, f.height
+    out = []
+    for t in nice_ticks(f.y0, f.y1):
         out.append(
-            f'<line x1="{left}" x2="{left + pw}" y1="{sy(t):.1f}" y2="{sy(t):.1f}" stroke="#eee"/>'
-            f'<text x="{left - 6}" y="{sy(t) + 4:.1f}" text-anchor="end">{_fmt(t)}</text>'
+            f'<line x1="{left}" x2="{left + pw}" y1="{f.sy(t):.1f}" y2="{f.sy(t):.1f}" stroke="#eee"/>'
+            f'<text x="{left - 6}" y="{f.sy(t) + 4:.1f}" text-anchor="end">{_fmt(t)}</text>'
         )
-    for t in nice_ticks(x0, x1, 6):
+    for t in nice_ticks(f.x0, f.x1, 6):
         out.append(
-            f'<line x1="{sx(t):.1f}" x2="{sx(t):.1f}" y1="{top}" y2="{top + ph}" stroke="#eee"/>'
-            f'<text x="{sx(t):.1f}" y="{top + ph + 16}" text-anchor="middle">{_fmt(t)}</text>'
+            f'<line x1="{f.sx(t):.1f}" x2="{f.sx(t):.1f}" y1="{top}" y2="{top + ph}" stroke="#eee"/>'
+            f'<text x="{f.sx(t):.1f}" y="{top + ph + 16}" text-anchor="middle">{_fmt(t)}</text>'
         )
     out.append(
         f'<text x="{left + pw / 2}" y="{height - 6}" text-anchor="middle" class="axis">{html.escape(xlabel)}</text>'
@@ -168,29 +194,27 @@ def svg_chart(
         f'<text x="14" y="{top + ph / 2}" text-anchor="middle" class="axis" '
         f'transform="rotate(-90 14 {top + ph / 2})">{html.escape(ylabel)}</text>'
     )
-    lx = left + 8
-    for name, xs, ys, colour in series:
-        line = _finite_points(xs, ys)
-        if not line:
-            continue
-        d = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in line)
-        out.append(
-            f'<polyline class="series" data-name="{html.escape(name)}" points="{d}" fill="none" '
-            f'stroke="{colour}" stroke-width="1.8"/>'
-        )
-        if len(line) <= 60:
-            for x, y in line:
-                out.append(
-                    f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="3" fill="{colour}">'
-                    f"<title>{html.escape(name)}: {_fmt(y)} at {html.escape(xlabel)} {_fmt(x)}</title></circle>"
-                )
-        out.append(
-            f'<rect x="{lx}" y="8" width="12" height="3" fill="{colour}"/>'
-            f'<text x="{lx + 16}" y="13">{html.escape(name)}</text>'
-        )
-        lx += 24 + 7 * len(name)
-    out.append("</svg>")
-    return "".join(out)
+    return out
+
+
+def _series(f: _Frame, name: str, line: list[tuple[float, float]], colour: str, xlabel: str, lx: float) -> list[str]:
+    """One series: its line, markers with tooltips where it has few points, its legend entry."""
+    d = " ".join(f"{f.sx(x):.1f},{f.sy(y):.1f}" for x, y in line)
+    out = [
+        f'<polyline class="series" data-name="{html.escape(name)}" points="{d}" fill="none" '
+        f'stroke="{colour}" stroke-width="1.8"/>'
+    ]
+    if len(line) <= 60:
+        for x, y in line:
+            out.append(
+                f'<circle cx="{f.sx(x):.1f}" cy="{f.sy(y):.1f}" r="3" fill="{colour}">'
+                f"<title>{html.escape(name)}: {_fmt(y)} at {html.escape(xlabel)} {_fmt(x)}</title></circle>"
+            )
+    out.append(
+        f'<rect x="{lx}" y="8" width="12" height="3" fill="{colour}"/>'
+        f'<text x="{lx + 16}" y="13">{html.escape(name)}</text>'
+    )
+    return out
 
 
 # --------------------------------------------------------------------------- page

@@ -1,1 +1,2 @@
-"""`charrnn serve`: the ASGI app and the server that runs it."""
+"""`charrnn serve`: the request bodies (`bodies`), the ASGI app (`app`) and the server that runs it
+(`server`)."""

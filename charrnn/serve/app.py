@@ -1,183 +1,234 @@
-"""`charrnn serve`: a trained model over HTTP, many clients sharing one batched sampling step.
+"""`charrnn serve`'s ASGI app: trained models over HTTP, many clients sharing one batched
+sampling step per model.
 
     charrnn serve checkpoints/my-run --port 8000
     curl -N localhost:8000/v1/generate -d '{"prime": "ROMEO:", "length": 200, "stream": true}'
 
 - `POST /v1/generate`: JSON with the options of `charrnn sample` (prime, length, temp, top_k,
-  top_p, stop, seed, num_samples, unknown, documents, min_length, max_length, label). Answers
-  `{"text": ...}` (or `{"texts": [...]}` for num_samples > 1) and `"stopped"` (length, stop,
-  or documents). With `"stream": true` the answer is
-  newline-delimited JSON (application/x-ndjson), one object per line as the text is written:
+  top_p, stop, seed, num_samples, unknown, documents, min_length, max_length, label) and
+  `model` (default: the first served). Answers `{"text": ...}` (or `{"texts": [...]}` for
+  num_samples > 1) and `"stopped"` (length, stop, documents, or cancelled). With `"stream":
+  true` the answer is newline-delimited JSON, one object per line as the text is written:
   `{"text": piece}` (with `"sample": i` when num_samples > 1), then `{"done": true, "stopped": ...}`.
 - `POST /v1/score`: `{"text": ...}` (and `"label"` for a labelled model) -> nats and bits per
   character, and each character's log-probability (a word model's: nats per token, its
   perplexity and token count, and bits per character of the text).
-- `GET /v1/info`: what `charrnn info` shows. `GET /healthz`: streams being written and requests waiting.
-- `GET /`: a page to write from in a browser (no network needed beyond this server).
+- `GET /v1/info`: what `charrnn info` shows, as values. `GET /healthz`: streams being written and
+  requests waiting. `GET /`: a page to write from in a browser (no network beyond this server).
+- OpenAI's `/v1/completions`, `/v1/chat/completions` and `/v1/models`: `charrnn.serve.openai`.
 
-Every bad request is a 4xx with a one-line JSON `{"error": ...}`; past the limits the answer is
-413 (body) or 429 (too many waiting), never a crash. See `charrnn.generation.batching` for how
-concurrent requests share a step.
+Every bad request is a 4xx with a one-line JSON error; past the limits the answer is 413 (body)
+or 429 (too many waiting, with Retry-After), never a crash. What reaches the routes at all is
+`charrnn.serve.guard`'s to decide (Host, Origin, API key, body size and time).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import copy
+import html
 import json
-import signal
-import socket
-import sys
-import threading
+import time
 from pathlib import Path
-from typing import Literal
 
 from fastapi import FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from charrnn import api
 from charrnn.config import SampleConfig, ServeLimits
 from charrnn.errors import CharRNNError
-from charrnn.generation.batching import Batcher, Busy, Closed, Done, deliver_each
+from charrnn.generation.batching import Batcher, Busy, Closed, Done
 from charrnn.pages import page_head
+from charrnn.serve import openai
+from charrnn.serve.bodies import GenerateBody, ScoreBody
+from charrnn.serve.guard import Gate, Guard, error_body
+from charrnn.serve.metrics import Counted, Metrics
+from charrnn.serve.models import Models, Served, UnknownModel, name_of, shorten
 
-MAX_SEED = 2**63 - 1
-
-
-class GenerateBody(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-    prime: str = SampleConfig.prime
-    length: int = Field(SampleConfig.length, ge=0)
-    temp: float = Field(SampleConfig.temp, ge=0, allow_inf_nan=False)
-    top_k: int | None = Field(SampleConfig.top_k, ge=1)
-    top_p: float | None = Field(SampleConfig.top_p, gt=0, le=1)
-    stop: str | None = Field(SampleConfig.stop, min_length=1)
-    seed: int | None = Field(SampleConfig.seed, ge=0, le=MAX_SEED)
-    num_samples: int = Field(SampleConfig.num_samples, ge=1)
-    unknown: Literal["auto", "error", "skip", "unk"] = SampleConfig.unknown
-    allow_unk: bool = SampleConfig.allow_unk
-    documents: int | None = Field(SampleConfig.documents, ge=1)
-    min_length: int | None = Field(SampleConfig.min_length, ge=0)
-    max_length: int | None = Field(SampleConfig.max_length, ge=1)
-    label: str | None = Field(SampleConfig.label, min_length=1)
-    stream: bool = False
-
-
-class ScoreBody(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-    text: str
-    unknown: Literal["auto", "error", "skip", "unk"] = "auto"
-    label: str | None = Field(None, min_length=1)
+RETRY_AFTER = "1"  # seconds a client told 429 should wait
 
 
 class HTTPError(Exception):
-    def __init__(self, status: int, message: str):
-        self.status, self.message = status, message
+    def __init__(self, status: int, message: str, param: str | None = None):
+        self.status, self.message, self.param = status, message, param
 
 
-def create_app(model: api.Model, limits: ServeLimits = ServeLimits(), batcher: Batcher | None = None) -> FastAPI:
-    """The HTTP app over one loaded model. The app's lifespan starts its batcher (one in a
-    thread of its own, unless one is given) and closes it."""
-    given = batcher
-    described = api.info(model.path)  # read once: what /v1/info shows of the model being served
+def create_app(
+    models: api.Model | dict[str, api.Model],
+    limits: ServeLimits = ServeLimits(),
+    batcher: Batcher | None = None,
+    *,
+    gate: Gate | None = None,
+    metrics: bool = False,
+) -> FastAPI:
+    """The HTTP app over one loaded model (or several, by name). Its lifespan starts each
+    model's batcher (in a thread of its own, unless one is given for a single model) and
+    closes it. `gate` says what requests may reach it; `metrics` serves /metrics."""
+    if not isinstance(models, dict):
+        models = {name_of(models.path): models}
+    served = Models.of(models, {next(iter(models)): batcher} if batcher is not None else None)
+    gauges = Metrics(served) if metrics else None
+    app = FastAPI(title="charrnn", docs_url=None, redoc_url=None, openapi_url=None,
+                  lifespan=lambda app: served.running(limits, gauges.on_step if gauges else None))  # fmt: skip
+    gate = gate or Gate(max_body=limits.max_body, timeout=limits.timeout)
+    app.add_middleware(Guard, gate=gate)
+    if gauges is not None:
+        app.add_middleware(Counted, metrics=gauges)
+    if gate.origins:
+        app.add_middleware(CORSMiddleware, allow_origins=list(gate.origins), allow_methods=["*"], allow_headers=["*"])
+    app.state.models, app.state.limits, app.state.metrics, app.state.gate = served, limits, gauges, gate
+    _handle_errors(app)
+    _route(app, served, limits, gauges)
+    openai.route(app, served, limits, gauges)
+    return app
 
-    @contextlib.asynccontextmanager
-    async def lifespan(app: FastAPI):
-        nonlocal batcher
-        if given is None:
-            batcher = Batcher(
-                model.net,
-                model.vocab,
-                max_streams=limits.max_streams,
-                max_waiting=limits.max_waiting,
-                eod_text=model.eod_text,
-            )
-        # what a step writes reaches the requests' queues in one call to the event loop
-        loop = asyncio.get_running_loop()
 
-        def dispatch(outbox):
-            with contextlib.suppress(RuntimeError):  # the loop has closed: nobody is left to tell
-                loop.call_soon_threadsafe(deliver_each, outbox)
+def _handle_errors(app: FastAPI) -> None:
+    """Every refusal is a one-line JSON error with its status (in OpenAI's shape on its routes)."""
 
-        batcher.dispatch = dispatch
-        try:
-            yield
-        finally:
-            batcher.close()
-
-    app = FastAPI(title="charrnn", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
-    app.add_middleware(_BodyLimit, max_body=limits.max_body)
+    def answer(request: Request, status: int, message: str, param: str | None = None) -> JSONResponse:
+        headers = {"Retry-After": RETRY_AFTER} if status == 429 else None
+        body = error_body(request.url.path, status, message.strip().splitlines()[0] if message.strip() else "", param)
+        return JSONResponse(json.loads(body), status_code=status, headers=headers)
 
     @app.exception_handler(ValidationError)
     async def invalid(request: Request, e: ValidationError) -> JSONResponse:
-        return _error(400, _first_problem(e))
+        message, param = first_problem(e)
+        return answer(request, 400, message, param)
 
     @app.exception_handler(HTTPError)
     async def refused(request: Request, e: HTTPError) -> JSONResponse:
-        return _error(e.status, e.message)
+        return answer(request, e.status, e.message, e.param)
 
     @app.exception_handler(CharRNNError)
     async def bad_input(request: Request, e: CharRNNError) -> JSONResponse:
-        return _error(429 if isinstance(e, Busy) else 503 if isinstance(e, Closed) else 400, str(e))
+        status = 429 if isinstance(e, Busy) else 503 if isinstance(e, Closed) else 404 if isinstance(
+            e, UnknownModel) else 400  # fmt: skip
+        return answer(request, status, str(e), "model" if isinstance(e, UnknownModel) else None)
+
+    @app.exception_handler(ClientDisconnect)
+    async def gone(request: Request, e: ClientDisconnect) -> Response:
+        return Response(status_code=499)  # the client went away before its body was in: nobody to answer
 
     @app.exception_handler(StarletteHTTPException)
     async def not_here(request: Request, e: StarletteHTTPException) -> JSONResponse:
-        return _error(e.status_code, f"{request.method} {request.url.path}: {e.detail}")
+        return answer(request, e.status_code, f"{request.method} {shorten(request.url.path)}: {e.detail}")
 
+
+def _route(app: FastAPI, served: Models, limits: ServeLimits, metrics: Metrics | None) -> None:
     @app.post("/v1/generate")
     async def generate(request: Request) -> Response:
         # the body is JSON whatever its declared type: `curl -d` declares a form
-        body = GenerateBody.model_validate_json(await request.body())
-        if body.documents is None and body.length > limits.max_length:  # documents: see _within_limits
-            raise HTTPError(400, f"length {body.length} is more than this server's --max-length {limits.max_length}")
-        if len(body.prime) > limits.max_length:  # read in one pass that every stream waits for
-            too_long = f"the prime is {len(body.prime)} characters, more than this server's --max-length"
-            raise HTTPError(400, f"{too_long} {limits.max_length}")
-        model.vocab.encode(body.prime, unknown=body.unknown, context="the prime text")  # a 400 before any text
-        if body.label is not None:
-            model.net.config.label_id(body.label)
-        body = _within_limits(body, limits)
-        config = SampleConfig(**body.model_dump(exclude={"stream"}))
+        raw = await request.body()
+        one = served.get(model_named(raw))
+        body = GenerateBody.model_validate_json(_without_model(raw))
+        config = sample_config(one, body, limits)
         queue: asyncio.Queue = asyncio.Queue()
-        handle = batcher.submit(config, queue.put_nowait, queue.qsize)
+        handle = one.batcher.submit(config, queue.put_nowait, queue.qsize)
+        first = _first_symbol(metrics, one.name)
         if body.stream:
-            return StreamingResponse(_lines(queue, handle, body.num_samples), media_type="application/x-ndjson")
-        return await _whole(queue, handle, body.num_samples, request)
+            return StreamingResponse(_lines(queue, handle, body.num_samples, first), media_type="application/x-ndjson")
+        return await _whole(queue, handle, body.num_samples, request, first)
 
     @app.post("/v1/score")
     async def score(request: Request) -> dict:
-        body = ScoreBody.model_validate_json(await request.body())
-        s = await asyncio.to_thread(model.score, body.text, unknown=body.unknown, label=body.label)
+        raw = await request.body()
+        one = served.get(model_named(raw))
+        body = ScoreBody.model_validate_json(_without_model(raw))
+        s = await asyncio.to_thread(one.model.score, body.text, unknown=body.unknown, label=body.label)
         counts = {"tokens": len(s.logprobs) + 1, "perplexity": s.perplexity} if s.units.word else {}
         return {"nats": s.nats, "bits": s.bits, "chars": len(s.text), **counts, "logprobs": s.logprobs}
 
     @app.get("/v1/info")
-    def info() -> dict:
-        return {"path": str(described.path), **dict(described.rows), "bytes": described.size}
+    def info(model: str | None = None) -> dict:
+        described = served.get(model).described
+        return {"path": str(described.path), "bytes": described.size, **described.values}
 
     @app.get("/healthz")
     def healthz() -> dict:
-        return {"status": "ok", **batcher.load()}
+        loads = [s.batcher.load() for s in served.served.values()]
+        return {
+            "status": "ok",
+            "streams": sum(x["streams"] for x in loads),
+            "waiting": sum(x["waiting"] for x in loads),
+        }
 
     @app.get("/", response_class=HTMLResponse)
     def page() -> str:
-        return _page(model)
+        return _page(served, app.state.gate)
 
-    return app
+    if metrics is not None:
+
+        @app.get("/metrics")
+        def scrape() -> Response:
+            return Response(metrics.text(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
 
-async def _lines(queue: asyncio.Queue, handle, samples: int):
+def model_named(raw: bytes) -> str | None:
+    """The `model` a JSON body names (None where it names none, or is not an object of JSON:
+    the body's own check then says so)."""
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        return None
+    name = body.get("model") if isinstance(body, dict) else None
+    if name is not None and not isinstance(name, str):
+        raise HTTPError(400, "model: Input should be a valid string", "model")
+    return name
+
+
+def _without_model(raw: bytes) -> bytes:
+    """The body without its `model`, which picks the model rather than an option of it."""
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        return raw  # not JSON: the body's check says so
+    if isinstance(body, dict) and "model" in body:
+        body.pop("model")
+        return json.dumps(body).encode()
+    return raw
+
+
+def sample_config(one: Served, body, limits: ServeLimits) -> SampleConfig:
+    """The sampling a /v1/generate body asks for, refused (a 400) where it is past the limits or
+    names what the model cannot read."""
+    model = one.model
+    if body.documents is None and body.length > limits.max_length:  # documents: see _within_limits
+        raise HTTPError(400, f"length {body.length} is more than this server's --max-length {limits.max_length}")
+    check_prime(body.prime, limits)
+    model.vocab.encode(body.prime, unknown=body.unknown, context="the prime text")  # a 400 before any text
+    if body.label is not None:
+        model.net.config.label_id(body.label)
+    body = _within_limits(body, limits)
+    return SampleConfig(**body.model_dump(exclude={"stream"}))
+
+
+def check_prime(prime: str, limits: ServeLimits, field: str = "prime") -> None:
+    if len(prime) > limits.max_length:  # read in pieces between other streams' steps, but read all the same
+        too_long = f"the {field} is {len(prime)} characters, more than this server's --max-length"
+        raise HTTPError(400, f"{too_long} {limits.max_length}", field)
+
+
+def _first_symbol(metrics: Metrics | None, name: str):
+    """What to call when a request's first symbol is out (the metrics' clock), or None."""
+    if metrics is None:
+        return None
+    since = time.perf_counter()
+    return lambda: metrics.first_symbol(name, since)
+
+
+async def _lines(queue: asyncio.Queue, handle, samples: int, first=None):
     """The streamed answer, a JSON object per line; a client that goes away cancels the run.
     What has piled up since the last line (the model writes faster than the line is sent) goes
     out as one line per sample."""
     try:
         while True:
             items = [await queue.get()]
+            if first is not None:
+                first, _ = None, first()
             while not queue.empty() and not isinstance(items[-1], Done):
                 items.append(queue.get_nowait())
             done = items.pop() if isinstance(items[-1], Done) else None
@@ -195,10 +246,10 @@ async def _lines(queue: asyncio.Queue, handle, samples: int):
         handle.cancel()
 
 
-async def _whole(queue: asyncio.Queue, handle, samples: int, request: Request) -> Response:
-    """The whole answer at once; a client that goes away meanwhile (asked 4 times a second)
-    cancels the run."""
-    texts: list[list[str]] = [[] for _ in range(samples)]
+async def collect(queue: asyncio.Queue, handle, samples: int, request: Request, first=None):
+    """Every item a run delivers until its Done (a client that goes away meanwhile, asked 4
+    times a second, cancels it): (the items, the Done), or None if the client went away."""
+    items: list = []
     clock = asyncio.get_running_loop().time
     ask_at = clock() + 0.25
     try:
@@ -209,24 +260,33 @@ async def _whole(queue: asyncio.Queue, handle, samples: int, request: Request) -
                 item = None
             if clock() >= ask_at:
                 if await request.is_disconnected():
-                    return Response(status_code=499)
+                    return None
                 ask_at = clock() + 0.25
             if item is None:
                 continue
+            if first is not None:
+                first, _ = None, first()
             if isinstance(item, Done):
-                break
-            for buf, piece in zip(texts, item, strict=True):
-                buf.append(piece)
+                return items, item
+            items.append(item)
     finally:
         handle.cancel()
-    if item.error is not None:
-        return _error(400, str(item.error))
-    joined = ["".join(t) for t in texts]
+
+
+async def _whole(queue: asyncio.Queue, handle, samples: int, request: Request, first=None) -> Response:
+    """The whole answer at once."""
+    got = await collect(queue, handle, samples, request, first)
+    if got is None:
+        return Response(status_code=499)
+    items, done = got
+    if done.error is not None:
+        return JSONResponse({"error": str(done.error).splitlines()[0]}, status_code=400)
+    joined = ["".join(item[i] for item in items) for i in range(samples)]
     answer = {"text": joined[0]} if samples == 1 else {"texts": joined}
-    return JSONResponse({**answer, "stopped": item.stopped})
+    return JSONResponse({**answer, "stopped": done.stopped})
 
 
-def _within_limits(body: GenerateBody, limits: ServeLimits) -> GenerateBody:
+def _within_limits(body, limits: ServeLimits):
     """Whole documents (a model of documents) are bounded by --max-length too: all of them
     together, so each is at most its share unless the request asks for less."""
     if body.documents is None:
@@ -241,137 +301,25 @@ def _within_limits(body: GenerateBody, limits: ServeLimits) -> GenerateBody:
     return body
 
 
-def _error(status: int, message: str) -> JSONResponse:
-    first = message.strip().splitlines()[0] if message.strip() else "bad request"
-    return JSONResponse({"error": first}, status_code=status)
-
-
-def _first_problem(e: ValidationError) -> str:
+def first_problem(e: ValidationError) -> tuple[str, str | None]:
+    """A validation error's first problem, in one line, and the field it is about."""
     problem = e.errors()[0] if e.errors() else {}
     where = ".".join(str(p) for p in problem.get("loc", ()) if p != "body")
     what = problem.get("msg", "invalid request")
     if problem.get("type") == "json_invalid":
-        return "the body is not valid JSON"
+        return "the body is not valid JSON", None
     if problem.get("type") == "extra_forbidden":
-        return f"unknown field {where!r}"
-    return f"{where}: {what}" if where else what
+        return f"unknown field {shorten(where)!r}", where or None
+    return (f"{where}: {what}" if where else what), where or None
 
 
-class _TooLarge(Exception):
-    pass
-
-
-class _BodyLimit:
-    """413 for a request body over `max_body` bytes, declared or streamed."""
-
-    def __init__(self, app, max_body: int):
-        self.app, self.max_body = app, max_body
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        declared = dict(scope.get("headers", [])).get(b"content-length")
-        too_large = _error(413, f"the request body is over this server's --max-body {self.max_body} bytes")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_body:
-            return await too_large(scope, receive, send)
-        received = 0
-
-        async def limited():
-            nonlocal received
-            message = await receive()
-            received += len(message.get("body", b""))
-            if received > self.max_body:
-                raise _TooLarge
-            return message
-
-        try:
-            await self.app(scope, limited, send)
-        except _TooLarge:
-            await too_large(scope, receive, send)
-
-
-def _page(model: api.Model) -> str:
-    html = Path(__file__).with_name("serve.html").read_text(encoding="utf-8")
-    name = f"{model.path.parent.name}/{model.path.name}"
-    return html.replace("__HEAD__\n", page_head(f"{name} · charrnn serve")).replace("__NAME__", name)
-
-
-# --------------------------------------------------------------------------- the command
-
-
-def serve(checkpoint_path: Path | None, *, host: str, port: int, limits: ServeLimits, device: str = "cpu") -> None:
-    """Load the model, listen on host:port, and answer until Ctrl-C or SIGTERM (then the
-    requests in flight get a few seconds to finish). HTTP is answered in a second thread; the
-    model is stepped in this one, where torch's CPU threads serve it best."""
-    import uvicorn
-
-    model = api.load(checkpoint_path, device=device)
-    batcher = Batcher(
-        model.net,
-        model.vocab,
-        max_streams=limits.max_streams,
-        max_waiting=limits.max_waiting,
-        thread=False,
-        eod_text=model.eod_text,
+def _page(served: Models, gate: Gate) -> str:
+    page = Path(__file__).with_name("serve.html").read_text(encoding="utf-8")
+    names = [f"{s.model.path.parent.name}/{s.model.path.name}" for s in served.served.values()]
+    options = "".join(f'<option value="{html.escape(n, quote=True)}">{html.escape(n)}</option>' for n in served.names)
+    return (
+        page.replace("__HEAD__\n", page_head(f"{names[0]} · charrnn serve"))
+        .replace("__NAME__", html.escape(", ".join(names)))
+        .replace("__MODELS__", options)
+        .replace("__KEY__", "" if gate.api_key is not None else "hidden")
     )
-    app = create_app(model, limits, batcher)  # before listening: a checkpoint it cannot describe fails here
-    sock = _listen(host, port)
-    url_host = f"[{host}]" if ":" in host else host
-    if host in ("0.0.0.0", "::"):
-        print(
-            f"charrnn: warning: --host {host} answers every network this machine is on, without any authentication",
-            file=sys.stderr,
-        )
-    print(f"serving {model.path} on http://{url_host}:{sock.getsockname()[1]} (Ctrl-C to stop)", file=sys.stderr)
-    log_config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
-    log_config["handlers"]["access"]["stream"] = "ext://sys.stderr"  # stdout is for the product only
-    config = uvicorn.Config(
-        app,
-        log_level="info",
-        log_config=log_config,
-        timeout_graceful_shutdown=5,
-        lifespan="on",
-    )
-    server = uvicorn.Server(config)  # outside the main thread it leaves the signals to us
-    failed: list[BaseException] = []
-
-    def answer() -> None:
-        try:
-            server.run(sockets=[sock])
-        except BaseException as e:  # noqa: BLE001 - handed to the main thread
-            failed.append(e)
-        finally:
-            batcher.close()
-
-    def stop(signum, frame) -> None:  # the first Ctrl-C or SIGTERM drains; a second Ctrl-C stops at once
-        if server.should_exit and signum == signal.SIGINT:
-            server.force_exit = True
-        server.should_exit = True
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, stop)
-    web = threading.Thread(target=answer, name="charrnn-http")
-    web.start()
-    try:
-        batcher.run()  # until the server has stopped
-    finally:
-        server.should_exit = True  # the loop stopped: so does the server, whatever stopped it
-        web.join()
-    if failed:
-        raise failed[0]
-
-
-def _listen(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    # IPPROTO_TCP named, not 0: asyncio sets TCP_NODELAY only on sockets that say they are TCP,
-    # and without it a reply on a kept-alive connection waits ~40 ms for a delayed ACK
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as e:
-        sock.close()
-        raise CharRNNError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
-    sock.listen(2048)
-    sock.set_inheritable(True)
-    return sock

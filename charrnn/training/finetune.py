@@ -22,13 +22,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from charrnn.config import ARCHITECTURE, ModelConfig, TrainConfig
+from charrnn.config import ModelConfig, TrainConfig
 from charrnn.corpus.store import Corpus
 from charrnn.corpus.text import file_sha256
 from charrnn.corpus.vocab import Vocab, shown
 from charrnn.errors import BadValueError, CheckpointError, first_line
 from charrnn.model.rnn import CharRNN
 from charrnn.training import checkpoint, runs
+from charrnn.training.presets import ARCHITECTURE
 
 # the weights whose rows are the vocabulary's characters
 ROWS_ARE_CHARS = ("embed.weight", "head.weight", "head.bias")
@@ -40,18 +41,18 @@ class Parent:
     """The checkpoint a run starts from, and the vocabulary the new run's model has."""
 
     path: Path
-    ckpt: dict
+    ckpt: checkpoint.Checkpoint
     vocab: Vocab  # the parent's characters (same ids), then the new text's new ones
     new: list[str]  # characters of the new text that the parent never saw
 
     @classmethod
-    def open(cls, path: Path, text_vocab: Vocab, ckpt: dict | None = None) -> Parent:
+    def open(cls, path: Path, text_vocab: Vocab, ckpt: checkpoint.Checkpoint | None = None) -> Parent:
         """The model at `path` (a run directory: its best.pt) for a run on a text whose
         characters are `text_vocab`; `ckpt` is that checkpoint, where the caller has read it."""
         path = runs.resolve_checkpoint(path, prefer="best.pt")
-        ckpt = checkpoint.load(path) if ckpt is None else ckpt
+        ckpt = checkpoint.read(path) if ckpt is None else ckpt
         try:
-            vocab, new = checkpoint.vocab(ckpt).extended(text_vocab)
+            vocab, new = ckpt.vocab.extended(text_vocab)
         except ValueError as e:
             raise BadValueError(
                 f"--init-from {path}: {e}; read the text as the model does (--tokens, --lowercase on the text file)"
@@ -65,12 +66,12 @@ class Parent:
 
     @property
     def train_config(self) -> TrainConfig:
-        return checkpoint.train_config(self.ckpt)
+        return self.ckpt.train_config
 
     def model_config(self, settings: dict[str, Any]) -> ModelConfig:
         """The parent's architecture over the new vocabulary; a size flag that contradicts it
         is refused (dropout may change)."""
-        parent = checkpoint.model_config(self.ckpt)
+        parent = self.ckpt.model_config
         for name in ARCHITECTURE:
             if name in settings and settings[name] != getattr(parent, name):
                 raise BadValueError(
@@ -87,12 +88,11 @@ class Parent:
 
     def record(self) -> dict:
         """What the new run's checkpoints say of where they started."""
-        corpus = self.ckpt.get("corpus")
         return {
             "path": str(self.path.resolve()),
             "sha256": file_sha256(self.path),
-            "step": self.ckpt.get("step"),
-            "corpus": corpus.get("name") if isinstance(corpus, dict) else None,
+            "step": self.ckpt.step,
+            "corpus": self.ckpt.corpus.get("name"),
             "chars": self.known,
             "new_chars": len(self.new),
             "new": self.new[:NEW_SHOWN],
@@ -104,7 +104,7 @@ class Parent:
         `corpus`: the new characters' output biases come from their counts in its training split."""
         counts = np.zeros(len(self.vocab), dtype=np.int64)
         counts[corpus.vocab.ids_in(self.vocab)] = corpus.counts("train")
-        weights = self.ckpt["model"]
+        weights = self.ckpt.weights
         own = model.state_dict()
         k = self.known
         try:

@@ -26,13 +26,12 @@ from typing import Protocol
 import torch
 
 from charrnn.config import DEFAULT_MAX_EPOCHS, ModelConfig, TrainConfig
+from charrnn.corpus.documents import eod_text
 from charrnn.corpus.store import Corpus
 from charrnn.errors import BadValueError, PeerLostError, TrainingError, first_line
 from charrnn.generation.sample import sample_text
 from charrnn.model.rnn import CharRNN, State
 from charrnn.runtime import (
-    autocast,
-    needs_loss_scaling,
     pick_device,
     pick_precision,
     rng_state,
@@ -42,10 +41,11 @@ from charrnn.runtime import (
 )
 from charrnn.training import checkpoint, distributed, runlog
 from charrnn.training.batches import StreamBatcher
-from charrnn.training.checkpoint import TrainState
+from charrnn.training.checkpoint import Checkpoint, TrainState
 from charrnn.training.distributed import Ranks
 from charrnn.training.finetune import Parent
 from charrnn.training.scoring import mean_loss
+from charrnn.training.step import TrainStep
 from charrnn.values import Units, perplexity
 
 MAX_BAD_STEPS = 8  # consecutive non-finite steps before training gives up
@@ -124,7 +124,7 @@ def train(
     *,
     run_dir: Path,
     callbacks: Callbacks | None = None,
-    resume: dict | None = None,
+    resume: Checkpoint | dict | None = None,
     parent: Parent | None = None,
     should_stop: Callable[[], bool] | None = None,
     auto: dict | None = None,
@@ -132,7 +132,10 @@ def train(
     """Train a new model (`model_cfg`), starting from random weights or from the trained
     model `parent`, or go on from a checkpoint (`resume`, whose model config is used) on
     `corpus`, writing checkpoints and logs to `run_dir`. Under torchrun (or `charrnn train
-    --nproc`) this is one rank of a data-parallel run."""
+    --nproc`) this is one rank of a data-parallel run. `resume` may be a file's payload, as
+    `checkpoint.load` returns it."""
+    if isinstance(resume, dict):
+        resume = Checkpoint.from_payload(resume)
     ranks = distributed.from_env()
     run_dir = Path(run_dir)
     device = pick_device(cfg.device)
@@ -144,7 +147,7 @@ def train(
         raise TrainingError(f"the training processes could not connect ({first_line(e)})") from None
     try:
         trainer = _Trainer(corpus, model_cfg, cfg, resume=resume, parent=parent, ranks=ranks, device=device, rows=rows)
-        trainer.auto = auto if resume is None else resume.get("auto")
+        trainer.auto = auto if resume is None else resume.auto
         result = trainer.run(
             run_dir, callbacks if callbacks is not None and ranks.is_main else _Silent(), should_stop or (lambda: False)
         )
@@ -160,12 +163,19 @@ def train(
     return result
 
 
-def _param_groups(model: CharRNN, weight_decay: float) -> list[dict]:
-    # Decay weight matrices only; biases and the embedding tables (characters, labels) stay free.
-    decay, free = [], []
-    for name, p in model.named_parameters():
-        (decay if p.dim() >= 2 and not name.startswith(("embed.", "label_embed.")) else free).append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": free, "weight_decay": 0.0}]
+def corpus_record(corpus: Corpus) -> dict:
+    """What a run's checkpoints say of the corpus it trains on."""
+    meta = corpus.meta
+    return {
+        "name": corpus.name,
+        "sha256": meta.get("source_sha256"),
+        "path": str(corpus.path.resolve()),
+        "chars": meta.get("chars"),
+        "split_sizes": meta.get("split_sizes"),
+        "documents": meta.get("documents"),  # a collection of documents, each ended by documents.EOD
+        "doc_sep": meta.get("doc_sep"),
+        "tokens": meta.get("tokens"),  # a word model's or capped vocabulary's: how its symbols were chosen
+    }
 
 
 @dataclass
@@ -197,101 +207,99 @@ class _Trainer:
         model_cfg: ModelConfig | None,
         cfg: TrainConfig,
         *,
-        resume: dict | None,
+        resume: Checkpoint | None,
         parent: Parent | None,
         ranks: Ranks,
         device: torch.device,
         rows: slice,
     ):
-        # the model's vocabulary: the corpus's, or a fine-tuned model's (its parent's, then new ones)
-        self.vocab = corpus.vocab
-        self.parent = parent  # only for a run starting from it, not for a resumed one
-        self.parent_record = None if parent is None else parent.record()
-        if resume is not None:
-            model_cfg = checkpoint.model_config(resume)
-            checkpoint.check_resumes_on(
-                resume, corpus_vocab=corpus.vocab, corpus_name=corpus.name, cfg=cfg, corpus_labels=corpus.labels
-            )
-            self.vocab = checkpoint.vocab(resume)
-            self.parent_record = resume.get("parent")
-        elif parent is not None:
-            self.vocab = parent.vocab
-        assert model_cfg is not None and model_cfg.vocab_size == len(self.vocab)
-        if model_cfg.labels != tuple(corpus.labels):
-            raise BadValueError("the model's labels are not the corpus's: build its config from the corpus")
+        model_cfg = self._going_on(corpus, model_cfg, cfg, resume, parent)
         self.precision = training_precision(cfg.precision, device, model_cfg.model)
         self.corpus, self.model_cfg, self.cfg = corpus, model_cfg, cfg
         self.ranks, self.device, self.rows = ranks, device, rows
         self.resumed = resume is not None
-
-        seed_everything(cfg.seed)
-        self.model = CharRNN(model_cfg)
-        if model_cfg.softmax == "adaptive" and resume is None and parent is None:  # the others load their order
-            self.model.set_order(corpus.counts("train"))
-        if parent is not None:
-            parent.load_into(self.model, corpus)
-        self.model = self.model.to(device)
-        if ranks.rank:
-            seed_everything(cfg.seed + ranks.rank)  # same initial weights, different dropout masks
-        self.net = torch.nn.parallel.DistributedDataParallel(self.model) if ranks.enabled else self.model
-        self.params = list(self.model.parameters())
-        # --ema: a shadow copy whose weights follow the trained ones; it is what is evaluated,
-        # sampled and saved as best.pt (last.pt keeps the trained weights, and the shadow beside them)
-        self.ema_model: CharRNN | None = None
-        if cfg.ema:
-            self.ema_model = copy.deepcopy(self.model).eval().requires_grad_(False)
-        # fused: one kernel for the whole update instead of a few per parameter tensor
-        self.opt = torch.optim.AdamW(
-            _param_groups(self.model, cfg.weight_decay),
-            lr=cfg.lr,
-            betas=(0.9, 0.99),
-            fused=device.type in ("cuda", "cpu"),
-        )
-        self.scaler = torch.amp.GradScaler(device.type, enabled=needs_loss_scaling(device, self.precision))
-        self.batcher = StreamBatcher(corpus.split_reader("train", self.vocab), cfg.batch_size, cfg.seq_len, rows=rows)
-        self.val_ids = corpus.split_reader("val", self.vocab)
-        # a labelled model's labels: the same windows over each symbol's label id (the targets' are the inputs')
-        self.label_batcher = self.val_labels = None
-        if model_cfg.labels:
-            train_labels = corpus.label_reader("train")
-            self.label_batcher = StreamBatcher(train_labels, cfg.batch_size, cfg.seq_len, rows=rows)
-            self.val_labels = corpus.label_reader("val")
-
+        self._build_model(fresh=resume is None and parent is None)
+        self._read_data(rows)
         self.state = TrainState()
         self.hidden: State | None = None  # carried from batch to batch, float32
         if resume is not None:
             self._restore(resume)
         self.total_steps = self._total_steps()
-        meta = corpus.meta
-        self.corpus_info = {
-            "name": corpus.name,
-            "sha256": meta.get("source_sha256"),
-            "path": str(corpus.path.resolve()),
-            "chars": meta.get("chars"),
-            "split_sizes": meta.get("split_sizes"),
-            "documents": meta.get("documents"),  # a collection of documents, each ended by documents.EOD
-            "doc_sep": meta.get("doc_sep"),
-            "tokens": meta.get("tokens"),  # a word model's or capped vocabulary's: how its symbols were chosen
-        }
+        self.corpus_info = corpus_record(corpus)
         self.units = Units.of(self.corpus_info)
         self.meter = _Meter(elapsed0=self.state.elapsed_s)
         self.bad_steps = 0  # non-finite steps in a row
         self.last_eval_step = -1
         self.auto: dict | None = None  # set by `train`: how --preset auto chose
 
-    def _restore(self, ckpt: dict) -> None:
-        self.state = TrainState.from_payload(ckpt, self.cfg.seq_len)
+    def _going_on(
+        self, corpus: Corpus, model_cfg, cfg, resume: Checkpoint | None, parent: Parent | None
+    ) -> ModelConfig:
+        """The model's config and vocabulary: the corpus's, or a resumed run's, or a fine-tuned
+        model's (its parent's characters, then the new ones)."""
+        self.vocab = corpus.vocab
+        self.parent = parent  # only for a run starting from it, not for a resumed one
+        self.parent_record = None if parent is None else parent.record()
+        if resume is not None:
+            model_cfg = resume.model_config
+            checkpoint.check_resumes_on(
+                resume, corpus_vocab=corpus.vocab, corpus_name=corpus.name, cfg=cfg, corpus_labels=corpus.labels
+            )
+            self.vocab = resume.vocab
+            self.parent_record = resume.parent
+        elif parent is not None:
+            self.vocab = parent.vocab
+        assert model_cfg is not None and model_cfg.vocab_size == len(self.vocab)
+        if model_cfg.labels != tuple(corpus.labels):
+            raise BadValueError("the model's labels are not the corpus's: build its config from the corpus")
+        return model_cfg
+
+    def _build_model(self, fresh: bool) -> None:
+        """The model (its parent's weights in a fine-tuning run), its step and its average."""
+        cfg, ranks = self.cfg, self.ranks
+        seed_everything(cfg.seed)
+        self.model = CharRNN(self.model_cfg)
+        if self.model_cfg.softmax == "adaptive" and fresh:  # the others load their order
+            self.model.set_order(self.corpus.counts("train"))
+        if self.parent is not None:
+            self.parent.load_into(self.model, self.corpus)
+        self.model = self.model.to(self.device)
+        if ranks.rank:
+            seed_everything(cfg.seed + ranks.rank)  # same initial weights, different dropout masks
+        self.net = torch.nn.parallel.DistributedDataParallel(self.model) if ranks.enabled else self.model
+        self.train_step = TrainStep(self.model, cfg, self.device, self.precision, self.net)
+        self.params = self.train_step.params
+        # --ema: a shadow copy whose weights follow the trained ones; it is what is evaluated,
+        # sampled and saved as best.pt (last.pt keeps the trained weights, and the shadow beside them)
+        self.ema_model: CharRNN | None = None
+        if cfg.ema:
+            self.ema_model = copy.deepcopy(self.model).eval().requires_grad_(False)
+
+    def _read_data(self, rows: slice) -> None:
+        """This process's streams of the training split, and the val split (with a labelled
+        model's labels: the same windows over each symbol's label id)."""
+        corpus, cfg = self.corpus, self.cfg
+        self.batcher = StreamBatcher(corpus.split_reader("train", self.vocab), cfg.batch_size, cfg.seq_len, rows=rows)
+        self.val_ids = corpus.split_reader("val", self.vocab)
+        self.label_batcher = self.val_labels = None
+        if self.model_cfg.labels:
+            train_labels = corpus.label_reader("train")
+            self.label_batcher = StreamBatcher(train_labels, cfg.batch_size, cfg.seq_len, rows=rows)
+            self.val_labels = corpus.label_reader("val")
+
+    def _restore(self, ckpt: Checkpoint) -> None:
+        self.state = ckpt.resumable_state(self.cfg.seq_len)
         try:  # a checkpoint that loads can still hold a damaged training state
-            self.model.load_state_dict(ckpt["model"])
-            self.opt.load_state_dict(ckpt["optimizer"])
+            self.model.load_state_dict(ckpt.weights)
+            self.train_step.opt.load_state_dict(ckpt.optimizer)
             if self.ema_model is not None:  # a run that had no shadow starts one from its weights
-                self.ema_model.load_state_dict(ckpt.get("ema") or ckpt["model"])
-            if ckpt.get("scaler"):
-                self.scaler.load_state_dict(ckpt["scaler"])
+                self.ema_model.load_state_dict(ckpt.ema or ckpt.weights)
+            if ckpt.scaler:
+                self.train_step.scaler.load_state_dict(ckpt.scaler)
             hidden = checkpoint.carried_state(ckpt, self.model_cfg, batch_size=self.cfg.batch_size, rows=self.rows)
             self.hidden = None if hidden is None else tuple(h.to(self.device) for h in hidden)
             if self.ranks.is_main:
-                set_rng_state(ckpt["rng"])
+                set_rng_state(ckpt.rng)
         except (KeyError, TypeError, ValueError, OverflowError, RuntimeError, AttributeError, IndexError) as e:
             raise checkpoint.damaged_state(e) from None
 
@@ -411,22 +419,12 @@ class _Trainer:
         if self.label_batcher is not None:
             labels = torch.from_numpy(self.label_batcher.batch_at(state.offset)[1]).to(self.device, non_blocking=True)
         lr = lr_at(cfg, state.step, self._progress()) * state.lr_scale
-        for param_group in self.opt.param_groups:
-            param_group["lr"] = lr
-        with autocast(self.device, self.precision):
-            losses, new_state = self.net(x, self.hidden, labels, targets=y)
-        loss = losses.mean()
-        self.opt.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward()
-        self.scaler.unscale_(self.opt)
-        gnorm = torch.nn.utils.clip_grad_norm_(self.params, cfg.grad_clip if cfg.grad_clip > 0 else float("inf"))
-        loss_v = float(loss.detach())
-        ok = math.isfinite(loss_v) and (math.isfinite(float(gnorm)) or self.scaler.is_enabled())
+        loss_v, gnorm, new_state = self.train_step.backward(x, y, self.hidden, labels, lr)
+        ok = math.isfinite(loss_v) and (math.isfinite(gnorm) or self.train_step.scaled)
         if ranks.enabled:
             ok = not distributed.all_max([int(not ok)], ranks, self.device)[0]
         if ok:
-            self.scaler.step(self.opt)
-            self.scaler.update()
+            self.train_step.apply()
             self._update_ema()
             self.bad_steps = 0
             # float32 whatever autocast ran in, so a resume in another precision can take it
@@ -439,7 +437,7 @@ class _Trainer:
         state.offset += cfg.seq_len
         self.meter.chars += x.numel() * ranks.world
         state.elapsed_s = self.meter.elapsed()
-        self._report_step(lr, float(gnorm))
+        self._report_step(lr, gnorm)
 
     def _update_ema(self) -> None:
         if self.ema_model is None:
@@ -530,7 +528,7 @@ class _Trainer:
         text = sample_text(
             self._evaluated(),
             self.vocab,
-            eod_text=checkpoint.eod_text({"corpus": self.corpus_info}),
+            eod_text=eod_text(self.corpus_info),
             length=cfg.sample_length,
             temp=cfg.sample_temp,
             seed=cfg.seed + state.step,
@@ -544,15 +542,16 @@ class _Trainer:
         hidden = None if self.hidden is None else [distributed.gather_rows(h, self.ranks) for h in self.hidden]
         if not self.ranks.is_main:
             return
-        payload = self.state.to_payload(
+        ckpt = Checkpoint(
             model_config=self.model_cfg,
             train_config=self.cfg,
             vocab=self.vocab,
             weights=(self._evaluated() if kind == "best" else self.model).state_dict(),
+            state=self.state,
             # best.pt's weights are the shadow's already; last.pt keeps it beside the trained ones
             ema=None if self.ema_model is None or kind == "best" else self.ema_model.state_dict(),
-            optimizer=self.opt.state_dict(),
-            scaler=self.scaler.state_dict() if self.scaler.is_enabled() else None,
+            optimizer=self.train_step.opt.state_dict(),
+            scaler=self.train_step.scaler.state_dict() if self.train_step.scaled else None,
             hidden=hidden,
             rng=rng_state(),
             precision=self.precision,
@@ -562,7 +561,7 @@ class _Trainer:
             auto=self.auto,
         )
         path = self.run_dir / f"{kind}.pt"
-        checkpoint.save(payload, path)
+        checkpoint.write(ckpt, path)
         self.cb.on_checkpoint(path, kind)
 
     def _finish(self, stopped: str) -> None:

@@ -11,10 +11,9 @@ import re
 from datetime import datetime
 from pathlib import Path
 
-from charrnn.config import TEST_FRAC, VAL_FRAC
+from charrnn.config import CorpusOptions
 from charrnn.corpus.preprocess import cached_corpus
 from charrnn.corpus.store import Corpus
-from charrnn.corpus.text import TextOptions
 from charrnn.corpus.tokens import Tokenizer, VocabCap
 from charrnn.errors import BadValueError, CheckpointError, InputError
 from charrnn.training import checkpoint, runlog
@@ -44,6 +43,10 @@ def resolve_checkpoint(path: Path, prefer: str = "best.pt") -> Path:
         for name in (prefer, "last.pt", "best.pt"):
             if (path / name).is_file():
                 return path / name
+        runs = sorted((p.parent for p in path.glob("*/*.pt")), key=lambda d: d.stat().st_mtime, reverse=True)
+        if runs:  # the folder of runs itself: name one of them
+            newest = ", ".join(str(d) for d in dict.fromkeys(runs[:3]))
+            raise CheckpointError(f"{path}: is a folder of runs, not a run; name one, as {newest}")
         raise CheckpointError(f"{path}: run directory holds no best.pt or last.pt")
     if not path.exists():
         raise CheckpointError(f"{path}: no such checkpoint or run directory")
@@ -62,7 +65,7 @@ def latest_run(root: Path = CHECKPOINTS) -> Path:
     return max(found, key=lambda p: p.stat().st_mtime).parent
 
 
-def check_run_dir(run_dir: Path, resumed: Path | None = None, ckpt: dict | None = None) -> None:
+def check_run_dir(run_dir: Path, resumed: Path | None = None, ckpt: checkpoint.Checkpoint | None = None) -> None:
     """Refuse a run directory whose files this run would overwrite by mistake: another run's,
     an earlier run's logs, or (resuming in place from `resumed`) a newer last.pt."""
     held = [n for n in RUN_FILES if (run_dir / n).exists()]
@@ -99,41 +102,26 @@ def is_preprocessed(inputs: Path | list[Path] | None) -> bool:
 
 def open_corpus(
     inputs: Path | list[Path],
+    options: CorpusOptions = CorpusOptions(),
     *,
-    val_frac: float = VAL_FRAC,
-    test_frac: float = TEST_FRAC,
-    opts: TextOptions = TextOptions(),
-    doc_sep: str | None = None,
-    labels: str | Path | None = None,
     tokens: tuple[Tokenizer, VocabCap] | None = None,
     root: Path = CORPORA,
 ) -> Corpus:
     """A preprocessed corpus directory, or a text file (or bundled corpus), or a collection of
-    documents (files, directories of text, patterns; labelled by `labels`) preprocessed into
-    the cache (once)."""
+    documents (files, directories of text, patterns; labelled by `options.labels`) preprocessed
+    into the cache (once), its symbols `tokens`' where given, else those `options` choose."""
     inputs = [] if inputs is None else [inputs] if isinstance(inputs, (str, Path)) else list(inputs)
     if is_preprocessed(inputs):
-        for given, option in ((doc_sep, "--doc-sep"), (labels, "--labels")):
+        for given, option in ((options.doc_sep, "--doc-sep"), (options.labels, "--labels")):
             if given is not None:
                 raise BadValueError(f"{option} is for text: a preprocessed corpus has its documents already")
         return Corpus.load(inputs[0])  # its symbols are chosen: `tokens` does not apply
-    tokenizer, cap = tokens or (Tokenizer(), VocabCap())
-    return cached_corpus(
-        inputs,
-        root,
-        val_frac=val_frac,
-        test_frac=test_frac,
-        opts=opts,
-        doc_sep=doc_sep,
-        labels=labels,
-        tokenizer=tokenizer,
-        cap=cap,
-    )
+    return cached_corpus(inputs, root, options, tokens=tokens or (Tokenizer(), VocabCap()))
 
 
-def checkpoint_corpus(ckpt: dict, instead: str) -> Path:
+def checkpoint_corpus(ckpt: checkpoint.Checkpoint, instead: str) -> Path:
     """The preprocessed corpus a checkpoint was trained on, where it is still on this machine."""
-    path = ckpt.get("corpus", {}).get("path")
+    path = ckpt.corpus_path
     if not path or not (Path(path) / "meta.json").is_file():
         raise InputError(f"the checkpoint's corpus is not on this machine; {instead}")
     return Path(path)

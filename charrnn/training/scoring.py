@@ -1,19 +1,27 @@
-"""The loss of a model over a text: the deterministic pass behind training's validation and
-`charrnn eval`.
+"""The loss of a model over a text: the deterministic pass behind training's validation,
+`charrnn eval` (`evaluate`) and a text's score.
 
     loss = mean_loss(model, corpus.split("val"), batch_size=32, seq_len=128)   # nats/char
+    evaluate("checkpoints/my-run", file=Path("holdout.txt")).loss
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
+
 import numpy as np
 import torch
 
+from charrnn.corpus.store import Corpus
+from charrnn.corpus.text import check_text_file, iter_text
+from charrnn.errors import BadValueError, CheckpointError, InputError
 from charrnn.model.rnn import CharRNN
-from charrnn.runtime import autocast
-from charrnn.training import distributed
+from charrnn.runtime import autocast, pick_device, pick_precision
+from charrnn.training import checkpoint, distributed, runs
 from charrnn.training.batches import eval_batches
 from charrnn.training.distributed import Ranks
+from charrnn.values import Units, perplexity
 
 
 @torch.no_grad()
@@ -72,3 +80,70 @@ def char_logprobs(model: CharRNN, ids: torch.Tensor, *, window: int = 1024, labe
         out.append(logp.gather(1, y[:, None])[:, 0])
     model.train(was_training)
     return torch.cat(out).cpu()
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    what: str  # "val split of <corpus>", or the file's path
+    loss: float  # nats per symbol: per character, or a word model's per token
+    predictions: int
+    units: Units = Units()  # how the loss is reported (a word model's: per token, with perplexity)
+
+    @property
+    def bits(self) -> float | None:
+        """Bits per character of the text (None where a word model's text length is unknown)."""
+        return self.units.bpc(self.loss)
+
+    @property
+    def perplexity(self) -> float:
+        """exp(loss): a word model's figure (per token); a character model's per character."""
+        return perplexity(self.loss)
+
+
+def evaluate(
+    checkpoint_path: Path,
+    *,
+    split: str = "val",
+    file: Path | None = None,
+    unknown: str = "auto",
+    device: str = "auto",
+    label: str | None = None,
+) -> Evaluation:
+    """A model's loss on a split of its corpus, or on any UTF-8 file, as `charrnn eval`. A
+    labelled model reads its corpus's labels, and a file as text of `label`."""
+    path = runs.resolve_checkpoint(checkpoint_path)
+    dev = pick_device(device)
+    model, vocab, ckpt = checkpoint.load_model(path, dev)
+    tc = ckpt.train_config
+    labels = None
+    if file is not None:
+        label_id = model.config.label_id(label)
+        content = "".join(iter_text(check_text_file(file)))
+        ids = np.asarray(vocab.encode(content, unknown=unknown, context=str(file)), dtype=np.int64)
+        labels = None if label_id is None else np.full(len(ids), label_id, dtype=np.int64)
+        what = str(file)
+        units = vocab.units_of(content, unknown, len(ids) - 1)
+    else:
+        cpath = runs.checkpoint_corpus(ckpt, "use --file to evaluate on a text file")
+        corpus = Corpus.load(cpath)
+        try:  # a fine-tuned model orders the corpus's characters its own way
+            ids = corpus.split_reader(split, vocab)
+        except InputError as e:  # symbols the model lacks, or symbols of another kind
+            raise CheckpointError(str(e)) from None
+        if label is not None:
+            raise BadValueError("--label is for --file: a split is read with its own documents' labels")
+        labels = runs.split_labels(corpus, model.config.labels, split)
+        what = f"{split} split of {corpus.name}"
+        units = Units.of(corpus.meta, split)
+    if len(ids) < 2:
+        raise InputError(f"{what} has fewer than 2 characters: nothing to evaluate")
+    loss = mean_loss(
+        model,
+        ids,
+        batch_size=tc.eval_batch_size,
+        seq_len=tc.seq_len,
+        device=dev,
+        precision=pick_precision("fp32", dev),
+        labels=labels,
+    )
+    return Evaluation(what, loss, len(ids) - 1, units)
