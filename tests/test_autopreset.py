@@ -30,6 +30,7 @@ def test_the_curves_are_read_in_log_characters_and_held_flat_past_their_ends(tab
     assert predicted_loss("small", 10) == pytest.approx(2.3) and predicted_loss("small", 1e9) == pytest.approx(1.5)
 
 
+@pytest.mark.slow
 def test_it_chooses_what_the_budget_buys_at_the_measured_speeds(table, monkeypatch, mixed_corpus):
     speeds = {"tiny": 40_000.0, "small": 20_000.0, "medium": 10_000.0, "large": None}
     monkeypatch.setattr(autopreset, "measure", lambda corpus, preset, *a: speeds[preset])

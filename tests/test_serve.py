@@ -275,9 +275,9 @@ def test_sigterm_lets_a_stream_finish_and_exits_0(tiny_run, tmp_path):
 @pytest.mark.slow
 def test_every_network_is_a_warning_and_a_taken_port_one_line(tiny_run, tmp_path):
     # other machines without a key: refused, unless --no-auth says so on purpose
-    serve_all = [sys.executable, "-m", "charrnn", "serve", str(tiny_run), "--host", "0.0.0.0"]
-    keyless = subprocess.run(serve_all, cwd=tmp_path, env=subprocess_env(), capture_output=True, text=True, timeout=120)
-    assert keyless.returncode == 2 and "--api-key" in keyless.stderr and keyless.stderr.count("\n") == 1
+    keyless = fork_charrnn("serve", tiny_run, "--host", "0.0.0.0", cwd=tmp_path)
+    _, stderr = keyless.communicate(timeout=120)
+    assert keyless.returncode == 2 and "--api-key" in stderr and stderr.count("\n") == 1
     with running(tiny_run, "--host", "0.0.0.0", "--no-auth", cwd=tmp_path) as (url, proc, log):
         assert any("charrnn: warning: --host 0.0.0.0 answers every network" in line for line in log)
         port = url.rsplit(":", 1)[1]
