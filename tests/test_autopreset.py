@@ -30,6 +30,7 @@ def test_the_curves_are_read_in_log_characters_and_held_flat_past_their_ends(tab
     assert predicted_loss("small", 10) == pytest.approx(2.3) and predicted_loss("small", 1e9) == pytest.approx(1.5)
 
 
+@pytest.mark.slow
 def test_it_chooses_what_the_budget_buys_at_the_measured_speeds(table, monkeypatch, mixed_corpus):
     speeds = {"tiny": 40_000.0, "small": 20_000.0, "medium": 10_000.0, "large": None}
     monkeypatch.setattr(autopreset, "measure", lambda corpus, preset, *a: speeds[preset])
@@ -46,6 +47,7 @@ def test_it_chooses_what_the_budget_buys_at_the_measured_speeds(table, monkeypat
     assert choose(mixed_corpus, 1000, {}, cpu).preset == "small"
 
 
+@pytest.mark.slow
 def test_measuring_stays_within_its_share_of_the_budget(table, monkeypatch, mixed_corpus):
     deadlines, speed = {}, [1e9]
 
@@ -72,6 +74,7 @@ def test_a_corpus_too_short_for_a_presets_batch_is_not_measured_with_it(table, m
     assert "large" in c.skipped and c.preset in c.chars_per_sec and c.chars_per_sec["tiny"] > 0
 
 
+@pytest.mark.slow
 def test_train_says_why_and_the_checkpoint_keeps_it(cli, mixed_file, tmp_path):
     r = cli(
         "train", mixed_file, "--preset", "auto", "--time-limit", 30, "--hidden", 24, "--max-steps", 2,

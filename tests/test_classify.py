@@ -20,13 +20,14 @@ from charrnn.classify.config import ClassifierSettings
 from charrnn.classify.evaluate import evaluate_classifier
 from charrnn.classify.predict import load_classifier
 from charrnn.classify.train import train_classifier
-from tests.conftest import files_under, one_line_error, subprocess_env
+from tests.conftest import files_under, fork_charrnn, one_line_error, subprocess_env
 from tests.test_reliability import _malicious
 from tests.test_visualize import _assert_not_blank, _chromium, needs_chromium
 
 FIXTURES = Path(__file__).parent / "fixtures"
 MARKS = {"alpha": "x", "beta": "y", "gamma": "z"}
-FAST = dict(hidden=16, batch_size=16, lr=1e-2, max_epochs=25, patience=25, device="cpu", seed=5)
+# it has learned the marks by epoch 2 and keeps that checkpoint: epochs beyond patience would save nothing
+FAST = dict(hidden=16, batch_size=16, lr=1e-2, max_epochs=25, patience=3, device="cpu", seed=5)
 
 
 def marked_words(n: int, seed: int = 0) -> dict[str, list[str]]:
@@ -69,6 +70,7 @@ def test_a_label_decided_by_one_character_is_learned_exactly(clf_run, tmp_path):
     assert [r["support"] for r in ev.scores.per_label()] == [40, 40, 40]
 
 
+@pytest.mark.slow
 def test_predict_in_a_shell_pipeline(clf_run):
     run, _ = clf_run
     words = ["abzc", "xhh", "ey", "dddx", "jz"]
@@ -107,7 +109,7 @@ def test_predict_top_json_and_unknown_characters(cli, clf_run):
     one_line_error(cli("classify", "predict", run, input=b"ab\xff\n"), 3, "the texts on stdin are not UTF-8")
 
 
-def test_eval_table_json_and_page_in_a_browser(cli, clf_run, tmp_path):
+def test_eval_table_json_and_page(cli, clf_run, tmp_path):
     run, data = clf_run
     page = tmp_path / "eval.html"
     r = cli("classify", "eval", run, data, "--out", page)
@@ -119,21 +121,23 @@ def test_eval_table_json_and_page_in_a_browser(cli, clf_run, tmp_path):
     r = cli("classify", "eval", run, data, "--json", "--out", tmp_path / "e2.html")
     got = json.loads(r.stdout)
     assert got["examples"] == 360 and 0.9 < got["accuracy"] <= 1 and set(got) >= {"macro_f1", "per_label"}
-    if shutil.which("chromium"):
-        shot = tmp_path / "eval.png"
-        _chromium(tmp_path, "--window-size=800,600", f"--screenshot={shot}", page.as_uri())
-        assert shot.is_file()
-        _assert_not_blank(shot, 800, 600)
 
 
+@pytest.mark.slow
 @needs_chromium
-def test_eval_page_renders_in_chromium(clf_run, tmp_path):
+def test_eval_page_renders_in_chromium(cli, clf_run, tmp_path):
     run, data = clf_run
     from charrnn.pages.classify import write_page
 
     page = write_page(evaluate_classifier(run, data), tmp_path / "page.html")
     r = _chromium(tmp_path, "--dump-dom", page.as_uri())
     assert "Confusion matrix" in r.stdout and r.stdout.count("<rect") == 9, r.stderr[-2000:]
+    # the page `classify eval --out` writes, in a screenshot that is not blank
+    assert cli("classify", "eval", run, data, "--out", tmp_path / "eval.html").exit_code == 0
+    shot = tmp_path / "eval.png"
+    _chromium(tmp_path, "--window-size=800,600", f"--screenshot={shot}", (tmp_path / "eval.html").as_uri())
+    assert shot.is_file()
+    _assert_not_blank(shot, 800, 600)
 
 
 def test_checkpoint_round_trip_and_info(cli, clf_run):
@@ -277,15 +281,15 @@ def test_a_run_that_fails_before_its_first_checkpoint_leaves_nothing(cli, tmp_pa
     one_line_error(cli("classify", "train", data, "--lr", 1e38, "--out", tmp_path / "run"), 2, "--lr")
 
 
+@pytest.mark.slow
 def test_sigterm_validates_saves_and_exits_143(tmp_path):
     data = write_dir(tmp_path / "data", marked_words(3000, seed=4))
-    cmd = [sys.executable, "-m", "charrnn", "classify", "train", str(data), "--out", str(tmp_path / "run"),
-           "--device", "cpu", "--max-epochs", 50, "--hidden", 32]  # fmt: skip
-    proc = subprocess.Popen(list(map(str, cmd)), stderr=subprocess.PIPE, text=True, env=subprocess_env())
+    args = ["classify", "train", data, "--out", tmp_path / "run", "--device", "cpu", "--max-epochs", 50, "--hidden", 32]
+    proc = fork_charrnn(*args, cwd=tmp_path)
     for line in proc.stderr:
-        if line.startswith("classifying"):
+        if line.startswith("classifying"):  # its SIGTERM handler is in place: training starts
             break
-    time.sleep(1.0)
+    time.sleep(0.2)  # part-way through the first epoch (8,100 training examples)
     proc.send_signal(signal.SIGTERM)
     rest = proc.stderr.read()
     assert proc.wait(timeout=120) == 143, rest

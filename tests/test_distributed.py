@@ -5,8 +5,6 @@ import contextlib
 import os
 import re
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -16,7 +14,7 @@ import torch
 from charrnn.generation.sample import sample_text
 from charrnn.training import checkpoint, distributed
 from charrnn.training.loop import train
-from tests.conftest import TINY_FLAGS, subprocess_env, tiny_model, tiny_train
+from tests.conftest import TINY_FLAGS, fork_charrnn, subprocess_env, tiny_model, tiny_train
 
 # a batch of 8 splits between 2 processes; the schedule's horizon is fixed so that runs of any length compare
 FLAGS = [
@@ -25,15 +23,11 @@ FLAGS = [
 ]
 
 
-def charrnn(*args, cwd):
-    return subprocess.run(
-        [sys.executable, "-m", "charrnn", *map(str, args)],
-        cwd=cwd,
-        env=subprocess_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+def charrnn(*args, cwd, env=None):
+    """`charrnn ARGS` run to its end in a process of its own, the launcher of the ranks; (exit code, stderr)."""
+    launcher = fork_charrnn(*args, cwd=cwd, env=env)
+    _, stderr = launcher.communicate(timeout=300)
+    return launcher.returncode, stderr
 
 
 def close(a: dict, b: dict, tol: float = 1e-4) -> bool:
@@ -47,8 +41,8 @@ def test_two_gloo_processes_match_one_process(tmp_path, mixed_corpus):
     train(mixed_corpus, mc, tiny_train(**tc), run_dir=tmp_path / "one")
 
     args = ("train", mixed_corpus.path, *FLAGS, "--max-steps", 20, "--nproc", 2, "--out", tmp_path / "two")
-    r = charrnn(*args, cwd=tmp_path)
-    assert r.returncode == 0, r.stderr[-3000:]
+    code, stderr = charrnn(*args, cwd=tmp_path)
+    assert code == 0, stderr[-3000:]
     one = checkpoint.load(tmp_path / "one" / "last.pt")
     two = checkpoint.load(tmp_path / "two" / "last.pt")
     assert two["step"] == 20 and two["hidden"][0].shape == one["hidden"][0].shape  # the whole batch's state
@@ -88,9 +82,11 @@ def test_a_write_failure_on_rank_0_is_one_line_and_its_exit_code(cli, tmp_path, 
     assert r.exit_code == 0, r.stderr
     last = (run / "last.pt").read_bytes()
     (run / "samples.txt").symlink_to("/dev/full")
-    r = charrnn("train", "--resume", run, "--max-steps", 20, "--sample-every", 5, "--nproc", 2, "--quiet", cwd=tmp_path)
-    assert r.returncode == 6
-    assert r.stderr.strip().splitlines() == [
+    code, stderr = charrnn(
+        "train", "--resume", run, "--max-steps", 20, "--sample-every", 5, "--nproc", 2, "--quiet", cwd=tmp_path
+    )
+    assert code == 6
+    assert stderr.strip().splitlines() == [
         f"charrnn: error: could not write {run / 'samples.txt'}: the disk is full; last.pt and best.pt hold "
         "the last good weights"
     ]
@@ -102,13 +98,7 @@ def _long_run(tmp_path, corpus):
     """A 2-process run launched in the background, yielded once it has saved last.pt."""
     run = tmp_path / "run"
     args = ["train", corpus.path, *FLAGS, "--max-steps", 10**6, "--checkpoint-every", 20, "--nproc", 2, "--out", run]
-    launcher = subprocess.Popen(
-        [sys.executable, "-m", "charrnn", *map(str, args)],
-        cwd=tmp_path,
-        env=subprocess_env(),
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    launcher = fork_charrnn(*args, cwd=tmp_path)
     try:
         deadline = time.monotonic() + 120
         while not (run / "last.pt").exists() and launcher.poll() is None and time.monotonic() < deadline:
@@ -195,29 +185,10 @@ def test_another_process_that_fails_is_named_with_its_own_error(tmp_path, mixed_
     inject = tmp_path / "inject"
     inject.mkdir()
     (inject / "sitecustomize.py").write_text(INJECT_RANK_1_FAILURE)
-    r = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "charrnn",
-            "train",
-            str(mixed_corpus.path),
-            *FLAGS,
-            "--max-steps",
-            "40",
-            "--nproc",
-            "2",
-            "--out",
-            str(tmp_path / "run"),
-        ],
-        cwd=tmp_path,
-        env=subprocess_env(inject),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert r.returncode == 6
-    assert r.stderr.strip().splitlines() == [
+    args = ("train", mixed_corpus.path, *FLAGS, "--max-steps", 40, "--nproc", 2, "--out", tmp_path / "run")
+    code, stderr = charrnn(*args, cwd=tmp_path, env=subprocess_env(inject))
+    assert code == 6
+    assert stderr.strip().splitlines() == [
         "charrnn: error: training process 1 of 2 failed (exit 6): simulated failure on rank 1"
     ]
 

@@ -91,8 +91,7 @@ def test_doc_sep_makes_a_document_of_each_stretch_and_the_val_split_starts_at_on
 
 
 def test_bad_collections_are_one_line_errors(cli, names, tmp_path):
-    (tmp_path / "empty").mkdir()
-    one_line_error(cli("preprocess", tmp_path / "empty"), 3, "holds no files")
+    # an empty directory: tests/test_reliability.py's test_directory_and_unreadable_input
     one_line_error(cli("preprocess", names, "--doc-sep", "%%"), 3, "never occurs")
     one_line_error(cli("preprocess", names, "--doc-sep", ""), 2, "--doc-sep")
     one_line_error(cli("preprocess", str(tmp_path / "nothing-*.txt")), 3, "no file matches")
@@ -104,6 +103,10 @@ def test_bad_collections_are_one_line_errors(cli, names, tmp_path):
     binary.mkdir()
     (binary / "x.dat").write_bytes(bytes(range(256)) * 4)
     one_line_error(cli("preprocess", binary), 3, "no text files", "1 look binary")
+    latin1 = tmp_path / "latin1"
+    latin1.mkdir()
+    (latin1 / "a.txt").write_bytes("first line\nna\xefve\n".encode("latin-1"))
+    one_line_error(cli("preprocess", latin1), 3, "a.txt: invalid UTF-8 at byte 13 (line 2)")  # names the file
     assert not (tmp_path / "corpora").exists() or not any((tmp_path / "corpora").iterdir())
 
 
@@ -122,13 +125,16 @@ def names_run(tmp_path_factory):
     folder.mkdir()
     for lang, words in NAMES.items():
         (folder / f"{lang}.txt").write_text("\n".join(words.split() * 8) + "\n", encoding="utf-8")
-    result = charrnn.train(
-        folder, doc_sep="\n", out=root / "run", hidden=32, layers=1, batch_size=8, seq_len=16, lr=0.02,
-        warmup_steps=5, max_steps=150, eval_every=0, device="cpu", precision="fp32", seed=1,
-    )  # fmt: skip
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(root)  # the corpus cache (corpora/) goes there
+        result = charrnn.train(
+            folder, doc_sep="\n", out=root / "run", hidden=32, layers=1, batch_size=8, seq_len=16, lr=0.02,
+            warmup_steps=5, max_steps=150, eval_every=0, device="cpu", precision="fp32", seed=1,
+        )  # fmt: skip
     return result.run_dir
 
 
+@pytest.mark.slow
 def test_sample_documents_writes_whole_ones_from_their_start(cli, names_run):
     r = cli("sample", names_run, "--documents", 6, "--separator", "|", "--seed", 3, "--max-length", 20)
     assert r.exit_code == 0, r.stderr
@@ -145,6 +151,7 @@ def test_sample_documents_writes_whole_ones_from_their_start(cli, names_run):
     assert text + "\n" == r.stdout
 
 
+@pytest.mark.slow
 def test_sampling_without_documents_writes_the_separator_at_document_ends(cli, names_run):
     r = cli("sample", names_run, "--length", 300, "--seed", 5)
     assert r.exit_code == 0 and EOD not in r.stdout and r.stdout.count("\n") > 10
@@ -167,6 +174,7 @@ def test_train_takes_several_inputs_and_patterns(cli, names, tmp_path):
     assert corpus["documents"] == 2 * 12 * 8 + 2 and corpus["doc_sep"] == "\n"
 
 
+@pytest.mark.slow
 def test_preprocessing_thousands_of_files_stays_within_bounded_memory(tmp_path):
     # peak memory of `charrnn preprocess` on the same 600,000 characters as 300 files and as
     # 3,000: a collection read as a stream costs a few bytes a file, not a copy of every file.
@@ -198,6 +206,7 @@ def test_preprocessing_thousands_of_files_stays_within_bounded_memory(tmp_path):
     assert large - small < 8 * 1024, (small, large)  # 2,700 more files: well under 8 MiB more
 
 
+@pytest.mark.slow
 def test_visualize_shows_where_documents_end(cli, names_run, tmp_path):
     r = cli("visualize", names_run, "--out", tmp_path / "page.html")
     assert r.exit_code == 0, r.stderr

@@ -100,6 +100,7 @@ class OnnxModel:
 # --------------------------------------------------------------------------- ONNX
 
 
+@pytest.mark.slow
 @needs_ort
 @pytest.mark.parametrize("kind", ["lstm", "gru", "labelled"])
 def test_onnx_logits_match_torch_over_1000_steps(kind, tmp_path):
@@ -368,6 +369,7 @@ def written(dom: str) -> tuple[str, float]:
     return html.unescape(re.sub(r"<[^>]+>", "", pre.group(1))), float(cps.group(1) or "nan")
 
 
+@pytest.mark.slow
 @needs_chromium
 def test_the_page_writes_charrnns_greedy_text_offline_and_shows_its_speed(trained, tmp_path, recorder):
     want = sample_text(*(lambda m: (m.net, m.vocab))(charrnn.load(trained)), prime=PRIME, temp=0, length=500)
@@ -389,6 +391,7 @@ def test_the_page_writes_charrnns_greedy_text_offline_and_shows_its_speed(traine
         assert not asked, f"the page asked for {asked}"
 
 
+@pytest.mark.slow
 @needs_chromium
 def test_the_page_samples_by_its_seed_and_reads_labels_from_the_link(tmp_path, recorder):
     path = random_model(tmp_path / "l.pt", SMALL, labels=("x", "y"), label_counts=(3, 4))

@@ -102,6 +102,7 @@ def test_the_fine_tuning_recipe_and_explicit_flags_over_it(cli, tiny_run, new_te
     assert r.exit_code == 0 and checkpoint.load(tmp_path / "b" / "last.pt")["train_config"]["lr"] == 0.05
 
 
+@pytest.mark.slow
 def test_a_fine_tuned_run_resumes_on_its_own_text_and_is_a_parent_itself(cli, tiny_run, new_text, tmp_path):
     assert cli("train", new_text, "--init-from", tiny_run, "--max-steps", 4, "--out", "c", *CPU).exit_code == 0
     vocab = checkpoint.load(tmp_path / "c" / "last.pt")["vocab"]
@@ -136,7 +137,8 @@ def test_resume_on_another_text_points_to_init_from(cli, run_copy, new_text):
     one_line_error(cli("train", new_text, "--resume", run_copy, "--max-steps", 40), 4, "--init-from")
 
 
-def test_the_python_api_fine_tunes_too(tiny_run, tmp_path):
+def test_the_python_api_fine_tunes_too(tiny_run, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the corpus cache (corpora/) goes there
     (tmp_path / "new.txt").write_text(NEW_TEXT, encoding="utf-8")
     result = charrnn.train(
         tmp_path / "new.txt", init_from=tiny_run, max_steps=3, out=tmp_path / "run", device="cpu", precision="fp32"

@@ -52,10 +52,12 @@ def labelled_run(tmp_path_factory):
     folder.mkdir()
     for (label, letters), n in zip(ALPHABETS.items(), (300, 100), strict=True):
         (folder / f"{label}.txt").write_text("\n".join(_words(letters, n, len(label))) + "\n", encoding="utf-8")
-    result = charrnn.train(
-        folder, doc_sep="\n", labels="from-file", out=root / "run", hidden=32, layers=1, batch_size=8, seq_len=16,
-        lr=0.02, warmup_steps=5, max_steps=250, eval_every=0, device="cpu", precision="fp32", seed=1,
-    )  # fmt: skip
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(root)  # the corpus cache (corpora/) goes there
+        result = charrnn.train(
+            folder, doc_sep="\n", labels="from-file", out=root / "run", hidden=32, layers=1, batch_size=8,
+            seq_len=16, lr=0.02, warmup_steps=5, max_steps=250, eval_every=0, device="cpu", precision="fp32", seed=1,
+        )  # fmt: skip
     return result.run_dir
 
 
@@ -166,6 +168,7 @@ def test_the_fast_step_reads_the_label_as_the_model_does(kind):
     assert not torch.allclose(other, want, atol=1e-3)
 
 
+@pytest.mark.slow
 def test_sample_with_a_label_writes_that_labels_text(cli, labelled_run):
     for label, letters in ALPHABETS.items():
         r = cli("sample", labelled_run, "--label", label, "--documents", 12, "--separator", "|", "--seed", 5)
@@ -192,6 +195,7 @@ def test_sample_with_a_label_writes_that_labels_text(cli, labelled_run):
     assert fast == slow
 
 
+@pytest.mark.slow
 def test_labels_in_info_eval_and_their_errors(cli, labelled_run, tiny_run, tmp_path):
     info = cli("info", labelled_run)
     assert "labels" in info.stdout and "Hard 100" in info.stdout and "Soft 300" in info.stdout
@@ -210,6 +214,7 @@ def test_labels_in_info_eval_and_their_errors(cli, labelled_run, tiny_run, tmp_p
     assert page.exit_code == 0, page.stderr
 
 
+@pytest.mark.slow
 def test_resume_and_fine_tuning_keep_the_labels(cli, words, tmp_path, labelled_run):
     flags = [*TINY_FLAGS, "--doc-sep", "\\n", "--labels", "from-file"]
     r = cli("train", words, *flags, "--max-steps", 20, "--out", "run")
@@ -225,6 +230,7 @@ def test_resume_and_fine_tuning_keep_the_labels(cli, words, tmp_path, labelled_r
     )
 
 
+@pytest.mark.slow
 def test_a_labelled_model_over_http(labelled_run, tmp_path, cli):
     with running(labelled_run, cwd=tmp_path) as (url, _, _):
         body = {"label": "Soft", "documents": 8, "seed": 9}
@@ -248,6 +254,7 @@ def test_a_labelled_model_over_http(labelled_run, tmp_path, cli):
         assert info["labels"]["Hard"] == 100
 
 
+@pytest.mark.slow
 def test_the_val_loss_reads_the_labels(labelled_run):
     ckpt = torch.load(labelled_run / "best.pt", weights_only=True)
     corpus = Corpus.load(ckpt["corpus"]["path"])

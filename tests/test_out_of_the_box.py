@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -59,8 +60,13 @@ def test_an_unknown_name_lists_the_bundled_ones(cli, tmp_path):
 @pytest.mark.slow
 def test_the_wheel_carries_the_corpus_into_an_installed_copy(tmp_path):
     """Built and installed as a user gets it, not read from the source tree."""
+    # from a copy of the sources, since a build writes build/ and charrnn.egg-info beside them
+    src = tmp_path / "src"
+    shutil.copytree(ROOT / "charrnn", src / "charrnn", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(ROOT / name, src / name)
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
-    subprocess.run([*pip, "wheel", str(ROOT), "--no-deps", "-w", str(tmp_path / "dist")], check=True, cwd=tmp_path)
+    subprocess.run([*pip, "wheel", str(src), "--no-deps", "-w", str(tmp_path / "dist")], check=True, cwd=tmp_path)
     (wheel,) = (tmp_path / "dist").glob("charrnn-*.whl")
     assert "charrnn/corpora/tinyshakespeare.txt" in zipfile.ZipFile(wheel).namelist()
     site = tmp_path / "site"
@@ -89,6 +95,7 @@ def _train(cli, tmp_path, name: str, *flags) -> Path:
     return tmp_path / name
 
 
+@pytest.mark.slow
 def test_a_sample_at_every_evaluation_unless_turned_off(cli, tmp_path):
     run = _train(cli, tmp_path, "default")  # --quiet (in TINY_FLAGS) silences the console only
     samples = read_samples(run)

@@ -17,6 +17,7 @@ from tests.conftest import TINY_FLAGS, tiny_model, tiny_train
 REGULARISED = dict(locked_dropout=0.3, weight_dropout=0.3, tie_embeddings=True)
 
 
+@pytest.mark.slow
 def test_ema_weights_are_evaluated_and_saved_as_best(tmp_path, mixed_corpus):
     mc = tiny_model(len(mixed_corpus.vocab))
     train(mixed_corpus, mc, tiny_train(max_steps=30, eval_every=10, ema=0.9), run_dir=tmp_path / "a")
@@ -34,6 +35,7 @@ def test_ema_weights_are_evaluated_and_saved_as_best(tmp_path, mixed_corpus):
         assert torch.equal(plain["model"][k], last["model"][k]), k
 
 
+@pytest.mark.slow
 def test_resume_keeps_the_ema_of_an_uninterrupted_run(tmp_path, mixed_corpus):
     mc = tiny_model(len(mixed_corpus.vocab))
     tc = dict(eval_every=10, decay_steps=40, ema=0.95)

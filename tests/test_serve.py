@@ -6,8 +6,6 @@ from __future__ import annotations
 import json
 import re
 import signal
-import subprocess
-import sys
 import threading
 import time
 from contextlib import contextmanager
@@ -17,7 +15,7 @@ import httpx
 import pytest
 
 import charrnn
-from tests.conftest import subprocess_env
+from tests.conftest import fork_charrnn
 from tests.test_visualize import CHROMIUM, _chromium, needs_chromium
 
 SERVING = re.compile(r"serving .* on (http://\S+) \(Ctrl-C to stop\)")
@@ -25,14 +23,8 @@ SERVING = re.compile(r"serving .* on (http://\S+) \(Ctrl-C to stop\)")
 
 @contextmanager
 def running(run: Path, *flags, cwd: Path):
-    """`python -m charrnn serve RUN --port 0 FLAGS` until the block ends; yields (url, process)."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "charrnn", "serve", str(run), "--port", "0", *map(str, flags)],
-        cwd=cwd,
-        env=subprocess_env(),
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    """`charrnn serve RUN --port 0 FLAGS` until the block ends; yields (url, process, its stderr lines)."""
+    proc = fork_charrnn("serve", run, "--port", 0, *flags, cwd=cwd)
     log: list[str] = []
     url = None
     deadline = time.monotonic() + 120
@@ -95,6 +87,7 @@ def health_becomes(client, url: str, key: str, value: int, tries: int = 100) -> 
     return False
 
 
+@pytest.mark.slow
 def test_generate_is_what_charrnn_sample_prints(server, tiny_run, cli):
     url, _ = server
     r = httpx.post(f"{url}/v1/generate", json={"prime": "The ", "length": 150, "temp": 0.8, "seed": 7})
@@ -113,6 +106,7 @@ def test_generate_is_what_charrnn_sample_prints(server, tiny_run, cli):
     assert r.json() == got
 
 
+@pytest.mark.slow
 def test_streamed_text_is_the_whole_text_in_pieces(server):
     url, _ = server
     with httpx.Client(timeout=60) as client:
@@ -131,6 +125,7 @@ def test_streamed_text_is_the_whole_text_in_pieces(server):
         assert cut == {"text": whole["text"][: whole["text"].index(stop, 4)], "stopped": "stop"}
 
 
+@pytest.mark.slow
 def test_score_info_health_and_page(server, tiny_run):
     url, _ = server
     r = httpx.post(f"{url}/v1/score", json={"text": "The quick brown fox"})
@@ -149,6 +144,7 @@ def test_score_info_health_and_page(server, tiny_run):
     assert "http://" not in page and "https://" not in page  # nothing from elsewhere
 
 
+@pytest.mark.slow
 def test_32_concurrent_streams_share_the_steps(server):
     url, _ = server
     with httpx.Client(timeout=120) as client:
@@ -178,6 +174,7 @@ def test_32_concurrent_streams_share_the_steps(server):
     assert len(set(texts.values())) == 32
 
 
+@pytest.mark.slow
 def test_a_client_that_goes_away_frees_its_stream(server):
     url, _ = server
     with httpx.Client(timeout=60) as client:
@@ -209,6 +206,7 @@ BAD = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("body, status, words", BAD, ids=[b.decode()[:20] for b, _, _ in BAD])
 def test_bad_requests_are_one_line_4xx(server, body, status, words):
     url, log = server
@@ -219,6 +217,7 @@ def test_bad_requests_are_one_line_4xx(server, body, status, words):
     assert not any("Traceback" in line or '" 500' in line for line in log)
 
 
+@pytest.mark.slow
 def test_unknown_paths_and_methods_are_one_line_too(server):
     url, _ = server
     r = httpx.get(f"{url}/v2/nothing")
@@ -227,6 +226,7 @@ def test_unknown_paths_and_methods_are_one_line_too(server):
     assert r.status_code == 405 and list(r.json()) == ["error"]
 
 
+@pytest.mark.slow
 def test_unknown_characters_can_be_skipped_and_scores_refused(server):
     url, _ = server
     r = httpx.post(f"{url}/v1/generate", json={"prime": "Th\u0436e", "unknown": "skip", "length": 5, "seed": 1})
@@ -235,6 +235,7 @@ def test_unknown_characters_can_be_skipped_and_scores_refused(server):
     assert r.status_code == 400 and "at least 2 characters" in r.json()["error"]
 
 
+@pytest.mark.slow
 def test_limits_answer_413_and_429_not_a_crash(tiny_run, tmp_path):
     flags = ("--max-streams", 1, "--max-queue", 1, "--max-body", 256, "--max-length", 10**6)
     with running(tiny_run, *flags, cwd=tmp_path) as (url, proc, log):
@@ -255,6 +256,7 @@ def test_limits_answer_413_and_429_not_a_crash(tiny_run, tmp_path):
     assert not any("Traceback" in line for line in log)
 
 
+@pytest.mark.slow
 def test_sigterm_lets_a_stream_finish_and_exits_0(tiny_run, tmp_path):
     with running(tiny_run, cwd=tmp_path) as (url, proc, log):
         with httpx.Client(timeout=60) as client:
@@ -270,26 +272,22 @@ def test_sigterm_lets_a_stream_finish_and_exits_0(tiny_run, tmp_path):
     assert not any("Traceback" in line for line in log)
 
 
+@pytest.mark.slow
 def test_every_network_is_a_warning_and_a_taken_port_one_line(tiny_run, tmp_path):
     # other machines without a key: refused, unless --no-auth says so on purpose
-    serve_all = [sys.executable, "-m", "charrnn", "serve", str(tiny_run), "--host", "0.0.0.0"]
-    keyless = subprocess.run(serve_all, cwd=tmp_path, env=subprocess_env(), capture_output=True, text=True, timeout=120)
-    assert keyless.returncode == 2 and "--api-key" in keyless.stderr and keyless.stderr.count("\n") == 1
+    keyless = fork_charrnn("serve", tiny_run, "--host", "0.0.0.0", cwd=tmp_path)
+    _, stderr = keyless.communicate(timeout=120)
+    assert keyless.returncode == 2 and "--api-key" in stderr and stderr.count("\n") == 1
     with running(tiny_run, "--host", "0.0.0.0", "--no-auth", cwd=tmp_path) as (url, proc, log):
         assert any("charrnn: warning: --host 0.0.0.0 answers every network" in line for line in log)
         port = url.rsplit(":", 1)[1]
-        taken = subprocess.run(
-            [sys.executable, "-m", "charrnn", "serve", str(tiny_run), "--port", port],
-            cwd=tmp_path,
-            env=subprocess_env(),
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert taken.returncode == 1 and taken.stderr.startswith(f"charrnn: error: cannot listen on 127.0.0.1:{port}")
-        assert taken.stderr.count("\n") == 1
+        taken = fork_charrnn("serve", tiny_run, "--port", port, cwd=tmp_path)
+        _, stderr = taken.communicate(timeout=120)
+        assert taken.returncode == 1 and stderr.startswith(f"charrnn: error: cannot listen on 127.0.0.1:{port}")
+        assert stderr.count("\n") == 1
 
 
+@pytest.mark.slow
 @needs_chromium
 def test_the_page_streams_text_in_a_browser(server, tmp_path):
     url, _ = server
@@ -500,8 +498,10 @@ def test_a_long_prime_for_many_samples_is_read_once_in_pieces_between_steps(tiny
     assert texts["long"] == alone
 
 
-def test_a_model_of_documents_serves_whole_documents(tmp_path):
+@pytest.mark.slow
+def test_a_model_of_documents_serves_whole_documents(tmp_path, monkeypatch):
     # names, one a line: the server writes whole ones, as `charrnn sample --documents` does
+    monkeypatch.chdir(tmp_path)  # the corpus cache (corpora/) goes there
     folder = tmp_path / "names"
     folder.mkdir()
     (folder / "names.txt").write_text("\n".join("Moreau Morozov Dubois Popov Laurent Volkov".split() * 40) + "\n")

@@ -45,6 +45,7 @@ def sample(run, *args) -> str:
     return r.stdout[:-1]  # its final newline
 
 
+@pytest.mark.slow
 def test_the_openai_client_completes(keyed, tiny_run):
     url, _ = keyed
     c = client(url)
@@ -169,6 +170,7 @@ def _read_all(s: socket.socket) -> bytes:
     return out
 
 
+@pytest.mark.slow
 def test_slow_and_greedy_clients_get_short_answers(keyed):
     url, log = keyed  # --timeout 1, --max-streams 8, --max-queue 2
     slowloris = _raw(url, b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n")  # headers never finished
@@ -228,6 +230,7 @@ def test_metrics_are_prometheus_text(keyed):
     assert {s.labels["model"] for s in families["charrnn_streams"].samples} == {"tiny", "twin"}
 
 
+@pytest.mark.slow
 def test_sigterm_ends_every_request_in_flight_cleanly(tiny_run, tmp_path):
     with running(tiny_run, "--max-length", 1_000_000, cwd=tmp_path) as (url, proc, log):
         answers: list = []  # each asks for more than it can write before the signal

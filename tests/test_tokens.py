@@ -27,6 +27,7 @@ WORD = Tokenizer("word")
 HAND_TEXT = "The cat sat. The cat ran!\n\nA dog sat, 42 times: café e\u0301 naïve 床前明月光 🐍\ufe0f\tend\n"
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None)
 @given(st.text(), st.booleans())
 def test_tokens_joined_are_the_text(text, lowercase):
@@ -36,6 +37,7 @@ def test_tokens_joined_are_the_text(text, lowercase):
     assert all(tokens)
 
 
+@pytest.mark.slow
 @settings(max_examples=200, deadline=None)
 @given(st.text(), st.lists(st.integers(0, 60), max_size=6))
 def test_tokens_of_text_in_chunks_are_those_of_the_whole(text, cuts):
@@ -109,26 +111,29 @@ STORY = "one zebra .\n" + "the cat sat on the mat , and the dog ran to the log .
 def word_run(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("words")
     (root / "story.txt").write_text(STORY, encoding="utf-8")
-    api.train(
-        root / "story.txt",
-        out=root / "run",
-        tokens="word",
-        min_count=2,  # "one" and "zebra" are read as <unk>
-        hidden=32,
-        layers=1,
-        batch_size=4,
-        seq_len=16,
-        lr=0.02,
-        warmup_steps=5,
-        max_steps=120,
-        eval_every=60,
-        device="cpu",
-        precision="fp32",
-        seed=1,
-    )
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(root)  # the corpus cache (corpora/) goes there
+        api.train(
+            root / "story.txt",
+            out=root / "run",
+            tokens="word",
+            min_count=2,  # "one" and "zebra" are read as <unk>
+            hidden=32,
+            layers=1,
+            batch_size=4,
+            seq_len=16,
+            lr=0.02,
+            warmup_steps=5,
+            max_steps=120,
+            eval_every=60,
+            device="cpu",
+            precision="fp32",
+            seed=1,
+        )
     return root / "run"
 
 
+@pytest.mark.slow
 def test_a_word_model_learns_a_text_and_samples_it_back(word_run, cli):
     r = cli("sample", word_run, "--prime", "the dog", "--temp", "0", "--length", "25")
     assert r.exit_code == 0, r.stderr
@@ -136,6 +141,7 @@ def test_a_word_model_learns_a_text_and_samples_it_back(word_run, cli):
     assert r.stdout == "the dog" + "".join(WORD.split(after)[:25]) + "\n"
 
 
+@pytest.mark.slow
 def test_unk_is_written_only_when_allowed(word_run):
     model = api.load(word_run)
     assert model.vocab.chars[model.vocab.unk] == UNK
@@ -146,6 +152,7 @@ def test_unk_is_written_only_when_allowed(word_run):
     assert "<unk>" in allowed
 
 
+@pytest.mark.slow
 def test_a_prime_word_outside_the_vocabulary_is_unk_with_a_warning_or_an_error(word_run, cli):
     r = cli("sample", word_run, "--prime", "the zebra", "--length", "3", "--seed", "1")
     assert r.exit_code == 0, r.stderr
@@ -156,6 +163,7 @@ def test_a_prime_word_outside_the_vocabulary_is_unk_with_a_warning_or_an_error(w
     assert r.exit_code == 0 and r.stdout.startswith("the ") and "warning" not in r.stderr
 
 
+@pytest.mark.slow
 def test_perplexity_is_exp_of_the_loss_per_token(word_run, cli):
     ev = api.evaluate(word_run)
     assert ev.units.word
@@ -178,6 +186,7 @@ def test_perplexity_is_exp_of_the_loss_per_token(word_run, cli):
     assert "perplexity" in info.stdout and "tokens (words)" in info.stdout
 
 
+@pytest.mark.slow
 def test_a_word_checkpoint_records_its_tokenizer_and_is_never_read_as_characters(word_run, cli, tmp_path):
     ckpt = checkpoint.load(word_run / "best.pt")
     assert ckpt["tokens"] == {"kind": "word", "lowercase": False}
@@ -191,6 +200,7 @@ def test_a_word_checkpoint_records_its_tokenizer_and_is_never_read_as_characters
     assert checkpoint.read(tmp_path / "ft" / "best.pt").vocab.tokenizer == WORD
 
 
+@pytest.mark.slow
 def test_a_capped_run_resumed_on_its_text_keeps_its_cap_and_kinds_never_mix(word_run, cli, tmp_path):
     (tmp_path / "story.txt").write_text(STORY, encoding="utf-8")
     r = cli("train", "story.txt", "--tokens", "word", "--min-count", "2", "--max-steps", "2", "--out", "w",
@@ -210,6 +220,7 @@ def test_a_capped_run_resumed_on_its_text_keeps_its_cap_and_kinds_never_mix(word
     one_line_error(cli("eval", "c"), 4, "words", "characters")
 
 
+@pytest.mark.slow
 def test_visualize_shows_a_word_model_token_by_token(word_run, tmp_path):
     from charrnn.pages.visualize import visualize_checkpoint
 
@@ -279,6 +290,7 @@ def test_softmax_auto_is_adaptive_for_large_vocabularies_only():
         configs(AUTO_ADAPTIVE_VOCAB + 1, "tiny", {"tie_embeddings": True})
 
 
+@pytest.mark.slow
 def test_an_adaptive_softmax_trains_samples_resumes_and_refuses_what_it_cannot(cli, tmp_path):
     (tmp_path / "big.txt").write_text(BIG_VOCAB_TEXT, encoding="utf-8")
     flags = [*TINY_FLAGS, "--softmax", "adaptive", "--eval-every", "10"]

@@ -163,9 +163,7 @@ def test_sparkline():
 
 
 def test_visualize_and_report_commands(cli, run_copy, tmp_path):
-    for cmd in ("visualize", "report"):
-        r = cli(cmd, "--help")
-        assert r.exit_code == 0 and "Example" in r.stdout
+    # their --help: tests/test_cli.py's test_every_command_has_help_with_examples
     r = cli("visualize", run_copy, "--max-chars", 100)  # default text: the corpus's val split
     assert r.exit_code == 0, r.stderr
     page = run_copy / "visualize.html"
@@ -279,6 +277,7 @@ def pages(tmp_path, run_copy):
     return viz, write_report(run_copy)
 
 
+@pytest.mark.slow
 @needs_chromium
 def test_pages_render_in_a_browser(tmp_path, pages):
     for page in pages:
@@ -288,6 +287,7 @@ def test_pages_render_in_a_browser(tmp_path, pages):
         _assert_not_blank(shot, 800, 600)
 
 
+@pytest.mark.slow
 @needs_chromium
 def test_visualize_interactions_in_a_browser(tmp_path, pages):
     viz, report = pages
