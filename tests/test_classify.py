@@ -345,6 +345,7 @@ def test_a_classifier_from_before_the_unknown_symbol_still_reads_texts(cli):
     one_line_error(cli("classify", "predict", old, "abq", "--unknown", "unk"), 7, "<unk>")
 
 
+@pytest.mark.slow
 def test_time_limit_alone_trains_until_the_time_is_up(cli, tmp_path):
     data = write_dir(tmp_path / "data", marked_words(10, seed=7))
     r = cli("classify", "train", data, "--out", tmp_path / "run", "--time-limit", 1.5, "--patience", 10_000,
