@@ -99,13 +99,18 @@ N_LETTERS = len(ALL_LETTERS)  # 57
 N_HIDDEN = 128
 
 
-def read_list(path: Path) -> list[str]:
-    """The words of one list. Most are UTF-8; swedish and bokmaal are ISO-8859-1."""
+def decoded(path: Path) -> str:
+    """A file's text: UTF-8, or ISO-8859-1 where it is not valid UTF-8."""
     raw = path.read_bytes()
     try:
-        text = raw.decode("utf-8")
+        return raw.decode("utf-8")
     except UnicodeDecodeError:
-        text = raw.decode("latin-1")
+        return raw.decode("latin-1")
+
+
+def read_list(path: Path) -> list[str]:
+    """The words of one list. Most are UTF-8; swedish and bokmaal are ISO-8859-1."""
+    text = decoded(path)
     words = {}
     for w in text.splitlines():
         w = w.strip()
@@ -141,11 +146,7 @@ def build_names(out_dir: Path, seed: int) -> None:
 
 def read_fortunes(path: Path) -> list[str]:
     """The fortunes of one file, each on one line (its line breaks and tabs made spaces)."""
-    raw = path.read_bytes()
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        text = raw.decode("latin-1")
+    text = decoded(path)
     out = []
     for entry in re.split(r"^%$", text, flags=re.M):
         one = " ".join(entry.split())
